@@ -1,0 +1,1 @@
+"""Specifications: models (from Hugging Face config.json), hardware (YAML presets), dtypes."""
