@@ -25,6 +25,8 @@ TiFLOP = 2**40
 """2^40 FLOP. The DART paper's Table 7 prints FLOP counts in this unit under the label
 "TFLOPS"; dartsim names it honestly."""
 
+MHZ = 10**6
+
 NS = 1e-9
 US = 1e-6
 MS = 1e-3

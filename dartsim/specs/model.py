@@ -222,9 +222,7 @@ def load_model_spec(name_or_path: str) -> ModelSpec:
     A path may also be a model directory holding a config.json.
     """
     candidate = Path(name_or_path)
-    looks_like_path = (
-        candidate.suffix == ".json" or os.sep in name_or_path or candidate.exists()
-    )
+    looks_like_path = candidate.suffix == ".json" or os.sep in name_or_path or candidate.exists()
     if looks_like_path:
         if candidate.is_dir():
             candidate = candidate / "config.json"

@@ -192,7 +192,10 @@ def _rmsnorm(name: str, layer: int | None, tokens: int, width: int, prec: Precis
         flops_matmul=0,
         flops_vector=RMSNORM_FLOPS_PER_ELEMENT * tokens * width,
         compute_dtype=None,
-        reads=(_a("h", tokens * width, prec.activation), _w(f"{name}.weight", width, prec.activation)),
+        reads=(
+            _a("h", tokens * width, prec.activation),
+            _w(f"{name}.weight", width, prec.activation),
+        ),
         writes=(_a("xn", tokens * width, prec.activation),),
     )
 
@@ -212,9 +215,7 @@ def _residual(name: str, layer: int, tokens: int, width: int, prec: Precision) -
     )
 
 
-def _attention_core(
-    spec: ModelSpec, shape: StepShape, layer: int, prec: Precision
-) -> Kernel:
+def _attention_core(spec: ModelSpec, shape: StepShape, layer: int, prec: Precision) -> Kernel:
     """Fused attention with KV-cache append (FlashAttention `with_kvcache` style).
 
     Reads q and the new k, v, applies RoPE (and Qwen3's q/k norms) in registers, appends the
@@ -376,7 +377,16 @@ def _lm_head(spec: ModelSpec, shape: StepShape, prec: Precision) -> list[Kernel]
     T, B, d, V = shape.tokens, shape.batch, spec.hidden_size, spec.vocab_size
     norm = _rmsnorm("norm", None, T, d, prec)
     head = _gemm(
-        "lm_head", None, Component.LM_HEAD, B, d, V, "xn_last", "logits", "W_lm_head", prec,
+        "lm_head",
+        None,
+        Component.LM_HEAD,
+        B,
+        d,
+        V,
+        "xn_last",
+        "logits",
+        "W_lm_head",
+        prec,
         weight_dtype=prec.activation,
     )
     return [norm, head]

@@ -1,0 +1,82 @@
+"""The `dartsim` command line: subcommands only, the logic lives in the packages."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from dartsim import __version__
+from dartsim.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(EXIT_USER_ERROR)
+
+
+def emit(text: str, out: str | None) -> None:
+    """Print `text`, or write it atomically to `out`."""
+    if out is None:
+        sys.stdout.write(text)
+        return
+    from dartsim.fileio import atomic_write_text
+
+    atomic_write_text(out, text)
+    sys.stderr.write(f"wrote {out}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dartsim.commands import hardware, models, table7
+
+    parser = _Parser(
+        prog="dartsim",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "dartsim: what dynamic FFN sparsity (DART and its kin) does to an accelerator.\n\n"
+            "Exact per-kernel FLOPs and bytes for Llama-family decoders, hardware presets\n"
+            "with cited datasheet figures, and the DART paper's Table 7 reproduced."
+        ),
+        epilog=(
+            "examples:\n"
+            "  dartsim models                     list the model presets\n"
+            "  dartsim hw list                    list the hardware presets\n"
+            "  dartsim hw show l40s               one preset, with the source of every figure\n"
+            "  dartsim table7                     the paper's Table 7, reproduced\n"
+            "  dartsim table7 --keep 0.5 --format json --out t7.json\n\n"
+            "Run 'dartsim COMMAND --help' for a command's options."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"dartsim {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    models.register(sub)
+    hardware.register(sub)
+    table7.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `dartsim` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except UserError as exc:
+        sys.stderr.write(f"dartsim: error: {exc}\n")
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("dartsim: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""One module per CLI subcommand: argument definitions and a handler that calls the library."""

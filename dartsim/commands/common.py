@@ -1,0 +1,69 @@
+"""Options shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+
+from dartsim.errors import UserError
+from dartsim.report.render import FORMATS
+from dartsim.specs.dtypes import DTYPES, get_dtype
+from dartsim.workload import Precision
+
+
+def add_format_and_out(parser: argparse.ArgumentParser, formats: tuple[str, ...] = FORMATS) -> None:
+    parser.add_argument(
+        "--format",
+        choices=formats,
+        default=formats[0],
+        help=f"output format (default {formats[0]})",
+    )
+    parser.add_argument(
+        "--out", metavar="FILE", help="write to FILE (atomically) instead of standard output"
+    )
+
+
+def add_precision(parser: argparse.ArgumentParser) -> None:
+    names = ", ".join(DTYPES)
+    group = parser.add_argument_group("precision (storage formats; one of " + names + ")")
+    group.add_argument("--weight-dtype", default="fp8", help="weights (default fp8)")
+    group.add_argument(
+        "--act-dtype", default="fp16", help="activations between kernels (default fp16)"
+    )
+    group.add_argument("--kv-dtype", default="fp8", help="KV cache (default fp8)")
+
+
+def precision_from(args: argparse.Namespace) -> Precision:
+    return Precision(
+        weight=get_dtype(args.weight_dtype),
+        activation=get_dtype(args.act_dtype),
+        kv_cache=get_dtype(args.kv_dtype),
+    )
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
+    return value
+
+
+def split_list(text: str, what: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise UserError(f"{what}: expected a comma-separated list, got {text!r}")
+    return items

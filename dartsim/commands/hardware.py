@@ -1,0 +1,112 @@
+"""`dartsim hw list` and `dartsim hw show`: the hardware presets."""
+
+from __future__ import annotations
+
+import argparse
+
+import yaml
+
+from dartsim.cli import emit
+from dartsim.commands.common import add_format_and_out
+from dartsim.report import render
+from dartsim.specs.hardware import (
+    HardwareSpec,
+    hardware_preset_names,
+    hardware_to_yaml_dict,
+    load_hardware_spec,
+)
+from dartsim.units import GB, TFLOP
+
+LIST_FIELDS = (
+    "name",
+    "memory",
+    "capacity_gb",
+    "bandwidth_gb_per_s",
+    "fp8_tflop_per_s",
+    "fp16_tflop_per_s",
+    "link",
+    "link_gb_per_s_per_direction",
+)
+
+
+def hw_row(hw: HardwareSpec) -> dict[str, object]:
+    tensor = hw.compute.tensor_flops_per_s
+    return {
+        "name": hw.name,
+        "memory": hw.memory.type,
+        "capacity_gb": hw.memory.capacity_bytes / GB,
+        "bandwidth_gb_per_s": hw.memory.peak_bandwidth_bytes_per_s / GB,
+        "fp8_tflop_per_s": tensor["fp8"] / TFLOP if "fp8" in tensor else None,
+        "fp16_tflop_per_s": tensor["fp16"] / TFLOP if "fp16" in tensor else None,
+        "link": hw.link.type,
+        "link_gb_per_s_per_direction": hw.link.bandwidth_bytes_per_s_per_direction / GB,
+    }
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    rows = [hw_row(load_hardware_spec(name)) for name in hardware_preset_names()]
+    if args.format == "json":
+        text = render.json_text(rows)
+    elif args.format == "csv":
+        text = render.csv_text(LIST_FIELDS, [[row[f] for f in LIST_FIELDS] for row in rows])
+    else:
+        header = [
+            "hardware",
+            "memory",
+            "capacity (GB)",
+            "bandwidth (GB/s)",
+            "FP8 dense (TFLOP/s)",
+            "FP16 dense (TFLOP/s)",
+            "link",
+            "link (GB/s per direction)",
+        ]
+        table = [[_cell(row[f]) for f in LIST_FIELDS] for row in rows]
+        if args.format == "latex":
+            text = render.latex_table(header, table, "Hardware presets (dense peaks)")
+        else:
+            text = render.markdown_table(header, table) + (
+                "\nDense tensor-core peaks (never the 2:4-sparse figures); GB = 1e9 bytes."
+                " 'dartsim hw show NAME' gives every figure with its source.\n"
+            )
+    emit(text, args.out)
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    hw = load_hardware_spec(args.hardware)
+    data = hardware_to_yaml_dict(hw)
+    if args.format == "json":
+        text = render.json_text(data)
+    else:
+        text = f"# {hw.source_file}\n" + yaml.safe_dump(data, sort_keys=False, width=100)
+    emit(text, args.out)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser(
+        "hw",
+        help="list or show hardware presets",
+        description=(
+            "Hardware presets are YAML files with datasheet figures (dense peaks), achievable-"
+            "efficiency factors and the source of every number. Anywhere dartsim takes --hw,"
+            " a path to your own YAML file in the same schema works too."
+        ),
+    )
+    hw_sub = parser.add_subparsers(dest="hw_command", metavar="ACTION", parser_class=type(parser))
+    hw_sub.required = True
+    list_parser = hw_sub.add_parser("list", help="one line per preset")
+    add_format_and_out(list_parser)
+    list_parser.set_defaults(handler=run_list)
+    show_parser = hw_sub.add_parser(
+        "show", help="every figure of one preset or YAML file, with sources"
+    )
+    show_parser.add_argument("hardware", metavar="NAME|FILE", help="preset name or YAML path")
+    add_format_and_out(show_parser, ("yaml", "json"))
+    show_parser.set_defaults(handler=run_show)
