@@ -1,0 +1,119 @@
+"""Every CLI command runs, teaches with --help, and reports user errors as one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dartsim.specs.hardware import hardware_preset_names
+from dartsim.specs.model import preset_names
+
+COMMANDS = [["models"], ["hw", "list"], ["hw", "show", "l40s"], ["table7"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_command_succeeds_with_defaults(run_cli, command: list[str]) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli(*command)
+    assert result.code == 0, result.err
+    assert result.out.strip()
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["models"], ["hw"], ["hw", "list"], ["hw", "show"], ["table7"]], ids=" ".join
+)
+def test_help_explains_the_command(run_cli, command: list[str]) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli(*command, "--help")
+    assert result.code == 0
+    assert "usage: dartsim" in result.out
+    assert len(result.out.splitlines()) > 4
+
+
+def test_models_lists_every_preset_with_shapes(run_cli) -> None:  # type: ignore[no-untyped-def]
+    rows = json.loads(run_cli("models", "--format", "json").out)
+    assert [r["name"] for r in rows] == preset_names()
+    llama8b = next(r for r in rows if r["name"] == "llama-3.1-8b")
+    assert (llama8b["layers"], llama8b["hidden"], llama8b["ffn"]) == (32, 4096, 14336)
+    assert (llama8b["heads"], llama8b["kv_heads"], llama8b["head_dim"]) == (32, 8, 128)
+    assert llama8b["attention_params"] + llama8b["mlp_params"] < llama8b["params"]
+    text = run_cli("models").out
+    assert "llama-3.1-70b" in text and "70.554 B" in text
+
+
+def test_models_accepts_a_config_path(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = Path(__file__).resolve().parents[1] / "models_cfg" / "mistral-7b.json"
+    (tmp_path / "custom.json").write_text(src.read_text())
+    result = run_cli("models", str(tmp_path / "custom.json"), "--format", "csv")
+    assert result.code == 0
+    assert result.out.splitlines()[1].startswith("custom,mistral,32,4096,14336")
+
+
+def test_hw_list_names_every_preset(run_cli) -> None:  # type: ignore[no-untyped-def]
+    rows = json.loads(run_cli("hw", "list", "--format", "json").out)
+    assert [r["name"] for r in rows] == hardware_preset_names()
+    a100 = next(r for r in rows if r["name"] == "a100-sxm-80gb")
+    assert a100["fp8_tflop_per_s"] is None
+
+
+def test_hw_show_prints_figures_with_sources(run_cli) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli("hw", "show", "h100-sxm")
+    data = yaml.safe_load(result.out)
+    assert data["memory"]["peak_bandwidth_gb_per_s"] == 3350
+    assert "Azure" in data["sources"]["memory.efficiency"]
+    assert json.loads(run_cli("hw", "show", "h100-sxm", "--format", "json").out) == data
+
+
+def test_hw_show_accepts_a_yaml_path(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from dartsim.specs.hardware import load_hardware_spec
+
+    src = Path(load_hardware_spec("mi300x").source_file)
+    target = tmp_path / "mine.yaml"
+    target.write_text(src.read_text())
+    assert "mi300x" in run_cli("hw", "show", str(target)).out
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["table7", "--models", "gpt-5"], "unknown model 'gpt-5'; valid names:"),
+        (["hw", "show", "tpu"], "unknown hardware 'tpu'; valid names:"),
+        (["hw", "show", "/nonexistent/hw.yaml"], "no such file"),
+        (["models", "/nonexistent/config.json"], "no such file"),
+        (["table7", "--weight-dtype", "fp4"], "unknown dtype 'fp4'; valid names:"),
+        (["table7", "--keep", "1.5"], "expected a number in [0, 1]"),
+        (["table7", "--tokens", "0"], "expected a positive integer"),
+        (["table7", "--format", "xml"], "invalid choice"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_status_2(
+    run_cli, args: list[str], fragment: str
+) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli(*args)
+    assert result.code == 2
+    assert result.out == ""
+    assert result.err.count("\n") == 1, result.err
+    assert fragment in result.err
+    assert "Traceback" not in result.err
+
+
+def test_console_script_runs_as_installed() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dartsim", "table7", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 16
+    bad = subprocess.run(
+        [sys.executable, "-m", "dartsim", "hw", "show", "nope"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
