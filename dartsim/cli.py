@@ -32,7 +32,7 @@ def emit(text: str, out: str | None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dartsim.commands import hardware, models, table7
+    from dartsim.commands import hardware, models, record, table7, trace
 
     parser = _Parser(
         prog="dartsim",
@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.register(sub)
     hardware.register(sub)
     table7.register(sub)
+    record.register(sub)
+    trace.register(sub)
     return parser
 
 

@@ -90,9 +90,7 @@ def test_hw_show_accepts_a_yaml_path(run_cli, tmp_path: Path) -> None:  # type: 
         (["frobnicate"], "invalid choice"),
     ],
 )
-def test_user_errors_are_one_line_with_exit_status_2(
-    run_cli, args: list[str], fragment: str
-) -> None:  # type: ignore[no-untyped-def]
+def test_user_errors_are_one_line_with_exit_status_2(run_cli, args: list[str], fragment: str) -> None:  # type: ignore[no-untyped-def]
     result = run_cli(*args)
     assert result.code == 2
     assert result.out == ""

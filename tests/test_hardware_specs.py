@@ -46,9 +46,7 @@ def test_presets_use_dense_datasheet_peaks(name: str) -> None:
     else:
         assert hw.compute.tensor_flops_per_s["fp8"] == pytest.approx(fp8 * TFLOP)
         # Dense FP8 is twice dense FP16, never the 2:4-sparse figure (4x).
-        assert hw.tensor_flops_per_s(FP8) == pytest.approx(
-            2 * hw.tensor_flops_per_s(FP16), rel=0.02
-        )
+        assert hw.tensor_flops_per_s(FP8) == pytest.approx(2 * hw.tensor_flops_per_s(FP16), rel=0.02)
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED_PRESETS))
@@ -72,9 +70,7 @@ def test_every_section_and_efficiency_cites_a_source(name: str) -> None:
 
 def test_fp8_on_a100_is_an_error_naming_file_and_field() -> None:
     hw = load_hardware_spec("a100-sxm-80gb")
-    with pytest.raises(
-        UserError, match=r"a100-sxm-80gb\.yaml: hardware 'a100-sxm-80gb' has no fp8"
-    ):
+    with pytest.raises(UserError, match=r"a100-sxm-80gb\.yaml: hardware 'a100-sxm-80gb' has no fp8"):
         hw.tensor_flops_per_s(FP8)
 
 

@@ -25,10 +25,7 @@ def test_readme_gives_exactly_two_fresh_machine_commands() -> None:
 
 
 EXAMPLES = [
-    line.strip()
-    for block in BLOCKS
-    for line in block.splitlines()
-    if line.strip().startswith("dartsim ")
+    line.strip() for block in BLOCKS for line in block.splitlines() if line.strip().startswith("dartsim ")
 ]
 
 

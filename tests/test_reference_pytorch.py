@@ -76,14 +76,10 @@ def test_matmul_flops_per_kernel_equal_flop_counter(
     ours = _dartsim_flops(spec, kept)
     for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
         assert ours[proj] == counted[f"{PREFIX}.self_attn.{proj}"], proj
-    projections = sum(
-        counted[f"{PREFIX}.self_attn.{p}"] for p in ("q_proj", "k_proj", "v_proj", "o_proj")
-    )
+    projections = sum(counted[f"{PREFIX}.self_attn.{p}"] for p in ("q_proj", "k_proj", "v_proj", "o_proj"))
     # What self_attn does outside its Linear modules: QK^T and PV over the cache.
     assert ours["attention"] == counted[f"{PREFIX}.self_attn"] - projections
-    assert ours["gate_up_swiglu"] == (
-        counted[f"{PREFIX}.mlp.gate_proj"] + counted[f"{PREFIX}.mlp.up_proj"]
-    )
+    assert ours["gate_up_swiglu"] == (counted[f"{PREFIX}.mlp.gate_proj"] + counted[f"{PREFIX}.mlp.up_proj"])
     assert ours["down_proj"] == counted[f"{PREFIX}.mlp.down_proj"]
     assert sum(ours.values()) == counted[PREFIX]
 
@@ -122,12 +118,8 @@ def test_weight_bytes_equal_parameter_sizes(
     for param_name, tensor_name in _WEIGHT_OF_MODULE.items():
         assert ours[tensor_name] == tensor_bytes(params[param_name].numel(), dtype), tensor_name
     # Norm weights stay at the activation precision.
-    norm_bytes = sum(
-        t.bytes for k in kernels for t in k.reads if t.name.endswith("layernorm.weight")
-    )
+    norm_bytes = sum(t.bytes for k in kernels for t in k.reads if t.name.endswith("layernorm.weight"))
     expected = sum(
-        tensor_bytes(p.numel(), Precision().activation)
-        for n, p in params.items()
-        if "layernorm" in n
+        tensor_bytes(p.numel(), Precision().activation) for n, p in params.items() if "layernorm" in n
     )
     assert norm_bytes == expected

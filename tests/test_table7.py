@@ -41,8 +41,7 @@ def test_attention_is_unchanged_by_ffn_sparsity(paper_records) -> None:  # type:
     for model in PAPER_MODELS:
         for metric in ("memory", "compute"):
             assert (
-                cells[(model, "attention", metric, "sparse")]
-                == cells[(model, "attention", metric, "dense")]
+                cells[(model, "attention", metric, "sparse")] == cells[(model, "attention", metric, "dense")]
             )
 
 
@@ -124,11 +123,7 @@ def test_every_format_carries_units(run_cli, fmt: str) -> None:  # type: ignore[
 
 def test_latex_is_a_booktabs_table(run_cli) -> None:  # type: ignore[no-untyped-def]
     out = run_cli("table7", "--format", "latex").out
-    assert (
-        out.startswith("\\begin{table}")
-        and "\\toprule" in out
-        and out.rstrip().endswith("\\end{table}")
-    )
+    assert out.startswith("\\begin{table}") and "\\toprule" in out and out.rstrip().endswith("\\end{table}")
     assert out.count("\\\\") == 9  # header + 8 rows
 
 

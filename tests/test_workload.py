@@ -84,9 +84,9 @@ def test_decode_reads_the_cache_and_appends_one_row(llama8b: ModelSpec) -> None:
 def test_fusing_qkv_saves_two_reads_of_the_input_and_no_flops(llama8b: ModelSpec) -> None:
     shape = StepShape.decode(32, 128)
     apart = totals_by_component(layer_kernels(llama8b, shape, 0))[Component.ATTENTION]
-    fused = totals_by_component(
-        layer_kernels(llama8b, shape, 0, fusion=KernelFusion(qkv_fused=True))
-    )[Component.ATTENTION]
+    fused = totals_by_component(layer_kernels(llama8b, shape, 0, fusion=KernelFusion(qkv_fused=True)))[
+        Component.ATTENTION
+    ]
     assert apart.flops == fused.flops
     assert apart.bytes - fused.bytes == 2 * shape.tokens * llama8b.hidden_size * 2
 
@@ -124,9 +124,7 @@ def test_qwen2_biases_and_qwen3_qk_norms_are_counted() -> None:
     qwen3 = load_model_spec("qwen3-4b")
     attn = next(k for k in layer_kernels(qwen3, StepShape.decode(1, 8), 0) if k.name == "attention")
     assert {t.name for t in attn.reads} >= {"q_norm.weight", "k_norm.weight"}
-    qwen2 = ModelSpec(
-        **{**qwen3.__dict__, "model_type": "qwen2", "qk_norm": False, "attention_bias": True}
-    )
+    qwen2 = ModelSpec(**{**qwen3.__dict__, "model_type": "qwen2", "qk_norm": False, "attention_bias": True})
     q_proj = next(k for k in layer_kernels(qwen2, StepShape.decode(1, 8), 0) if k.name == "q_proj")
     assert any(t.name == "W_q.bias" for t in q_proj.reads)
 
@@ -161,9 +159,7 @@ def test_impossible_step_shapes_are_rejected(kwargs: dict[str, object], message:
 
 def test_kept_neurons_are_validated(llama8b: ModelSpec) -> None:
     shape = StepShape.decode(1, 4)
-    with pytest.raises(
-        UserError, match=r"kept neurons must be an integer in \[0, 14336\], got 14337"
-    ):
+    with pytest.raises(UserError, match=r"kept neurons must be an integer in \[0, 14336\], got 14337"):
         layer_kernels(llama8b, shape, 0, kept_neurons=14337)
     with pytest.raises(UserError, match="kept neurons given for 2 layers, model has 32"):
         step_kernels(llama8b, shape, kept_neurons=[1, 2])

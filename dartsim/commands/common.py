@@ -17,18 +17,14 @@ def add_format_and_out(parser: argparse.ArgumentParser, formats: tuple[str, ...]
         default=formats[0],
         help=f"output format (default {formats[0]})",
     )
-    parser.add_argument(
-        "--out", metavar="FILE", help="write to FILE (atomically) instead of standard output"
-    )
+    parser.add_argument("--out", metavar="FILE", help="write to FILE (atomically) instead of standard output")
 
 
 def add_precision(parser: argparse.ArgumentParser) -> None:
     names = ", ".join(DTYPES)
     group = parser.add_argument_group("precision (storage formats; one of " + names + ")")
     group.add_argument("--weight-dtype", default="fp8", help="weights (default fp8)")
-    group.add_argument(
-        "--act-dtype", default="fp16", help="activations between kernels (default fp16)"
-    )
+    group.add_argument("--act-dtype", default="fp16", help="activations between kernels (default fp16)")
     group.add_argument("--kv-dtype", default="fp8", help="KV cache (default fp8)")
 
 

@@ -104,9 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     list_parser = hw_sub.add_parser("list", help="one line per preset")
     add_format_and_out(list_parser)
     list_parser.set_defaults(handler=run_list)
-    show_parser = hw_sub.add_parser(
-        "show", help="every figure of one preset or YAML file, with sources"
-    )
+    show_parser = hw_sub.add_parser("show", help="every figure of one preset or YAML file, with sources")
     show_parser.add_argument("hardware", metavar="NAME|FILE", help="preset name or YAML path")
     add_format_and_out(show_parser, ("yaml", "json"))
     show_parser.set_defaults(handler=run_show)

@@ -115,8 +115,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             " just those."
         ),
     )
-    parser.add_argument(
-        "models", nargs="*", metavar="MODEL", help="preset name or config.json path"
-    )
+    parser.add_argument("models", nargs="*", metavar="MODEL", help="preset name or config.json path")
     add_format_and_out(parser)
     parser.set_defaults(handler=run)

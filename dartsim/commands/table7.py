@@ -28,9 +28,7 @@ from dartsim.units import UNIT_SYSTEMS
 
 def run(args: argparse.Namespace) -> int:
     specs = [load_model_spec(name) for name in split_list(args.models, "--models")]
-    workload = Table7Workload(
-        tokens=args.tokens, context=args.context, precision=precision_from(args)
-    )
+    workload = Table7Workload(tokens=args.tokens, context=args.context, precision=precision_from(args))
     units = UNIT_SYSTEMS[args.units]
     records = table7_records(specs, workload, keep=args.keep, units=units)
     emit(render_table7(records, workload, args.keep, units, args.format), args.out)

@@ -119,12 +119,8 @@ class Table7Record:
         }
 
 
-def _component_totals(
-    spec: ModelSpec, workload: Table7Workload, kept: int
-) -> dict[Component, CostTotals]:
-    kernels = step_kernels(
-        spec, workload.shape, [kept] * spec.num_layers, precision=workload.precision
-    )
+def _component_totals(spec: ModelSpec, workload: Table7Workload, kept: int) -> dict[Component, CostTotals]:
+    kernels = step_kernels(spec, workload.shape, [kept] * spec.num_layers, precision=workload.precision)
     return totals_by_component(kernels)
 
 

@@ -168,8 +168,7 @@ class _Reader:
         for key in mapping:
             if key not in allowed:
                 raise UserError(
-                    f"{self.where}: unknown key {prefix + str(key)!r} "
-                    f"(allowed: {', '.join(sorted(allowed))})"
+                    f"{self.where}: unknown key {prefix + str(key)!r} (allowed: {', '.join(sorted(allowed))})"
                 )
         for key, required in allowed.items():
             if required and key not in mapping:
@@ -232,9 +231,7 @@ def hardware_spec_from_dict(raw: Any, where: str) -> HardwareSpec:
 
     comp = sections["compute"]
     tensor_raw = comp["tensor_dense_tflop_per_s"]
-    r.check_keys(
-        tensor_raw, dict.fromkeys(TENSOR_DTYPES, False), "compute.tensor_dense_tflop_per_s."
-    )
+    r.check_keys(tensor_raw, dict.fromkeys(TENSOR_DTYPES, False), "compute.tensor_dense_tflop_per_s.")
     if not tensor_raw:
         raise r.fail("compute.tensor_dense_tflop_per_s", "must list at least one format")
     tensor = {
@@ -246,21 +243,16 @@ def hardware_spec_from_dict(raw: Any, where: str) -> HardwareSpec:
         units=r.count(comp, "units", "compute.units"),
         clock_hz=r.positive(comp, "clock_mhz", "compute.clock_mhz") * MHZ,
         tensor_flops_per_s=tensor,
-        vector_flops_per_s=r.positive(comp, "vector_tflop_per_s", "compute.vector_tflop_per_s")
-        * TFLOP,
+        vector_flops_per_s=r.positive(comp, "vector_tflop_per_s", "compute.vector_tflop_per_s") * TFLOP,
         efficiency=r.fraction(comp, "efficiency", "compute.efficiency"),
     )
 
-    on_chip = OnChipSpec(
-        sram_bytes=round(r.positive(sections["on_chip"], "sram_mb", "on_chip.sram_mb") * MB)
-    )
+    on_chip = OnChipSpec(sram_bytes=round(r.positive(sections["on_chip"], "sram_mb", "on_chip.sram_mb") * MB))
 
     noc_raw = sections["noc"]
     topology = r.text(noc_raw, "topology", "noc.topology")
     if topology not in NOC_TOPOLOGIES:
-        raise r.fail(
-            "noc.topology", f"must be one of {', '.join(NOC_TOPOLOGIES)}, got {topology!r}"
-        )
+        raise r.fail("noc.topology", f"must be one of {', '.join(NOC_TOPOLOGIES)}, got {topology!r}")
     tiles = r.count(noc_raw, "tiles", "noc.tiles")
     rows = noc_raw.get("mesh_rows")
     cols = noc_raw.get("mesh_cols")
@@ -272,8 +264,7 @@ def hardware_spec_from_dict(raw: Any, where: str) -> HardwareSpec:
         if rows * cols != tiles:
             raise r.fail(
                 "noc.mesh_rows",
-                f"x noc.mesh_cols = {rows} x {cols} = {rows * cols} does not match "
-                f"noc.tiles = {tiles}",
+                f"x noc.mesh_cols = {rows} x {cols} = {rows * cols} does not match noc.tiles = {tiles}",
             )
     elif rows is not None or cols is not None:
         raise r.fail("noc.mesh_rows", f"applies only to a mesh, topology is {topology!r}")
@@ -391,9 +382,7 @@ def _to_yaml_units(hw: HardwareSpec) -> dict[str, Any]:
         "compute": {
             "units": hw.compute.units,
             "clock_mhz": hw.compute.clock_hz / MHZ,
-            "tensor_dense_tflop_per_s": {
-                k: v / TFLOP for k, v in hw.compute.tensor_flops_per_s.items()
-            },
+            "tensor_dense_tflop_per_s": {k: v / TFLOP for k, v in hw.compute.tensor_flops_per_s.items()},
             "vector_tflop_per_s": hw.compute.vector_flops_per_s / TFLOP,
             "efficiency": hw.compute.efficiency,
         },

@@ -108,9 +108,7 @@ class ModelSpec:
     def total_params(self) -> int:
         """All parameters, the final norm included."""
         per_layer = (
-            self.attention_params_per_layer()
-            + self.mlp_params_per_layer()
-            + self.norm_params_per_layer()
+            self.attention_params_per_layer() + self.mlp_params_per_layer() + self.norm_params_per_layer()
         )
         return self.num_layers * per_layer + self.embedding_params() + self.hidden_size
 
@@ -150,13 +148,10 @@ def model_spec_from_config(raw: dict[str, Any], name: str, where: str) -> ModelS
     heads = values["num_attention_heads"]
     kv_heads = raw.get("num_key_value_heads", heads)
     if isinstance(kv_heads, bool) or not isinstance(kv_heads, int) or kv_heads <= 0:
-        raise UserError(
-            f"{where}: field 'num_key_value_heads' must be a positive integer, got {kv_heads!r}"
-        )
+        raise UserError(f"{where}: field 'num_key_value_heads' must be a positive integer, got {kv_heads!r}")
     if heads % kv_heads:
         raise UserError(
-            f"{where}: num_attention_heads={heads} is not divisible by "
-            f"num_key_value_heads={kv_heads}"
+            f"{where}: num_attention_heads={heads} is not divisible by num_key_value_heads={kv_heads}"
         )
     head_dim = raw.get("head_dim")
     if head_dim is None:

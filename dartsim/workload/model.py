@@ -93,9 +93,7 @@ class StepShape:
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise UserError(f"step {field} must be a positive integer, got {value!r}")
         if self.new_tokens > self.context_len:
-            raise UserError(
-                f"step new_tokens={self.new_tokens} exceeds context_len={self.context_len}"
-            )
+            raise UserError(f"step new_tokens={self.new_tokens} exceeds context_len={self.context_len}")
 
     @classmethod
     def decode(cls, batch: int, context_len: int) -> StepShape:
@@ -264,9 +262,7 @@ def _attention_kernels(
     qw, kvw, bias = spec.q_width, spec.kv_width, spec.attention_bias
     attn = Component.ATTENTION
     if fusion.qkv_fused:
-        projections = [
-            _gemm("qkv_proj", layer, attn, T, d, qw + 2 * kvw, "xn", "qkv", "W_qkv", prec, bias)
-        ]
+        projections = [_gemm("qkv_proj", layer, attn, T, d, qw + 2 * kvw, "xn", "qkv", "W_qkv", prec, bias)]
     else:
         projections = [
             _gemm("q_proj", layer, attn, T, d, qw, "xn", "q", "W_q", prec, bias),
@@ -405,9 +401,7 @@ def step_kernels(
     """
     prec = precision or Precision()
     if kept_neurons is not None and len(kept_neurons) != spec.num_layers:
-        raise UserError(
-            f"kept neurons given for {len(kept_neurons)} layers, model has {spec.num_layers}"
-        )
+        raise UserError(f"kept neurons given for {len(kept_neurons)} layers, model has {spec.num_layers}")
     kernels = [_embedding(spec, shape, prec)]
     for layer in range(spec.num_layers):
         k = None if kept_neurons is None else kept_neurons[layer]

@@ -1,0 +1,221 @@
+"""`dartsim record`: run DART on a model and write a trace."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dartsim.commands.common import positive_int
+from dartsim.dart.hooks import MASK_APPLY
+from dartsim.dart.params import (
+    PAPER_ALPHA_E,
+    PAPER_ALPHA_L,
+    PAPER_BETA_E,
+    PAPER_BETA_L,
+    PAPER_DELTA,
+    PAPER_SPARSITY,
+    PUBLISHED_SPARSITY,
+    VARIANTS,
+    DartParams,
+)
+from dartsim.dart.prompts import TWO_TOPIC_PROMPT, read_prompt_file
+from dartsim.dart.recorder import MODES, RecordOptions
+from dartsim.errors import UserError
+
+DEFAULTS = DartParams()
+
+
+def _params(args: argparse.Namespace) -> DartParams:
+    values = {
+        "sparsity": args.sparsity,
+        "tau": args.tau,
+        "reference_tokens": args.reference_tokens,
+        "delta": args.delta,
+        "c0": args.c0,
+        "alpha_e": args.alpha_e,
+        "alpha_l": args.alpha_l,
+        "beta_e": args.beta_e,
+        "beta_l": args.beta_l,
+        "p_min": args.p_min,
+        "p_max": args.p_max,
+        "prompt_in_reference": args.prompt_in_reference,
+        "masking_step": args.masking_step,
+    }
+    given = {k: v for k, v in values.items() if v is not None}
+    if args.variant == "published-code":
+        return DartParams.published_code(**given)
+    return DartParams(**given)
+
+
+def _prompts(args: argparse.Namespace) -> list[str]:
+    if args.prompt is not None and args.prompt_file is not None:
+        raise UserError("give --prompt or --prompt-file, not both")
+    if args.prompt_file is not None:
+        return read_prompt_file(Path(args.prompt_file))
+    if args.prompt is not None:
+        if not args.prompt.strip():
+            raise UserError("--prompt is empty")
+        return [args.prompt]
+    return [TWO_TOPIC_PROMPT]
+
+
+def run(args: argparse.Namespace) -> int:
+    from dartsim.dart.hf import load_for_recording
+    from dartsim.dart.session import record
+
+    params = _params(args)
+    options = RecordOptions(
+        max_new_tokens=args.max_new_tokens,
+        min_new_tokens=args.min_new_tokens,
+        ignore_eos=args.ignore_eos,
+        temperature=args.temperature,
+        mask_apply=args.mask_apply,
+        mode=args.mode,
+        seed=args.seed,
+    )
+    prompts = _prompts(args)
+    out = Path(args.out)
+    if len(prompts) > 1:
+        out.mkdir(parents=True, exist_ok=True)
+        targets = [out / f"prompt-{i:03d}.pt" for i in range(len(prompts))]
+    else:
+        if out.is_dir():
+            raise UserError(f"{out}: is a folder; --out needs a file name for one prompt")
+        if not out.parent.is_dir() and str(out.parent):
+            raise UserError(f"{out}: cannot write, folder {out.parent} does not exist")
+        targets = [out]
+    loaded = load_for_recording(args.model, args.device, args.seed)
+    for prompt, target in zip(prompts, targets, strict=True):
+        try:
+            result = record(
+                loaded,
+                prompt,
+                params,
+                options,
+                target,
+                chat_template=args.chat_template,
+                progress=not args.quiet,
+            )
+        except KeyboardInterrupt:
+            sys.stderr.write(
+                f"dartsim: interrupted; {target} holds the steps recorded so far, marked incomplete\n"
+            )
+            return 130
+        trace = result.trace
+        assert trace is not None
+        retriggers = trace["retriggers"]["step"].numel()
+        sys.stderr.write(
+            f"wrote {target}: {result.generated} tokens in {result.seconds:.1f} s, "
+            f"{trace['epochs']['kept'].shape[0]} mask epochs, {retriggers} re-triggers, "
+            f"{result.bytes_written} bytes\n"
+        )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser(
+        "record",
+        help="run DART on a model and record a trace (masks, re-triggers, step times)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Generate text with DART's dynamic FFN sparsity and record every forward step,\n"
+            "mask epoch, drift check and re-trigger, with measured times, into a trace file\n"
+            "(format v1; see 'dartsim trace info'). The defaults are the paper's where it\n"
+            "gives them; tau, T, c0 and whether the prompt joins the reference are dartsim's\n"
+            "(traces/README.md says why). An interrupt (Ctrl-C) or an error mid-generation\n"
+            "still leaves a valid trace of what was recorded, marked incomplete."
+        ),
+        epilog=(
+            "examples:\n"
+            "  dartsim record --out two-topic.pt                  the paper's two-topic prompt\n"
+            "  dartsim record --prompt 'Explain GPUs.' --sparsity 0.5 --out gpus.pt\n"
+            "  dartsim record --prompt-file prompts.jsonl --out traces/   one trace per line\n"
+            "  dartsim record --model llama-3.2-3b --max-new-tokens 20 --out shape.pt  (random weights)\n"
+            "  dartsim record --variant published-code --out pc.pt"
+        ),
+    )
+    what = parser.add_argument_group("model and prompt")
+    what.add_argument(
+        "--model",
+        help="a local Hugging Face model folder, or a models_cfg preset (random weights, for "
+        "shape tests); default: the bundled SmolLM2-135M-Instruct",
+    )
+    what.add_argument("--prompt", help="the prompt text (default: the paper's two-topic prompt)")
+    what.add_argument(
+        "--prompt-file",
+        metavar="FILE",
+        help="plain text, or .jsonl with one prompt per line (then --out is a folder)",
+    )
+    what.add_argument(
+        "--no-chat-template",
+        dest="chat_template",
+        action="store_false",
+        help="feed the raw prompt (the chat template is on by default for instruct models)",
+    )
+    gen = parser.add_argument_group("generation")
+    gen.add_argument("--max-new-tokens", type=positive_int, default=500, help="default 500")
+    gen.add_argument(
+        "--min-new-tokens",
+        type=int,
+        default=0,
+        help="suppress end-of-sequence until this many tokens (default 0)",
+    )
+    gen.add_argument("--ignore-eos", action="store_true", help="never stop at end-of-sequence")
+    gen.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy; >0 samples")
+    gen.add_argument("--seed", type=int, default=0, help="seed for sampling and random weights")
+    gen.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default cpu")
+    dart = parser.add_argument_group("DART")
+    dart.add_argument(
+        "--variant",
+        choices=VARIANTS,
+        default="paper",
+        help="paper (default) or the authors' published code",
+    )
+    dart.add_argument(
+        "--mode",
+        choices=MODES,
+        default="dart",
+        help="dart (default); static: first mask only; dense: no mask",
+    )
+    dart.add_argument(
+        "--mask-apply",
+        choices=MASK_APPLY,
+        default="zero",
+        help="zero u (the reference, default) or compact sliced weights",
+    )
+    dart.add_argument(
+        "--sparsity",
+        type=float,
+        help=f"target FFN sparsity rho in [0, 1) (default {PAPER_SPARSITY}; "
+        f"{PUBLISHED_SPARSITY} for published-code)",
+    )
+    dart.add_argument("--tau", type=positive_int, help=f"drift window in tokens (default {DEFAULTS.tau})")
+    dart.add_argument(
+        "--reference-tokens",
+        type=positive_int,
+        metavar="T",
+        help=f"reference length T, a multiple of tau (default {DEFAULTS.reference_tokens})",
+    )
+    dart.add_argument("--delta", type=float, help=f"Eq. 7 scale (default {PAPER_DELTA})")
+    dart.add_argument("--c0", type=positive_int, help=f"counter threshold (default {DEFAULTS.c0})")
+    dart.add_argument("--alpha-e", type=float, help=f"Eq. 5 (default {PAPER_ALPHA_E})")
+    dart.add_argument("--alpha-l", type=float, help=f"Eq. 5 (default {PAPER_ALPHA_L})")
+    dart.add_argument("--beta-e", type=float, help=f"Eq. 5 (default {PAPER_BETA_E})")
+    dart.add_argument("--beta-l", type=float, help=f"Eq. 5 (default {PAPER_BETA_L})")
+    dart.add_argument("--p-min", type=float, help=f"lowest layer pruning (default {DEFAULTS.p_min})")
+    dart.add_argument("--p-max", type=float, help=f"highest layer pruning (default {DEFAULTS.p_max})")
+    dart.add_argument(
+        "--prompt-in-reference",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="build the first mask from the prompt (default: from the first T generated tokens, run dense)",
+    )
+    dart.add_argument(
+        "--masking-step",
+        type=positive_int,
+        help=f"published-code: dense tokens after a trigger (default {DEFAULTS.masking_step})",
+    )
+    parser.add_argument("--out", required=True, metavar="FILE", help="trace file to write")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run)

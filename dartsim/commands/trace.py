@@ -1,0 +1,41 @@
+"""`dartsim trace info`: what a trace holds."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dartsim.cli import emit
+from dartsim.commands.common import add_format_and_out
+from dartsim.report import render
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from dartsim.trace.io import load_trace
+    from dartsim.trace.summary import render_summary, summarize
+
+    path = Path(args.trace)
+    info = summarize(load_trace(path), path)
+    text = render.json_text(info) if args.format == "json" else render_summary(info)
+    emit(text, args.out)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser(
+        "trace",
+        help="inspect trace files",
+        description=(
+            "Traces are versioned files of plain tensors (loaded with weights_only=True: a "
+            "trace never executes code). 'info' prints a summary."
+        ),
+    )
+    trace_sub = parser.add_subparsers(dest="trace_command", metavar="ACTION", parser_class=type(parser))
+    trace_sub.required = True
+    info = trace_sub.add_parser(
+        "info",
+        help="model, tokens, mask epochs, re-triggers and their positions, keep ratio per layer, size",
+    )
+    info.add_argument("trace", metavar="TRACE.pt")
+    add_format_and_out(info, ("text", "json"))
+    info.set_defaults(handler=run_info)

@@ -1,0 +1,107 @@
+"""DART hyper-parameters, with the paper's values as defaults.
+
+Sources: the DART paper (sections 3.1-3.3 and "Implementation Details") and, for the
+published-code variant, shared/reference/dart-algorithm.md section 4.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from dartsim.errors import UserError
+
+VARIANTS = ("paper", "published-code")
+SCORES = ("activation", "vocab-proxy")
+
+PAPER_ALPHA_E = 0.25  # Eq. 5, paper section 4 "Implementation Details"
+PAPER_ALPHA_L = 0.35
+PAPER_BETA_E = 0.3
+PAPER_BETA_L = 0.15
+PAPER_DELTA = 0.5  # Eq. 7
+PAPER_SPARSITY = 0.7  # Table 1's FFN sparsity
+PUBLISHED_SPARSITY = 0.5  # the published code's default target
+PUBLISHED_P_MIN = 0.1  # the published code's clip bounds (the paper gives none)
+PUBLISHED_P_MAX = 0.9
+PUBLISHED_TAU = 5
+PUBLISHED_C0 = 1
+PUBLISHED_ROUNDS = 10  # redistribution rounds of the published allocation
+PUBLISHED_THRESHOLD_FLOOR = 0.1  # threshold mu - max(0.1 sigma, 0.1)
+FIGURE5_WINDOW = 10  # the paper's Figure 5 sliding window
+
+
+@dataclass(frozen=True)
+class DartParams:
+    """Every knob of DART. `tau`, `reference_tokens`, `c0` and `prompt_in_reference` are
+    left open by the paper; their defaults are dartsim's, chosen and documented in
+    traces/README.md."""
+
+    variant: str = "paper"
+    sparsity: float = PAPER_SPARSITY
+    tau: int = 10
+    reference_tokens: int = 50
+    delta: float = PAPER_DELTA
+    c0: int = 2
+    alpha_e: float = PAPER_ALPHA_E
+    alpha_l: float = PAPER_ALPHA_L
+    beta_e: float = PAPER_BETA_E
+    beta_l: float = PAPER_BETA_L
+    p_min: float = PUBLISHED_P_MIN
+    p_max: float = PUBLISHED_P_MAX
+    prompt_in_reference: bool = False
+    masking_step: int = 50
+    score: str = "activation"
+    retrigger: bool = True
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise UserError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if self.score not in SCORES:
+            raise UserError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
+        if not (0.0 <= self.sparsity < 1.0) or math.isnan(self.sparsity):
+            raise UserError(f"sparsity must lie in [0, 1), got {self.sparsity}")
+        for name in ("tau", "reference_tokens", "c0", "masking_step"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise UserError(f"{name} must be a positive integer, got {value!r}")
+        if self.tau > self.reference_tokens:
+            raise UserError(f"tau={self.tau} is larger than the reference length T={self.reference_tokens}")
+        if self.reference_tokens % self.tau:
+            raise UserError(
+                f"the reference length T={self.reference_tokens} must be a multiple of "
+                f"tau={self.tau} (T = K tau windows)"
+            )
+        if self.delta < 0:
+            raise UserError(f"delta must be zero or positive, got {self.delta}")
+        for name in ("alpha_e", "alpha_l"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise UserError(f"{name} must lie in (0, 1), got {value}")
+        if self.beta_e <= 0 or self.beta_l <= 0 or self.beta_e + self.beta_l > 1:
+            raise UserError(
+                f"beta_e and beta_l must be positive with beta_e + beta_l <= 1, got "
+                f"{self.beta_e} and {self.beta_l}"
+            )
+        if not 0.0 <= self.p_min <= self.p_max < 1.0:
+            raise UserError(f"need 0 <= p_min <= p_max < 1, got p_min={self.p_min}, p_max={self.p_max}")
+
+    @property
+    def windows(self) -> int:
+        """K = T / tau reference windows."""
+        return self.reference_tokens // self.tau
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def published_code(cls, **overrides: object) -> DartParams:
+        """The published code's defaults (tau 5, fire at c >= 1, 50% sparsity)."""
+        base: dict[str, object] = {
+            "variant": "published-code",
+            "sparsity": PUBLISHED_SPARSITY,
+            "tau": PUBLISHED_TAU,
+            "c0": PUBLISHED_C0,
+            "score": "vocab-proxy",
+        }
+        base.update(overrides)
+        return cls(**base)  # type: ignore[arg-type]

@@ -1,0 +1,159 @@
+"""One recording from prompt to trace file: tokenise, run DART, assemble and save the
+trace, and keep everything recorded so far if the run is interrupted or fails."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dartsim.dart.hf import LoadedModel
+from dartsim.dart.params import DartParams
+from dartsim.dart.recorder import (
+    DartRecorder,
+    NullTraceBuilder,
+    RecordOptions,
+    TraceBuilder,
+    run_metadata,
+)
+from dartsim.errors import UserError
+from dartsim.trace.io import save_trace
+
+
+@dataclass
+class RecordResult:
+    trace: dict[str, Any] | None
+    status: str
+    bytes_written: int
+    seconds: float
+    generated: int
+
+
+def encode_prompt(loaded: LoadedModel, prompt: str, chat_template: bool) -> list[int]:
+    tokenizer = loaded.tokenizer
+    if chat_template and getattr(tokenizer, "chat_template", None):
+        encoded = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, return_dict=True
+        )
+        ids = list(encoded["input_ids"])
+    else:
+        ids = list(tokenizer(prompt)["input_ids"])
+    if not ids:
+        raise UserError("the prompt encodes to no token")
+    return [int(i) for i in ids]
+
+
+def eos_ids(loaded: LoadedModel) -> set[int]:
+    ids: set[int] = set()
+    for source in (
+        loaded.tokenizer.eos_token_id,
+        getattr(loaded.model.generation_config, "eos_token_id", None),
+    ):
+        if isinstance(source, int):
+            ids.add(source)
+        elif isinstance(source, (list, tuple)):
+            ids.update(int(i) for i in source)
+    return ids
+
+
+def record(
+    loaded: LoadedModel,
+    prompt: str,
+    params: DartParams,
+    options: RecordOptions,
+    out: Path | None,
+    chat_template: bool = True,
+    progress: bool = False,
+    trace_enabled: bool = True,
+) -> RecordResult:
+    """Record one DART run. With `trace_enabled=False` nothing is kept (overhead baseline).
+
+    A KeyboardInterrupt or an exception mid-generation still writes a valid trace of the
+    completed steps, marked incomplete, before the exception propagates.
+    """
+    import time
+
+    prompt_ids = encode_prompt(loaded, prompt, chat_template)
+    limit = loaded.spec.max_position_embeddings
+    if len(prompt_ids) + options.max_new_tokens > limit:
+        raise UserError(
+            f"the prompt ({len(prompt_ids)} tokens) plus --max-new-tokens "
+            f"{options.max_new_tokens} exceeds the model's context of {limit} positions"
+        )
+    builder = TraceBuilder() if trace_enabled else NullTraceBuilder()
+    recorder = DartRecorder(loaded, params, options)
+    summary: dict[str, Any] = {"generated_ids": [], "stopped_at_eos": False}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=options.max_new_tokens, desc="recording", unit="tok", file=sys.stderr)
+    status = "complete"
+    start = time.perf_counter()
+    failure: BaseException | None = None
+    try:
+        recorder.run(
+            prompt_ids,
+            builder,
+            eos_ids(loaded),
+            summary,
+            on_token=(lambda _t: bar.update(1)) if bar else None,
+        )
+    except KeyboardInterrupt as exc:
+        status, failure = "interrupted", exc
+    except UserError:
+        raise
+    except Exception as exc:
+        status, failure = f"error: {type(exc).__name__}: {exc}", exc
+    finally:
+        recorder.close()
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - start
+    trace = None
+    written = 0
+    if trace_enabled and builder.step_count > 0:
+        trace = assemble(loaded, params, options, builder, prompt, prompt_ids, summary, chat_template, status)
+        if out is not None:
+            written = save_trace(trace, out)
+    if failure is not None:
+        raise failure
+    return RecordResult(trace, status, written, seconds, len(summary["generated_ids"]))
+
+
+def assemble(
+    loaded: LoadedModel,
+    params: DartParams,
+    options: RecordOptions,
+    builder: TraceBuilder,
+    prompt: str,
+    prompt_ids: list[int],
+    summary: dict[str, Any],
+    chat_template: bool,
+    status: str,
+) -> dict[str, Any]:
+    import torch
+
+    generated = list(summary["generated_ids"])
+    trace = run_metadata(loaded, params, options)
+    trace.update(
+        complete=status == "complete",
+        status=status,
+        generation={
+            "prompt": prompt,
+            "prompt_len": len(prompt_ids),
+            "generated_len": len(generated),
+            "stopped_at_eos": bool(summary["stopped_at_eos"]),
+            "max_new_tokens": options.max_new_tokens,
+            "min_new_tokens": options.min_new_tokens,
+            "ignore_eos": options.ignore_eos,
+            "temperature": options.temperature,
+            "chat_template": chat_template,
+            "text": loaded.tokenizer.decode(generated, skip_special_tokens=True),
+            "prompt_ids": torch.tensor(prompt_ids, dtype=torch.int64),
+            "generated_ids": torch.tensor(generated, dtype=torch.int64),
+        },
+    )
+    trace.update(builder.tensors(loaded.spec.num_layers, loaded.spec.intermediate_size))
+    return trace

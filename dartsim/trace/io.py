@@ -1,0 +1,46 @@
+"""Saving traces atomically and loading them safely (no code runs on load)."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dartsim.errors import UserError
+from dartsim.fileio import atomic_write_bytes
+from dartsim.trace.schema import validate_trace
+
+
+def save_trace(trace: dict[str, Any], path: str | Path) -> int:
+    """Validate and write `trace` to `path` atomically; returns the size in bytes."""
+    validate_trace(trace, str(path))
+    buffer = io.BytesIO()
+    torch.save(trace, buffer)
+    data = buffer.getvalue()
+    atomic_write_bytes(path, data)
+    return len(data)
+
+
+def load_trace(path: str | Path) -> dict[str, Any]:
+    """Load and validate a trace. A missing, truncated or corrupt file, a file that carries
+    pickled code, or a wrong schema version is a one-line user error."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: no such trace file")
+    if not zipfile.is_zipfile(p):
+        raise UserError(f"{p}: truncated or corrupt trace (not a torch zip archive)")
+    try:
+        trace = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(
+            f"{p}: refused: the file carries pickled objects other than plain tensors, "
+            "numbers and strings; nothing in it was executed"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{p}: truncated or corrupt trace ({first})") from None
+    return validate_trace(trace, str(p))

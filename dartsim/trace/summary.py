@@ -1,0 +1,97 @@
+"""A trace's summary: what `dartsim trace info` prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def steps_per_epoch(trace: dict[str, Any]) -> torch.Tensor:
+    """How many forward steps ran under each mask epoch: [E]."""
+    epochs = trace["epochs"]["kept"].shape[0]
+    epoch_of_step = trace["steps"]["epoch"].long()
+    used = epoch_of_step[epoch_of_step >= 0]
+    return torch.bincount(used, minlength=epochs)
+
+
+def mean_keep_ratio_per_layer(trace: dict[str, Any]) -> list[float] | None:
+    """Keep ratio per layer averaged over the masked steps (None if no step was masked)."""
+    weights = steps_per_epoch(trace).double()
+    if weights.sum() == 0:
+        return None
+    ratios = trace["epochs"]["keep_ratio"]
+    return ((weights[:, None] * ratios).sum(dim=0) / weights.sum()).tolist()
+
+
+def summarize(trace: dict[str, Any], path: Path) -> dict[str, Any]:
+    steps = trace["steps"]
+    gen = trace["generation"]
+    model = trace["model"]
+    context = steps["context_len"]
+    retrigger_steps = trace["retriggers"]["step"].long()
+    decode = steps["phase"] == 1
+    per_layer = mean_keep_ratio_per_layer(trace)
+    return {
+        "file": str(path),
+        "size_bytes": path.stat().st_size,
+        "status": trace["status"],
+        "complete": trace["complete"],
+        "synthetic": trace["synthetic"],
+        "model": model["name"],
+        "model_source": model["source"],
+        "random_weights": model["random_weights"],
+        "layers": model["num_layers"],
+        "ffn_width": model["intermediate_size"],
+        "variant": trace["dart"].get("variant"),
+        "mode": trace["dart"].get("mode"),
+        "sparsity": trace["dart"].get("sparsity"),
+        "prompt_tokens": gen["prompt_len"],
+        "generated_tokens": gen["generated_len"],
+        "stopped_at_eos": gen.get("stopped_at_eos"),
+        "steps": int(steps["phase"].numel()),
+        "dense_steps": int((steps["epoch"] == -1).sum()),
+        "mask_epochs": int(trace["epochs"]["kept"].shape[0]),
+        "drift_checks": int(trace["drift_checks"]["step"].numel()),
+        "retriggers": int(retrigger_steps.numel()),
+        "retrigger_positions": [int(context[s]) for s in retrigger_steps],
+        "retriggers_per_1k_tokens": 1000.0 * retrigger_steps.numel() / max(gen["generated_len"], 1),
+        "mean_keep_ratio": None if per_layer is None else sum(per_layer) / len(per_layer),
+        "mean_keep_ratio_per_layer": per_layer,
+        "recorded_time_s": float(steps["time_s"].sum()),
+        "mean_decode_step_s": float(steps["time_s"][decode].mean()) if bool(decode.any()) else None,
+        "mask_build_time_s": float(trace["epochs"]["build_time_s"].sum()),
+    }
+
+
+def render_summary(info: dict[str, Any]) -> str:
+    lines = [
+        f"trace            {info['file']} ({info['size_bytes']} bytes)",
+        f"status           {info['status']}" + ("  [SYNTHETIC]" if info["synthetic"] else ""),
+        f"model            {info['model']} ({info['layers']} layers, FFN {info['ffn_width']})"
+        + ("  [RANDOM WEIGHTS]" if info["random_weights"] else ""),
+        f"source           {info['model_source']}",
+        f"DART             variant {info['variant']}, mode {info['mode']}, sparsity {info['sparsity']}",
+        f"tokens           {info['prompt_tokens']} prompt + {info['generated_tokens']} generated"
+        + (" (stopped at EOS)" if info["stopped_at_eos"] else ""),
+        f"steps            {info['steps']} ({info['dense_steps']} with the FFN dense)",
+        f"mask epochs      {info['mask_epochs']}",
+        f"drift checks     {info['drift_checks']}",
+        f"re-triggers      {info['retriggers']} ({info['retriggers_per_1k_tokens']:.1f} per 1k tokens)"
+        + (f" at positions {', '.join(map(str, info['retrigger_positions']))}" if info["retriggers"] else ""),
+        f"recorded time    {info['recorded_time_s']:.3f} s of forward steps, "
+        f"{info['mask_build_time_s'] * 1e3:.2f} ms building masks",
+    ]
+    if info["mean_decode_step_s"] is not None:
+        lines.append(f"decode step      {info['mean_decode_step_s'] * 1e3:.2f} ms mean")
+    per_layer = info["mean_keep_ratio_per_layer"]
+    if per_layer is None:
+        lines.append("keep ratio       no masked step")
+    else:
+        lines.append(f"keep ratio       {info['mean_keep_ratio']:.3f} mean over layers; per layer:")
+        for start in range(0, len(per_layer), 10):
+            chunk = per_layer[start : start + 10]
+            cells = " ".join(f"{v:.2f}" for v in chunk)
+            lines.append(f"  layers {start:>3}-{start + len(chunk) - 1:<3} {cells}")
+    return "\n".join(lines) + "\n"
