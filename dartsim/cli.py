@@ -32,7 +32,7 @@ def emit(text: str, out: str | None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dartsim.commands import hardware, models, record, table7, trace
+    from dartsim.commands import hardware, models, record, replay, report, table7, trace
 
     parser = _Parser(
         prog="dartsim",
@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     table7.register(sub)
     record.register(sub)
     trace.register(sub)
+    report.register(sub)
+    replay.register(sub)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
@@ -90,7 +91,7 @@ def test_less_important_layers_are_pruned_more() -> None:
     importance = policy.importance_paper(s_bar)
     flat_depth = torch.ones(layers, dtype=torch.float64)
     p = policy.allocate_paper(importance, flat_depth, 0.5, 0.0, 0.95)
-    assert all(float(a) < float(b) for a, b in zip(p[:-1], p[1:], strict=False))
+    assert all(float(a) < float(b) for a, b in itertools.pairwise(p))
 
 
 def test_published_allocation_starts_proportional_and_redistributes() -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tracefactory import tiny_trace
 
 from dartsim.errors import UserError
 from dartsim.trace import load_trace, save_trace
 from dartsim.trace.schema import pack_mask, unpack_mask
-from tracefactory import tiny_trace
 
 
 @pytest.mark.parametrize("width", [1, 7, 8, 9, 1536, 14336])

@@ -21,6 +21,25 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_synth(args: argparse.Namespace) -> int:
+    import sys
+
+    from dartsim.specs.model import load_model_spec
+    from dartsim.trace.io import save_trace
+    from dartsim.trace.synth import synth_trace
+
+    spec = load_model_spec(args.model)
+    trace = synth_trace(
+        spec, args.prompt_len, args.tokens, args.retriggers, args.sparsity, args.allocation, args.seed
+    )
+    size = save_trace(trace, args.out)
+    sys.stderr.write(
+        f"wrote {args.out}: SYNTHETIC {spec.name}, {args.tokens} tokens, "
+        f"{args.retriggers} re-triggers, {size} bytes\n"
+    )
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
         "trace",
@@ -39,3 +58,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     info.add_argument("trace", metavar="TRACE.pt")
     add_format_and_out(info, ("text", "json"))
     info.set_defaults(handler=run_info)
+    synth = trace_sub.add_parser(
+        "synth", help="make a synthetic trace (DART-allocated keep ratios, re-triggers spread over the run)"
+    )
+    synth.add_argument("--model", required=True, help="preset or config.json")
+    synth.add_argument("--tokens", type=int, required=True, help="generated tokens")
+    synth.add_argument("--prompt-len", type=int, default=128)
+    synth.add_argument("--retriggers", type=int, default=0)
+    synth.add_argument("--sparsity", type=float, default=0.7)
+    synth.add_argument("--allocation", choices=("dart", "uniform", "dense"), default="dart")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--out", required=True, metavar="FILE")
+    synth.set_defaults(handler=run_synth)

@@ -41,7 +41,7 @@ class DartParams:
     tau: int = 10
     reference_tokens: int = 50
     delta: float = PAPER_DELTA
-    c0: int = 2
+    c0: int = 4
     alpha_e: float = PAPER_ALPHA_E
     alpha_l: float = PAPER_ALPHA_L
     beta_e: float = PAPER_BETA_E

@@ -557,8 +557,8 @@ def run_metadata(loaded: LoadedModel, params: DartParams, options: RecordOptions
         "seed": options.seed,
         "versions": {
             "dartsim": __version__,
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
+            "torch": str(torch.__version__),
+            "transformers": str(transformers.__version__),
             "python": platform.python_version(),
         },
         "model": {

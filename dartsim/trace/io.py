@@ -21,6 +21,10 @@ def save_trace(trace: dict[str, Any], path: str | Path) -> int:
     buffer = io.BytesIO()
     torch.save(trace, buffer)
     data = buffer.getvalue()
+    try:  # the contract: a trace loads with weights_only=True
+        torch.load(io.BytesIO(data), weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"internal error: trace for {path} holds a non-plain object: {exc}") from None
     atomic_write_bytes(path, data)
     return len(data)
 

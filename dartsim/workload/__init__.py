@@ -8,11 +8,14 @@ else in dartsim computes a FLOP or a byte count.
 
 from dartsim.workload.kernels import Component, Kernel, TensorAccess, TensorKind
 from dartsim.workload.model import (
+    Execution,
     KernelFusion,
     Precision,
     StepShape,
+    device_spec,
     kept_count,
     layer_kernels,
+    retrigger_kernels,
     step_kernels,
 )
 from dartsim.workload.summary import CostTotals, totals_by_component
@@ -20,14 +23,17 @@ from dartsim.workload.summary import CostTotals, totals_by_component
 __all__ = [
     "Component",
     "CostTotals",
+    "Execution",
     "Kernel",
     "KernelFusion",
     "Precision",
     "StepShape",
     "TensorAccess",
     "TensorKind",
+    "device_spec",
     "kept_count",
     "layer_kernels",
+    "retrigger_kernels",
     "step_kernels",
     "totals_by_component",
 ]

@@ -24,6 +24,8 @@ class Component(str, Enum):
     NORM_RESIDUAL = "norm_residual"
     EMBEDDING = "embedding"
     LM_HEAD = "lm_head"
+    DART = "dart"
+    """Mask-building work at a re-trigger (scores, top-k, mask upload, weight compaction)."""
 
 
 class Unit(str, Enum):
@@ -41,10 +43,17 @@ class TensorAccess:
     kind: TensorKind
     numel: int
     dtype: DType
+    row_elements: int | None = None
+    """Set when the tensor is gathered row by row (masked weights read by index): the
+    elements of one contiguous row. The engine derives the DRAM efficiency from it."""
 
     @property
     def bytes(self) -> int:
         return tensor_bytes(self.numel, self.dtype)
+
+    @property
+    def row_bytes(self) -> int | None:
+        return None if self.row_elements is None else tensor_bytes(self.row_elements, self.dtype)
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,10 @@ class Kernel:
     compute_dtype: DType | None
     reads: tuple[TensorAccess, ...]
     writes: tuple[TensorAccess, ...]
+    link_bytes: int = 0
+    """Bytes each device sends over the chip-to-chip link (tensor-parallel all-reduce)."""
+    host_bytes: int = 0
+    """Bytes uploaded from the host (a new mask at a re-trigger)."""
 
     @property
     def flops(self) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dartsim.errors import UserError
-from dartsim.specs.dtypes import FP8, FP16, INT8, DType
+from dartsim.specs.dtypes import FP8, FP16, INT8, DType, tensor_bytes
 from dartsim.specs.model import ModelSpec
 from dartsim.workload.kernels import Component, Kernel, TensorAccess, TensorKind, Unit
 
@@ -72,6 +72,73 @@ class KernelFusion:
     swiglu_fused: bool = True
 
 
+MASK_APPLY_MODES = ("compact", "gather")
+"""compact: kept weights copied into contiguous buffers at each re-trigger; gather: kept
+rows read by index at every step."""
+INDEX_DTYPE_BITS = 32
+"""Kept-neuron indices of the gather path are int32."""
+TOPK_COMPARISONS_PER_ELEMENT_LOG2 = 1
+"""Top-k by sorting: m log2(m) comparisons, one FLOP each, on the vector unit."""
+SCORE_FLOPS_PER_ELEMENT = 2
+"""s_i += u_i^2: a multiply and an add per neuron and token."""
+SENSITIVITY_FLOPS_PER_ELEMENT = 8
+"""Eq. 4 per token: y.z, |y|, |z|, |z - y| (two FLOPs each per element)."""
+_INDEX = DType("int32", INDEX_DTYPE_BITS)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How the step runs: tensor-parallel degree, how masks are applied, and whether the
+    FFN's activations are being observed for DART (dense collection windows)."""
+
+    tp: int = 1
+    mask_apply: str = "compact"
+    dart_observe: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tp, bool) or not isinstance(self.tp, int) or self.tp <= 0:
+            raise UserError(f"tensor-parallel degree must be a positive integer, got {self.tp!r}")
+        if self.mask_apply not in MASK_APPLY_MODES:
+            raise UserError(
+                f"mask apply must be one of {', '.join(MASK_APPLY_MODES)}, got {self.mask_apply!r}"
+            )
+
+
+def check_tensor_parallel(spec: ModelSpec, tp: int) -> None:
+    """Heads, KV heads, FFN width and vocabulary must split evenly over `tp` devices."""
+    if spec.num_heads % tp:
+        raise UserError(f"--tp {tp} does not divide the {spec.num_heads} attention heads of {spec.name}")
+    if spec.num_kv_heads % tp and tp % spec.num_kv_heads:
+        raise UserError(
+            f"--tp {tp} neither divides nor is a multiple of the {spec.num_kv_heads} KV heads of {spec.name}"
+        )
+    if spec.intermediate_size % tp:
+        raise UserError(f"--tp {tp} does not divide the FFN width {spec.intermediate_size} of {spec.name}")
+
+
+def device_spec(spec: ModelSpec, tp: int) -> ModelSpec:
+    """The shard one device holds under Megatron-style tensor parallelism: heads and FFN
+    neurons split, KV heads split (or replicated when fewer than `tp`), vocabulary split."""
+    check_tensor_parallel(spec, tp)
+    if tp == 1:
+        return spec
+    from dataclasses import replace
+
+    return replace(
+        spec,
+        num_heads=spec.num_heads // tp,
+        num_kv_heads=max(1, spec.num_kv_heads // tp),
+        intermediate_size=spec.intermediate_size // tp,
+        vocab_size=-(-spec.vocab_size // tp),
+    )
+
+
+def shard_kept(kept: int, tp: int) -> int:
+    """Kept neurons on the busiest device when a layer's kept set is split over `tp`
+    devices (balanced split assumed; rounds up)."""
+    return -(-kept // tp)
+
+
 @dataclass(frozen=True)
 class StepShape:
     """One forward step: `batch` sequences each get `new_tokens`, ending at `context_len`.
@@ -84,6 +151,9 @@ class StepShape:
     batch: int
     new_tokens: int
     context_len: int
+    contexts: tuple[int, ...] | None = None
+    """Per-sequence lengths after the step, when the batch's sequences differ (replaying
+    several traces together); `context_len` is then their maximum."""
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -109,9 +179,14 @@ class StepShape:
         return self.batch * self.new_tokens
 
     @property
-    def cached_len(self) -> int:
-        """Positions per sequence already in the KV cache before the step."""
-        return self.context_len - self.new_tokens
+    def sequence_contexts(self) -> tuple[int, ...]:
+        """Length of every sequence after the step."""
+        return self.contexts if self.contexts is not None else (self.context_len,) * self.batch
+
+    @property
+    def cached_total(self) -> int:
+        """Positions already in the KV cache before the step, summed over the batch."""
+        return sum(c - self.new_tokens for c in self.sequence_contexts)
 
     @property
     def attention_pairs(self) -> int:
@@ -119,8 +194,8 @@ class StepShape:
 
         New token j (0-based) sees the cached positions and new tokens 0..j.
         """
-        n, c0 = self.new_tokens, self.cached_len
-        return self.batch * (n * c0 + n * (n + 1) // 2)
+        n = self.new_tokens
+        return sum(n * (c - n) + n * (n + 1) // 2 for c in self.sequence_contexts)
 
 
 def kept_count(keep_fraction: float, width: int) -> int:
@@ -155,13 +230,20 @@ def _gemm(
     prec: Precision,
     bias: bool = False,
     weight_dtype: DType | None = None,
+    gather_rows: int | None = None,
 ) -> Kernel:
-    """y[T, out] = x[T, in] @ W[in, out] (+ b[out])."""
+    """y[T, out] = x[T, in] @ W[in, out] (+ b[out]).
+
+    With `gather_rows` = k, the weight is read as k rows of `in_width` elements picked by an
+    int32 index list (the gather path of masked FFN weights).
+    """
     w_dtype = prec.weight if weight_dtype is None else weight_dtype
-    reads = [
-        _a(input_name, tokens * in_width, prec.activation),  # x: [T, in]
-        _w(weight_name, in_width * out_width, w_dtype),  # W: [in, out]
-    ]
+    weight = _w(weight_name, in_width * out_width, w_dtype)
+    reads = [_a(input_name, tokens * in_width, prec.activation), weight]  # x: [T, in], W: [in, out]
+    if gather_rows is not None:
+        row = in_width if gather_rows == out_width else out_width
+        reads[1] = TensorAccess(weight_name, TensorKind.WEIGHT, weight.numel, w_dtype, row)
+        reads.append(TensorAccess(f"{weight_name}.index", TensorKind.ACTIVATION, gather_rows, _INDEX))
     vector = 0
     if bias:
         reads.append(_w(f"{weight_name}.bias", out_width, prec.activation))  # b: [out]
@@ -221,7 +303,7 @@ def _attention_core(spec: ModelSpec, shape: StepShape, layer: int, prec: Precisi
     """
     T = shape.tokens
     qw, kvw, hd = spec.q_width, spec.kv_width, spec.head_dim
-    cached = shape.batch * shape.cached_len  # cached positions over the batch
+    cached = shape.cached_total  # cached positions over the batch
     appended = T  # one new cache row per new token
     pairs = shape.attention_pairs
     reads = [
@@ -277,18 +359,32 @@ def _attention_kernels(
 
 
 def _mlp_kernels(
-    spec: ModelSpec, shape: StepShape, layer: int, kept: int, prec: Precision, fusion: KernelFusion
+    spec: ModelSpec,
+    shape: StepShape,
+    layer: int,
+    kept: int,
+    prec: Precision,
+    fusion: KernelFusion,
+    gather: bool,
 ) -> list[Kernel]:
-    """SwiGLU FFN with `kept` of its m neurons: rows of W_gate/W_up and columns of W_down."""
+    """SwiGLU FFN with `kept` of its m neurons: rows of W_gate/W_up and columns of W_down.
+
+    With `gather`, the kept rows are read by index from the full matrices at every step;
+    otherwise they are contiguous (compacted at the re-trigger, or the FFN is dense).
+    """
     T, d, k = shape.tokens, spec.hidden_size, kept
     mlp, bias = Component.MLP, spec.mlp_bias
+    rows = k if gather and k < spec.intermediate_size else None
     swiglu_vector = SWIGLU_FLOPS_PER_ELEMENT * T * k
     if fusion.swiglu_fused:
+        row = None if rows is None else d
         reads = [
             _a("xn", T * d, prec.activation),  # x: [T, d]
-            _w("W_gate", d * k, prec.weight),  # [d, k]
-            _w("W_up", d * k, prec.weight),  # [d, k]
+            TensorAccess("W_gate", TensorKind.WEIGHT, d * k, prec.weight, row),  # [d, k]
+            TensorAccess("W_up", TensorKind.WEIGHT, d * k, prec.weight, row),  # [d, k]
         ]
+        if rows is not None:
+            reads.append(TensorAccess("W_gate_up.index", TensorKind.ACTIVATION, k, _INDEX))
         vector = swiglu_vector
         if bias:
             reads += [_w("W_gate.bias", k, prec.activation), _w("W_up.bias", k, prec.activation)]
@@ -308,8 +404,8 @@ def _mlp_kernels(
         ]
     else:
         up_part = [
-            _gemm("gate_proj", layer, mlp, T, d, k, "xn", "g", "W_gate", prec, bias),
-            _gemm("up_proj", layer, mlp, T, d, k, "xn", "up", "W_up", prec, bias),
+            _gemm("gate_proj", layer, mlp, T, d, k, "xn", "g", "W_gate", prec, bias, gather_rows=rows),
+            _gemm("up_proj", layer, mlp, T, d, k, "xn", "up", "W_up", prec, bias, gather_rows=rows),
             Kernel(
                 name="swiglu",
                 layer=layer,
@@ -322,8 +418,46 @@ def _mlp_kernels(
                 writes=(_a("u", T * k, prec.activation),),
             ),
         ]
-    down = _gemm("down_proj", layer, mlp, T, k, d, "u", "ffn_out", "W_down", prec, bias)
+    down = _gemm("down_proj", layer, mlp, T, k, d, "u", "ffn_out", "W_down", prec, bias, gather_rows=rows)
     return [*up_part, down]
+
+
+def _all_reduce(
+    name: str, layer: int, component: Component, tokens: int, width: int, prec: Precision, tp: int
+) -> Kernel:
+    """Ring all-reduce of the [T, d] partial sums: each device sends 2 (tp - 1) / tp of the
+    tensor over its link at the activation precision, reading and writing it in DRAM."""
+    numel = tokens * width
+    return Kernel(
+        name=name,
+        layer=layer,
+        component=component,
+        unit=Unit.VECTOR,
+        flops_matmul=0,
+        flops_vector=(tp - 1) * numel,  # the reduction adds
+        compute_dtype=None,
+        reads=(_a("partial", numel, prec.activation),),
+        writes=(_a("reduced", numel, prec.activation),),
+        link_bytes=2 * (tp - 1) * tensor_bytes(numel, prec.activation) // tp,
+    )
+
+
+def _dart_observe(spec: ModelSpec, shape: StepShape, layer: int) -> Kernel:
+    """DART's bookkeeping in a dense collection step: neuron scores from u and the Eq. 4
+    sensitivity, fused into the FFN kernels (vector work, no extra DRAM traffic)."""
+    T = shape.tokens
+    return Kernel(
+        name="dart_observe",
+        layer=layer,
+        component=Component.DART,
+        unit=Unit.VECTOR,
+        flops_matmul=0,
+        flops_vector=SCORE_FLOPS_PER_ELEMENT * T * spec.intermediate_size
+        + SENSITIVITY_FLOPS_PER_ELEMENT * T * spec.hidden_size,
+        compute_dtype=None,
+        reads=(),
+        writes=(),
+    )
 
 
 def layer_kernels(
@@ -333,23 +467,40 @@ def layer_kernels(
     kept_neurons: int | None = None,
     precision: Precision | None = None,
     fusion: KernelFusion | None = None,
+    execution: Execution | None = None,
 ) -> list[Kernel]:
-    """The kernels of decoder block `layer`, in execution order."""
+    """The kernels of decoder block `layer` on one device, in execution order.
+
+    `spec` is the whole model; under tensor parallelism (`execution.tp` > 1) the kernels
+    are those of one device's shard, with an all-reduce after o_proj and after down_proj.
+    `kept_neurons` counts the whole layer's kept neurons.
+    """
     prec = precision or Precision()
     fuse = fusion or KernelFusion()
+    run = execution or Execution()
     m = spec.intermediate_size
     k = m if kept_neurons is None else kept_neurons
     if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= m:
         raise UserError(f"layer {layer}: kept neurons must be an integer in [0, {m}], got {k!r}")
+    tp = run.tp
+    shard = device_spec(spec, tp)
     T, d = shape.tokens, spec.hidden_size
-    return [
+    attention = _attention_kernels(shard, shape, layer, prec, fuse)
+    mlp = _mlp_kernels(shard, shape, layer, shard_kept(k, tp), prec, fuse, run.mask_apply == "gather")
+    if tp > 1:
+        attention.append(_all_reduce("attn_all_reduce", layer, Component.ATTENTION, T, d, prec, tp))
+        mlp.append(_all_reduce("mlp_all_reduce", layer, Component.MLP, T, d, prec, tp))
+    kernels = [
         _rmsnorm("input_layernorm", layer, T, d, prec),
-        *_attention_kernels(spec, shape, layer, prec, fuse),
+        *attention,
         _residual("attn_residual", layer, T, d, prec),
         _rmsnorm("post_attention_layernorm", layer, T, d, prec),
-        *_mlp_kernels(spec, shape, layer, k, prec, fuse),
+        *mlp,
         _residual("mlp_residual", layer, T, d, prec),
     ]
+    if run.dart_observe:
+        kernels.append(_dart_observe(shard, shape, layer))
+    return kernels
 
 
 def _embedding(spec: ModelSpec, shape: StepShape, prec: Precision) -> Kernel:
@@ -368,9 +519,10 @@ def _embedding(spec: ModelSpec, shape: StepShape, prec: Precision) -> Kernel:
     )
 
 
-def _lm_head(spec: ModelSpec, shape: StepShape, prec: Precision) -> list[Kernel]:
-    """Final norm over the step's tokens, then logits for each sequence's last token only."""
-    T, B, d, V = shape.tokens, shape.batch, spec.hidden_size, spec.vocab_size
+def _lm_head(spec: ModelSpec, shape: StepShape, prec: Precision, tp: int) -> list[Kernel]:
+    """Final norm over the step's tokens, then logits for each sequence's last token only
+    (the vocabulary split over `tp` devices)."""
+    T, B, d, V = shape.tokens, shape.batch, spec.hidden_size, device_spec(spec, tp).vocab_size
     norm = _rmsnorm("norm", None, T, d, prec)
     head = _gemm(
         "lm_head",
@@ -394,17 +546,65 @@ def step_kernels(
     kept_neurons: Sequence[int] | None = None,
     precision: Precision | None = None,
     fusion: KernelFusion | None = None,
+    execution: Execution | None = None,
 ) -> list[Kernel]:
-    """Every kernel of one forward step: embedding, all blocks, final norm and lm_head.
+    """Every kernel of one forward step on one device: embedding, all blocks, final norm
+    and lm_head.
 
     `kept_neurons[l]` is the number of FFN neurons layer l keeps (all when None).
     """
     prec = precision or Precision()
+    run = execution or Execution()
     if kept_neurons is not None and len(kept_neurons) != spec.num_layers:
         raise UserError(f"kept neurons given for {len(kept_neurons)} layers, model has {spec.num_layers}")
     kernels = [_embedding(spec, shape, prec)]
     for layer in range(spec.num_layers):
         k = None if kept_neurons is None else kept_neurons[layer]
-        kernels.extend(layer_kernels(spec, shape, layer, k, prec, fusion))
-    kernels.extend(_lm_head(spec, shape, prec))
+        kernels.extend(layer_kernels(spec, shape, layer, k, prec, fusion, run))
+    kernels.extend(_lm_head(spec, shape, prec, run.tp))
+    return kernels
+
+
+def retrigger_kernels(
+    spec: ModelSpec,
+    kept_neurons: Sequence[int],
+    precision: Precision | None = None,
+    execution: Execution | None = None,
+) -> list[Kernel]:
+    """The work of building and installing a new mask, per layer, on one device.
+
+    Top-k over the layer's m scores (fp32) on the vector unit; the mask uploaded from the
+    host (a bitmap for compact, the int32 index list for gather); with compact, the kept
+    rows of W_gate and W_up and columns of W_down copied into contiguous buffers.
+    """
+    prec = precision or Precision()
+    run = execution or Execution()
+    shard = device_spec(spec, run.tp)
+    m, d = shard.intermediate_size, spec.hidden_size
+    scores_dtype = DType("fp32", 32)
+    kernels = []
+    for layer, kept in enumerate(kept_neurons):
+        k = shard_kept(kept, run.tp)
+        reads = [_a("scores", m, scores_dtype)]
+        writes = []
+        if run.mask_apply == "compact":
+            reads.append(_w("W_ffn_kept", 3 * d * k, prec.weight))
+            writes.append(_w("W_ffn_compact", 3 * d * k, prec.weight))
+            upload = -(-m // 8)
+        else:
+            upload = tensor_bytes(k, _INDEX)
+        kernels.append(
+            Kernel(
+                name="mask_build",
+                layer=layer,
+                component=Component.DART,
+                unit=Unit.VECTOR,
+                flops_matmul=0,
+                flops_vector=TOPK_COMPARISONS_PER_ELEMENT_LOG2 * m * max(1, math.ceil(math.log2(m))),
+                compute_dtype=None,
+                reads=tuple(reads),
+                writes=tuple(writes),
+                host_bytes=upload,
+            )
+        )
     return kernels

@@ -1,0 +1,221 @@
+"""`dartsim replay` and `dartsim simulate`: the device model on traces or synthetic workloads."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from dartsim.commands.common import add_precision, positive_int, precision_from
+
+
+def _engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hw", required=True, metavar="NAME|FILE", help="hardware preset or YAML file")
+    parser.add_argument("--tp", default="1", metavar="N|auto", help="tensor-parallel degree (default 1)")
+    parser.add_argument(
+        "--mask-apply",
+        choices=("compact", "gather"),
+        default="compact",
+        help="compact: copy kept weights contiguously at each re-trigger (default); "
+        "gather: read kept rows by index every step",
+    )
+    parser.add_argument(
+        "--no-prefetch", dest="prefetch", action="store_false", help="no weight streaming ahead of compute"
+    )
+    parser.add_argument(
+        "--no-memoize", dest="memoize", action="store_false", help="simulate every step (slow; for checks)"
+    )
+    parser.add_argument(
+        "--compare-dense", action="store_true", help="add the dense run side by side, with the speedup"
+    )
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    parser.add_argument(
+        "--out", metavar="DIR", help="write replay.json, summary.txt, layers.csv, retriggers.csv into DIR"
+    )
+    parser.add_argument(
+        "--perfetto", metavar="FILE", help="write a Chrome/Perfetto timeline of --perfetto-steps"
+    )
+    parser.add_argument(
+        "--perfetto-steps",
+        default="0:3",
+        metavar="A:B",
+        help="inclusive step range for --perfetto (default 0:3)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_precision(parser)
+
+
+def _execute(args: argparse.Namespace, traces: list[dict[str, Any]], spec: Any, extra: dict[str, Any]) -> int:
+    from dartsim.cli import emit
+    from dartsim.engine.replay import ReplayConfig, StepCoster, build_steps, check_retarget
+    from dartsim.engine.report import contract, layers_csv, perfetto_events, render_table, retriggers_csv
+    from dartsim.engine.run import choose_tp, densified, run_steps
+    from dartsim.errors import UserError
+    from dartsim.fileio import atomic_write_text
+    from dartsim.report import render
+    from dartsim.specs.hardware import load_hardware_spec
+
+    hw = load_hardware_spec(args.hw)
+    precision = precision_from(args)
+    hw.tensor_flops_per_s(precision.gemm_compute)
+    hw.tensor_flops_per_s(precision.attention_compute)
+    retarget, source = check_retarget(traces, spec)
+    steps = build_steps(traces, spec, retarget)
+    kv_positions = sum(int(t["steps"]["context_len"].max()) for t in traces)
+    tp = choose_tp(spec, hw, precision, args.tp, kv_positions)
+    config = ReplayConfig(
+        tp=tp, prefetch=args.prefetch, mask_apply=args.mask_apply, memoize=args.memoize, precision=precision
+    )
+    result = run_steps(steps, spec, hw, config, progress=not args.quiet)
+    if retarget:
+        extra = {**extra, "retargeted_from": source}
+    data = contract(result, spec, hw, config, len(traces), extra)
+    if args.compare_dense:
+        dense = run_steps(densified(steps, spec.intermediate_size), spec, hw, config, progress=not args.quiet)
+        data["dense"] = contract(dense, spec, hw, config, len(traces), {})
+        data["speedup"] = dense["totals"]["time_s"] / result["totals"]["time_s"]
+    if args.perfetto:
+        try:
+            a, b = (int(x) for x in args.perfetto_steps.split(":"))
+        except ValueError:
+            raise UserError(f"--perfetto-steps must be A:B, got {args.perfetto_steps!r}") from None
+        if not 0 <= a <= b < len(steps):
+            raise UserError(f"--perfetto-steps {a}:{b} outside the {len(steps)} steps")
+        coster = StepCoster(spec, hw, config)
+        atomic_write_text(
+            args.perfetto, render.json_text(perfetto_events(coster, steps, result["step_times_s"], a, b))
+        )
+        sys.stderr.write(f"wrote {args.perfetto}\n")
+    texts = {"json": render.json_text(data), "table": render_table(data), "csv": layers_csv(data)}
+    if args.out:
+        folder = Path(args.out)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / "replay.json", texts["json"])
+        atomic_write_text(folder / "summary.txt", texts["table"])
+        atomic_write_text(folder / "layers.csv", texts["csv"])
+        atomic_write_text(folder / "retriggers.csv", retriggers_csv(data))
+        sys.stderr.write(f"wrote {folder}/replay.json, summary.txt, layers.csv, retriggers.csv\n")
+    else:
+        emit(texts[args.format], None)
+    return 0
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from dartsim.specs.model import load_model_spec
+    from dartsim.trace.io import load_trace
+
+    traces = [load_trace(p) for p in args.traces]
+    spec = load_model_spec(args.model) if args.model else _trace_spec(traces[0])
+    extra = {"traces": [str(p) for p in args.traces], "synthetic": any(t["synthetic"] for t in traces)}
+    return _execute(args, traces, spec, extra)
+
+
+def _trace_spec(trace: dict[str, Any]) -> Any:
+    """The trace's own model: its preset when one exists, else the dimensions it records."""
+    from dartsim.specs.model import ModelSpec, load_model_spec, preset_names
+
+    m = trace["model"]
+    for candidate in (m["name"], m["name"].removesuffix("-instruct")):
+        if candidate in preset_names():
+            spec = load_model_spec(candidate)
+            if spec.num_layers == m["num_layers"] and spec.intermediate_size == m["intermediate_size"]:
+                return spec
+    return ModelSpec(
+        name=m["name"],
+        model_type=m["model_type"],
+        num_layers=m["num_layers"],
+        hidden_size=m["hidden_size"],
+        intermediate_size=m["intermediate_size"],
+        num_heads=m["num_heads"],
+        num_kv_heads=m["num_kv_heads"],
+        head_dim=m["head_dim"],
+        vocab_size=m["vocab_size"],
+        tie_word_embeddings=False,
+        attention_bias=False,
+        mlp_bias=False,
+        qk_norm=m["model_type"] == "qwen3",
+        max_position_embeddings=m["max_position_embeddings"],
+        source=m.get("source", "trace"),
+    )
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    from dartsim.specs.model import load_model_spec
+    from dartsim.trace.synth import synth_trace
+
+    spec = load_model_spec(args.model)
+    allocation = "dense" if args.sparsity == 0 else args.allocation
+    traces = [
+        synth_trace(
+            spec,
+            args.prompt_len,
+            args.gen_len,
+            args.retriggers,
+            args.sparsity,
+            allocation,
+            seed=args.seed + i,
+        )
+        for i in range(args.batch)
+    ]
+    extra = {
+        "synthetic": True,
+        "workload": {
+            "prompt_len": args.prompt_len,
+            "gen_len": args.gen_len,
+            "sparsity": args.sparsity,
+            "allocation": allocation,
+            "retriggers": args.retriggers,
+        },
+    }
+    return _execute(args, traces, spec, extra)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    replay = sub.add_parser(
+        "replay",
+        help="replay recorded traces on a hardware model (per-layer bytes, FLOPs, time; TTFT, TPOT)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Replays DART traces on the discrete-event device model: every step's kernels from\n"
+            "the workload model, DRAM/HBM, tensor and vector units, on-chip memory and network,\n"
+            "chip-to-chip links for tensor parallelism, and the work of every mask build.\n"
+            "Several traces form one batch: each step fetches the union of their kept neurons.\n"
+            "With --model the traces are retargeted (keep ratios mapped by normalised depth)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  dartsim replay traces/two-topic-70.pt --hw l40s\n"
+            "  dartsim replay traces/two-topic-70.pt --hw l40s --model llama-3.1-70b --tp auto \\\n"
+            "      --compare-dense\n"
+            "  dartsim replay traces/*-50.pt --hw h100-sxm --model llama-3.1-8b --format json\n"
+            "  dartsim replay t.pt --hw l40s --perfetto timeline.json --perfetto-steps 0:2"
+        ),
+    )
+    replay.add_argument("traces", nargs="+", metavar="TRACE.pt")
+    replay.add_argument(
+        "--model", help="retarget to a preset or config.json (default: the trace's own model)"
+    )
+    _engine_options(replay)
+    replay.set_defaults(handler=run_replay)
+
+    sim = sub.add_parser(
+        "simulate",
+        help="the same engine on a synthetic workload (no trace needed)",
+        description=(
+            "Dense, uniform or DART-allocated synthetic sparsity on any model; the output "
+            "follows the replay contract."
+        ),
+    )
+    sim.add_argument("--model", required=True)
+    sim.add_argument("--batch", type=positive_int, default=1)
+    sim.add_argument("--prompt-len", type=positive_int, default=128)
+    sim.add_argument("--gen-len", type=positive_int, default=256)
+    sim.add_argument("--sparsity", type=float, default=0.0, help="FFN sparsity (default 0: dense)")
+    sim.add_argument(
+        "--allocation", choices=("dart", "uniform"), default="dart", help="how sparsity is spread over layers"
+    )
+    sim.add_argument("--retriggers", type=int, default=0, help="re-triggers spread over the run")
+    sim.add_argument("--seed", type=int, default=0)
+    _engine_options(sim)
+    sim.set_defaults(handler=run_simulate)

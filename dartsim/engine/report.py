@@ -1,0 +1,152 @@
+"""Assembling and rendering replay results (the JSON contract, tables, CSV, Perfetto)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dartsim.engine.replay import PARTS, ReplayConfig, ReplayStep, StepCoster
+from dartsim.report import render
+from dartsim.specs.hardware import HardwareSpec
+from dartsim.specs.model import ModelSpec
+from dartsim.units import GB, TFLOP, format_seconds
+
+
+def contract(
+    result: dict[str, Any],
+    spec: ModelSpec,
+    hw: HardwareSpec,
+    config: ReplayConfig,
+    batch: int,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """The stable JSON object of `dartsim replay` / `dartsim simulate`."""
+    body = {k: v for k, v in result.items() if k != "step_times_s"}
+    p = config.precision
+    return {
+        "model": spec.name,
+        "hw": hw.name,
+        "tp": config.tp,
+        "batch": batch,
+        "mask_apply": config.mask_apply,
+        "prefetch": config.prefetch,
+        "memoized": config.memoize,
+        "precision": {"weight": p.weight.name, "activation": p.activation.name, "kv_cache": p.kv_cache.name},
+        **body,
+        **extra,
+    }
+
+
+def _fmt_rate(seconds: float | None) -> str:
+    return "n/a" if seconds is None else format_seconds(seconds)
+
+
+def render_table(data: dict[str, Any]) -> str:
+    t = data["totals"]
+    lines = [
+        f"model {data['model']} on {data['hw']} x{data['tp']} (tensor parallel), batch {data['batch']}, "
+        f"masks applied by {data['mask_apply']}, weight prefetch {'on' if data['prefetch'] else 'off'}",
+    ]
+    if data.get("retargeted_from"):
+        lines.append(f"RETARGETED from {data['retargeted_from']}: keep ratios mapped by normalised depth")
+    if data.get("synthetic"):
+        lines.append("SYNTHETIC workload")
+    lines += [
+        f"tokens           {data['tokens']}",
+        f"DRAM traffic     {t['bytes'] / GB:.3f} GB per device (1 GB = 1e9 B)",
+        f"FLOPs            {t['flops'] / TFLOP:.3f} TFLOP per device (1e12)",
+        f"time             {format_seconds(t['time_s'])}",
+        f"TTFT             {_fmt_rate(data['ttft_s'])}",
+        f"TPOT             mean {_fmt_rate(data['tpot_s'])}, p50 {_fmt_rate(data['tpot_p50_s'])}, "
+        f"p99 {_fmt_rate(data['tpot_p99_s'])}",
+        f"throughput       {data['tokens_per_s']:.2f} tokens/s"
+        if data["tokens_per_s"]
+        else "throughput       n/a",
+        f"mask builds      {len(data['retriggers'])}, "
+        f"{format_seconds(sum(r['time_s'] for r in data['retriggers']))} in all",
+    ]
+    if "dense" in data:
+        lines.append(
+            f"dense baseline   {format_seconds(data['dense']['totals']['time_s'])}: "
+            f"speedup {data['speedup']:.3f}x"
+        )
+    header = [
+        "layer",
+        "attn GB",
+        "attn TFLOP",
+        "attn time",
+        "attn bound",
+        "mlp GB",
+        "mlp TFLOP",
+        "mlp time",
+        "mlp bound",
+    ]
+    rows = []
+    for row in data["layers"]:
+        cells = [str(row["layer"])]
+        for part in PARTS:
+            c = row[part]
+            cells += [
+                f"{c['bytes'] / GB:.3f}",
+                f"{c['flops'] / TFLOP:.4f}",
+                format_seconds(c["time_s"]),
+                str(c["bound"]),
+            ]
+        rows.append(cells)
+    return "\n".join(lines) + "\n\n" + render.markdown_table(header, rows)
+
+
+def layers_csv(data: dict[str, Any]) -> str:
+    header = ["layer"] + [f"{part}_{k}" for part in PARTS for k in ("bytes", "flops", "time_s", "bound")]
+    rows = [
+        [row["layer"]] + [row[part][k] for part in PARTS for k in ("bytes", "flops", "time_s", "bound")]
+        for row in data["layers"]
+    ]
+    return render.csv_text(header, rows)
+
+
+def retriggers_csv(data: dict[str, Any]) -> str:
+    header = ["step", "time_s", "bytes", "host_bytes"]
+    return render.csv_text(header, [[r[k] for k in header] for r in data["retriggers"]])
+
+
+def perfetto_events(
+    coster: StepCoster, steps: Sequence[ReplayStep], step_times: Sequence[float], first: int, last: int
+) -> dict[str, Any]:
+    """Chrome trace-event JSON of steps first..last (inclusive), one track per resource."""
+    offset = float(sum(step_times[:first]))
+    tracks: dict[str, int] = {}
+    events: list[dict[str, Any]] = []
+    for index in range(first, last + 1):
+        step = steps[index]
+        _, result = coster.simulate(step, step.contexts, timeline=True)
+        events.append(
+            {
+                "name": f"step {index} ({step.phase})",
+                "ph": "X",
+                "pid": 1,
+                "tid": 0,
+                "ts": offset * 1e6,
+                "dur": result.time_s * 1e6,
+                "cat": "step",
+            }
+        )
+        for span in result.spans:
+            tid = tracks.setdefault(span.track, len(tracks) + 1)
+            events.append(
+                {
+                    "name": span.name,
+                    "ph": "X",
+                    "pid": 1,
+                    "tid": tid,
+                    "ts": (offset + span.start_s) * 1e6,
+                    "dur": max(span.end_s - span.start_s, 0.0) * 1e6,
+                    "cat": span.track,
+                }
+            )
+        offset += float(step_times[index])
+    meta = [{"name": "process_name", "ph": "M", "pid": 1, "tid": 0, "args": {"name": "dartsim device 0"}}]
+    meta.append({"name": "thread_name", "ph": "M", "pid": 1, "tid": 0, "args": {"name": "steps"}})
+    for name, tid in tracks.items():
+        meta.append({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": {"name": name}})
+    return {"traceEvents": meta + events, "displayTimeUnit": "ms"}

@@ -1,0 +1,165 @@
+"""Replay driver: steps in, the report contract (totals, TTFT, TPOT, per layer, re-triggers) out."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from dartsim.engine.replay import PARTS, ReplayConfig, ReplayStep, StepCoster
+from dartsim.errors import UserError
+from dartsim.specs.hardware import HardwareSpec
+from dartsim.specs.model import ModelSpec
+from dartsim.workload import Execution, Precision, StepShape, step_kernels
+from dartsim.workload.kernels import TensorKind
+from dartsim.workload.model import check_tensor_parallel
+
+TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
+PROGRESS_MIN_STEPS = 2000
+
+
+def memory_needed_bytes(spec: ModelSpec, precision: Precision, tp: int, kv_positions: int) -> int:
+    """Per-device bytes of all weights (the full embedding table included) and of the KV
+    cache for `kv_positions` cached positions summed over the batch, from the workload
+    model: a batch-1 decode step reads every weight once (the embedding only one row)."""
+    execution = Execution(tp=tp)
+    kernels = step_kernels(spec, StepShape.decode(1, 2), precision=precision, execution=execution)
+    weights = sum(k.bytes_of_kind(TensorKind.WEIGHT) for k in kernels)
+    row = next(k for k in kernels if k.name == "embed_tokens").bytes_read
+    weights += row * (spec.vocab_size - 1)
+    kv_per_position = sum(
+        t.bytes for k in kernels if k.name == "attention" for t in k.writes if t.kind is TensorKind.KV_CACHE
+    )
+    return weights + kv_per_position * kv_positions
+
+
+def choose_tp(
+    spec: ModelSpec, hw: HardwareSpec, precision: Precision, requested: str, kv_positions: int
+) -> int:
+    """`--tp auto` picks the smallest degree whose shard fits; an explicit degree that does
+    not fit is an error saying which would."""
+    capacity = hw.memory.capacity_bytes
+    fits = []
+    for tp in TP_CANDIDATES:
+        try:
+            check_tensor_parallel(spec, tp)
+        except UserError:
+            continue
+        if memory_needed_bytes(spec, precision, tp, kv_positions) <= capacity:
+            fits.append(tp)
+    if requested == "auto":
+        if not fits:
+            raise UserError(
+                f"{spec.name} does not fit {hw.name} at any tensor-parallel degree up to {TP_CANDIDATES[-1]}"
+            )
+        return fits[0]
+    try:
+        tp = int(requested)
+    except ValueError:
+        raise UserError(f"--tp must be a positive integer or 'auto', got {requested!r}") from None
+    if tp <= 0:
+        raise UserError(f"--tp must be a positive integer or 'auto', got {requested!r}")
+    check_tensor_parallel(spec, tp)
+    need = memory_needed_bytes(spec, precision, tp, kv_positions)
+    if need > capacity:
+        hint = f"--tp {fits[0]} would fit" if fits else "no degree up to 64 fits"
+        raise UserError(
+            f"{spec.name} needs {need / 1e9:.1f} GB per device at --tp {tp} (weights and KV cache), "
+            f"{hw.name} has {capacity / 1e9:.0f} GB: {hint}"
+        )
+    return tp
+
+
+def run_steps(
+    steps: Sequence[ReplayStep],
+    spec: ModelSpec,
+    hw: HardwareSpec,
+    config: ReplayConfig,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Cost every step; returns the replay contract's numbers (without identity fields)."""
+    coster = StepCoster(spec, hw, config)
+    layers = spec.num_layers
+    layer_bytes = np.zeros((layers, 2), dtype=np.int64)
+    layer_flops = np.zeros((layers, 2), dtype=np.int64)
+    layer_time = np.zeros((layers, 2), dtype=np.float64)
+    total_bytes = total_flops = total_link = 0
+    step_times = np.zeros(len(steps), dtype=np.float64)
+    retriggers = []
+    bar = None
+    if progress and len(steps) >= PROGRESS_MIN_STEPS:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(steps), desc="replaying", unit="step", file=sys.stderr)
+    middle = next((i for i in range(len(steps) // 2, len(steps)) if steps[i].phase == "decode"), None)
+    bounds = None
+    for i, step in enumerate(steps):
+        cost = coster.cost(step)
+        extra = 0.0
+        for kept in step.mask_builds:
+            seconds, moved, host = coster.retrigger_cost(kept)
+            extra += seconds
+            total_bytes += moved
+            retriggers.append({"step": i, "time_s": seconds, "bytes": moved, "host_bytes": host})
+        step_times[i] = cost.time_s + extra
+        total_bytes += cost.bytes
+        total_flops += cost.flops
+        total_link += cost.link_bytes
+        layer_bytes += cost.layer_bytes
+        layer_flops += cost.layer_flops
+        layer_time += cost.layer_time
+        if i == middle:
+            bounds = cost.layer_bound
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    phases = np.array([s.phase == "prefill" for s in steps])
+    decode_times = step_times[~phases]
+    generated = sum(len(s.contexts) for s in steps if s.phase == "decode") + sum(
+        1 for s in steps if s.phase == "prefill"
+    )
+    total_time = float(step_times.sum())
+    layer_rows = []
+    for layer in range(layers):
+        row: dict[str, Any] = {"layer": layer}
+        for j, part in enumerate(PARTS):
+            row[part] = {
+                "bytes": int(layer_bytes[layer, j]),
+                "flops": int(layer_flops[layer, j]),
+                "time_s": float(layer_time[layer, j]),
+                "bound": bounds[layer][j] if bounds else None,
+            }
+        layer_rows.append(row)
+    return {
+        "tokens": generated,
+        "totals": {
+            "bytes": int(total_bytes),
+            "flops": int(total_flops),
+            "time_s": total_time,
+            "link_bytes": int(total_link),
+        },
+        "ttft_s": float(step_times[phases].sum()),
+        "tpot_s": float(decode_times.mean()) if decode_times.size else None,
+        "tpot_p50_s": float(np.percentile(decode_times, 50)) if decode_times.size else None,
+        "tpot_p99_s": float(np.percentile(decode_times, 99)) if decode_times.size else None,
+        "tokens_per_s": generated / total_time if total_time > 0 else None,
+        "layers": layer_rows,
+        "retriggers": retriggers,
+        "simulated_steps": coster.simulated_steps,
+        "step_times_s": step_times,
+    }
+
+
+def densified(steps: Sequence[ReplayStep], width: int) -> list[ReplayStep]:
+    """The same steps with the FFN dense and no DART work: the dense baseline."""
+    dense = None
+    out = []
+    for step in steps:
+        if dense is None:
+            dense = tuple([width] * len(step.kept))
+        out.append(replace(step, kept=dense, observe=False, mask_builds=()))
+    return out

@@ -1,0 +1,258 @@
+"""Recording real DART runs on the bundled SmolLM2-135M (slow: a real model on the CPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from dartsim.dart.hf import LoadedModel, load_for_recording
+from dartsim.dart.hooks import wrap_ffn
+from dartsim.dart.params import DartParams
+from dartsim.dart.recorder import RecordOptions
+from dartsim.dart.session import record
+from dartsim.errors import UserError
+from dartsim.trace import load_trace
+from dartsim.trace.schema import unpack_mask
+
+pytestmark = pytest.mark.slow
+
+SHORT = DartParams(sparsity=0.5, tau=5, reference_tokens=10, c0=1)
+PROMPT = "Explain how a bicycle works, then describe the history of jazz."
+
+
+@pytest.fixture(scope="module")
+def smollm2() -> LoadedModel:
+    return load_for_recording(None, "cpu", 0)
+
+
+def _short(loaded: LoadedModel, tmp: Path, name: str, **option_overrides: object):  # type: ignore[no-untyped-def]
+    options = RecordOptions(max_new_tokens=40, min_new_tokens=40, **option_overrides)  # type: ignore[arg-type]
+    return record(loaded, PROMPT, SHORT, options, tmp / name)
+
+
+def test_recording_is_deterministic(smollm2: LoadedModel, tmp_path: Path) -> None:
+    first = load_trace(tmp_path / "a.pt") if _short(smollm2, tmp_path, "a.pt") else None
+    second = load_trace(tmp_path / "b.pt") if _short(smollm2, tmp_path, "b.pt") else None
+    assert first is not None and second is not None
+    assert first["epochs"]["kept"].shape[0] >= 1, "the run must build at least one mask"
+    assert torch.equal(first["epochs"]["masks"], second["epochs"]["masks"])
+    assert torch.equal(first["retriggers"]["step"], second["retriggers"]["step"])
+    assert torch.equal(first["generation"]["generated_ids"], second["generation"]["generated_ids"])
+    assert torch.equal(first["drift_checks"]["similarity"], second["drift_checks"]["similarity"])
+
+
+def test_trace_records_steps_epochs_and_checks_consistently(smollm2: LoadedModel, tmp_path: Path) -> None:
+    result = _short(smollm2, tmp_path, "t.pt")
+    trace = load_trace(tmp_path / "t.pt")
+    assert result.status == "complete" and trace["complete"]
+    steps = trace["steps"]
+    prompt_len = trace["generation"]["prompt_len"]
+    assert steps["phase"][0] == 0 and steps["tokens"][0] == prompt_len
+    # one decode step per generated token but the last
+    assert steps["phase"].numel() == 1 + trace["generation"]["generated_len"] - 1
+    assert torch.equal(
+        steps["context_len"][1:], torch.arange(prompt_len + 1, prompt_len + steps["phase"].numel()).int()
+    )
+    assert bool((steps["time_s"] > 0).all())
+    # the first T decode steps run dense, then the first mask is in force
+    assert bool((steps["epoch"][: 1 + SHORT.reference_tokens] == -1).all())
+    assert int(steps["epoch"][1 + SHORT.reference_tokens]) == 0
+    epochs = trace["epochs"]
+    masks = unpack_mask(epochs["masks"], trace["model"]["intermediate_size"])
+    assert torch.equal(masks.sum(-1).int(), epochs["kept"])
+    # DART's allocation: total pruning rho * L (up to rounding to whole neurons)
+    layers = trace["model"]["num_layers"]
+    assert epochs["pruning"][0].sum().item() == pytest.approx(SHORT.sparsity * layers, abs=1e-6)
+    assert float(epochs["build_time_s"].min()) > 0
+    # every re-trigger is a fired check, and the next epoch starts T - tau steps later
+    fired_steps = trace["drift_checks"]["step"][trace["drift_checks"]["fired"]]
+    assert set(trace["retriggers"]["step"].tolist()) <= set(fired_steps.tolist())
+    for step, epoch in zip(
+        trace["retriggers"]["step"].tolist(), trace["retriggers"]["epoch"].tolist(), strict=True
+    ):
+        if epoch >= 0:
+            assert int(epochs["first_step"][epoch]) == step + SHORT.reference_tokens - SHORT.tau + 1
+
+
+def test_zeroing_and_compact_masks_give_the_same_logits(smollm2: LoadedModel) -> None:
+    """Tolerance: fp32 with a different summation order, |diff| <= 1e-4 * max |logit|."""
+    model = smollm2.model
+    ffn = wrap_ffn(model)
+    gen = torch.Generator().manual_seed(0)
+    width = smollm2.spec.intermediate_size
+    kept = [torch.sort(torch.randperm(width, generator=gen)[: width * 3 // 10]).values for _ in ffn]
+    ids = torch.tensor([smollm2.tokenizer("The quick brown fox jumps over the lazy dog.")["input_ids"]])
+    zero_masks = []
+    for idx in kept:
+        mask = torch.zeros(width)
+        mask[idx] = 1
+        zero_masks.append(mask)
+    handles = []
+    for (_, _, down), mask in zip(ffn, zero_masks, strict=True):
+        down.observer = lambda u, mask=mask: u * mask
+    with torch.no_grad():
+        zeroed = model(ids).logits
+    for _, _, down in ffn:
+        down.observer = None
+    for (gate, up, down), idx in zip(ffn, kept, strict=True):
+        for module in (gate, up, down):
+            module.set_kept(idx)
+    with torch.no_grad():
+        compact = model(ids).logits
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model(ids)
+    masked_flops = counter.get_total_flops()
+    for gate, up, down in ffn:
+        for module in (gate, up, down):
+            module.set_kept(None)
+    with torch.no_grad():
+        dense = model(ids).logits
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model(ids)
+    dense_flops = counter.get_total_flops()
+    del handles
+    scale = float(zeroed.abs().max())
+    assert float((zeroed - compact).abs().max()) <= 1e-4 * scale
+    assert float((zeroed - dense).abs().max()) > 1e-2 * scale  # the mask matters
+    # The compact path really skips the pruned neurons' arithmetic.
+    tokens = ids.shape[1]
+    d, layers = smollm2.spec.hidden_size, smollm2.spec.num_layers
+    saved = sum(2 * 3 * tokens * d * (width - idx.numel()) for idx in kept)
+    assert dense_flops - masked_flops == saved
+    assert layers == len(kept)
+
+
+def test_compact_recording_matches_zeroing(smollm2: LoadedModel, tmp_path: Path) -> None:
+    zero = _short(smollm2, tmp_path, "z.pt").trace
+    compact = _short(smollm2, tmp_path, "c.pt", mask_apply="compact").trace
+    assert torch.equal(zero["epochs"]["masks"], compact["epochs"]["masks"])
+    assert torch.equal(zero["generation"]["generated_ids"], compact["generation"]["generated_ids"])
+
+
+def test_an_interrupt_leaves_a_valid_incomplete_trace(
+    smollm2: LoadedModel, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from dartsim.dart import recorder as recorder_module
+
+    original = recorder_module.DartRecorder._forward
+    calls = {"n": 0}
+
+    def interrupt_later(self, ids, cache, position):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 15:
+            raise KeyboardInterrupt
+        return original(self, ids, cache, position)
+
+    monkeypatch.setattr(recorder_module.DartRecorder, "_forward", interrupt_later)
+    target = tmp_path / "cut.pt"
+    with pytest.raises(KeyboardInterrupt):
+        _short(smollm2, tmp_path, "cut.pt")
+    trace = load_trace(target)
+    assert not trace["complete"] and trace["status"] == "interrupted"
+    assert trace["steps"]["phase"].numel() == 14
+    assert [p.name for p in tmp_path.iterdir()] == ["cut.pt"]
+
+
+def test_an_exception_is_recorded_then_raised(smollm2: LoadedModel, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from dartsim.dart import recorder as recorder_module
+
+    original = recorder_module.DartRecorder._forward
+    calls = {"n": 0}
+
+    def fail_later(self, ids, cache, position):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise RuntimeError("simulated device failure")
+        return original(self, ids, cache, position)
+
+    monkeypatch.setattr(recorder_module.DartRecorder, "_forward", fail_later)
+    with pytest.raises(RuntimeError, match="simulated"):
+        _short(smollm2, tmp_path, "err.pt")
+    trace = load_trace(tmp_path / "err.pt")
+    assert trace["status"] == "error: RuntimeError: simulated device failure"
+    assert trace["steps"]["phase"].numel() == 4
+
+
+def test_record_cli_and_trace_info(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "cli.pt"
+    result = run_cli(
+        "record",
+        "--prompt",
+        PROMPT,
+        "--max-new-tokens",
+        "30",
+        "--min-new-tokens",
+        "30",
+        "--sparsity",
+        "0.5",
+        "--tau",
+        "5",
+        "--reference-tokens",
+        "10",
+        "--quiet",
+        "--out",
+        str(out),
+    )
+    assert result.code == 0, result.err
+    assert "wrote" in result.err
+    info = json.loads(run_cli("trace", "info", str(out), "--format", "json").out)
+    assert info["generated_tokens"] == 30 and info["mask_epochs"] >= 1
+    assert info["model"] == "smollm2-135m-instruct" and not info["random_weights"]
+    assert len(info["mean_keep_ratio_per_layer"]) == 30
+
+
+def test_random_weight_preset_is_marked(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "random.pt"
+    result = run_cli(
+        "record",
+        "--model",
+        "smollm2-135m",
+        "--prompt",
+        PROMPT,
+        "--max-new-tokens",
+        "12",
+        "--tau",
+        "5",
+        "--reference-tokens",
+        "5",
+        "--quiet",
+        "--out",
+        str(out),
+    )
+    assert result.code == 0, result.err
+    trace = load_trace(out)
+    assert trace["model"]["random_weights"] and trace["model"]["source"] == "models_cfg/smollm2-135m.json"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--sparsity", "1.0"], "sparsity must lie in [0, 1), got 1.0"),
+        (["--sparsity", "-0.2"], "sparsity must lie in [0, 1), got -0.2"),
+        (["--tau", "60", "--reference-tokens", "50"], "tau=60 is larger than the reference length T=50"),
+        (["--max-new-tokens", "9000"], "exceeds the model's context of 8192 positions"),
+        (["--prompt-file", "/nonexistent/prompts.txt"], "no such prompt file"),
+        (["--model", "not-a-model"], "is neither a local model folder nor a preset"),
+    ],
+)
+def test_bad_record_input_is_one_line_and_writes_nothing(
+    run_cli, tmp_path: Path, args: list[str], fragment: str
+) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "x.pt"
+    result = run_cli("record", "--quiet", "--out", str(out), *args)
+    assert result.code == 2, result.err
+    assert result.err.count("\n") == 1 and fragment in result.err
+    assert not out.exists()
+
+
+def test_prompt_longer_than_context_is_rejected(smollm2: LoadedModel, tmp_path: Path) -> None:
+    long_prompt = "word " * 9000
+    with pytest.raises(UserError, match="exceeds the model's context"):
+        record(smollm2, long_prompt, SHORT, RecordOptions(max_new_tokens=10), tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
