@@ -8,7 +8,8 @@ Two processes share the device:
   weights, then its own DRAM traffic (activations, KV cache, weights not prefetched)
   overlapped with its arithmetic, its chip-to-chip all-reduce and any host upload.
 
-DRAM is one FIFO resource shared by both processes. Every byte a kernel moves is counted
+DRAM is one resource shared by both processes; a running kernel's demand traffic is served
+before queued prefetches (a transfer in progress is never pre-empted). Every byte a kernel moves is counted
 once in DRAM events, so the events conserve the workload model's bytes exactly; time is
 never below bytes over bandwidth or FLOPs over throughput.
 """
@@ -24,6 +25,9 @@ from dartsim.engine.machine import Rates, gather_efficiency
 from dartsim.workload.kernels import Kernel, TensorKind
 
 BOUNDS = ("memory", "compute", "network", "link", "host", "launch")
+DEMAND_PRIORITY = 0
+"""A running kernel's own DRAM traffic goes before queued weight prefetches."""
+PREFETCH_PRIORITY = 1
 
 
 @dataclass(frozen=True)
@@ -75,10 +79,14 @@ def kernel_cost(kernel: Kernel, r: Rates, tp: int) -> KernelCost:
 
 @dataclass
 class KernelTiming:
+    """When a kernel ran: `first_s` is its first activity (the start of its weight
+    prefetch, or its launch), `start_s` its launch, `end_s` its completion."""
+
     kernel: Kernel
     start_s: float
     end_s: float
     bound: str
+    first_s: float = 0.0
 
 
 @dataclass
@@ -121,11 +129,12 @@ def simulate_step(
 ) -> StepResult:
     """Run one step's kernels through the device model; returns timings and event sums."""
     env = simpy.Environment()
-    dram = simpy.Resource(env, capacity=1)
+    dram = simpy.PriorityResource(env, capacity=1)  # demand reads before prefetches
     buffer = simpy.Container(env, capacity=max(r.sram_bytes, 1), init=max(r.sram_bytes, 1))
     costs = [kernel_cost(k, r, tp) for k in kernels]
     ready = [env.event() for _ in kernels]
     prefetched = [0] * len(kernels)
+    first_activity = [float("inf")] * len(kernels)
     result = StepResult(time_s=0.0, timings=[])
     spans = result.spans
 
@@ -135,9 +144,10 @@ def simulate_step(
             if amount:
                 yield buffer.get(amount)
                 share = amount / cost.weight_bytes
-                with dram.request() as req:
+                with dram.request(priority=PREFETCH_PRIORITY) as req:
                     yield req
                     start = env.now
+                    first_activity[i] = start
                     dram_s = cost.weight_dram_s * share
                     noc_s = amount / r.noc_bytes_per_s + r.noc_latency_s
                     yield env.timeout(max(dram_s + r.dram_latency_s, noc_s))
@@ -164,7 +174,7 @@ def simulate_step(
             memory_s = cost.other_dram_s + weight_s
             moved = cost.other_bytes + remaining_weights
             if moved:
-                with dram.request() as req:
+                with dram.request(priority=DEMAND_PRIORITY) as req:
                     yield req
                     mem_start = env.now
                     yield env.timeout(memory_s + r.dram_latency_s)
@@ -186,7 +196,7 @@ def simulate_step(
                 if cost.link_s:
                     spans.append(Span("link", _label(kernel), begin, begin + cost.link_s))
             bound = _bound(cost, r.launch_s, memory_s + weight_wait)
-            result.timings.append(KernelTiming(kernel, start, end, bound))
+            result.timings.append(KernelTiming(kernel, start, end, bound, min(start, first_activity[i])))
             if prefetched[i]:
                 yield buffer.put(prefetched[i])
         result.time_s = env.now
