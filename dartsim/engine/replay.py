@@ -207,17 +207,18 @@ class TraceView:
     """One trace as the replay needs it: steps, epoch of each step, per-epoch masks."""
 
     trace: dict[str, Any]
-    masks: torch.Tensor | None = None  # bool [E, L, m] (unpacked lazily)
 
     @property
     def steps(self) -> dict[str, torch.Tensor]:
         return self.trace["steps"]
 
     def mask(self, epoch: int) -> torch.Tensor:
-        if self.masks is None:
-            width = self.trace["model"]["intermediate_size"]
-            self.masks = unpack_mask(self.trace["epochs"]["masks"], width)
-        return self.masks[epoch]
+        """Bool [L, m] kept set of one epoch (unpacked on demand: only unions need it)."""
+        width = self.trace["model"]["intermediate_size"]
+        return unpack_mask(self.trace["epochs"]["masks"][epoch], width)
+
+    def kept(self, epoch: int) -> torch.Tensor:
+        return self.trace["epochs"]["kept"][epoch]
 
 
 def check_retarget(traces: Sequence[dict[str, Any]], target: ModelSpec) -> tuple[bool, str]:
@@ -258,10 +259,14 @@ def build_steps(traces: Sequence[dict[str, Any]], target: ModelSpec, retarget: b
             return dense
         if active not in union_cache:
             first, first_epoch = active[0]
-            union = views[first].mask(first_epoch).clone()
-            for index, epoch in active[1:]:
-                union |= views[index].mask(epoch)
-            ratios = union.sum(dim=-1).double() / source_width
+            if len(active) == 1:
+                counts = views[first].kept(first_epoch)
+            else:
+                union = views[first].mask(first_epoch)
+                for index, epoch in active[1:]:
+                    union |= views[index].mask(epoch)
+                counts = union.sum(dim=-1)
+            ratios = counts.double() / source_width
             union_cache[active] = tuple(
                 kept_count(float(ratios[layer_of[i]]), m) for i in range(target.num_layers)
             )

@@ -101,7 +101,7 @@ def pack_mask(mask: torch.Tensor) -> torch.Tensor:
 
 def unpack_mask(packed: torch.Tensor, neurons: int) -> torch.Tensor:
     """uint8 [..., ceil(m/8)] -> bool [..., m]; the inverse of `pack_mask`."""
-    bits = (packed.to(torch.int32).unsqueeze(-1) >> torch.arange(8, dtype=torch.int32)) & 1
+    bits = (packed.unsqueeze(-1) >> torch.arange(8, dtype=torch.uint8)) & 1
     return bits.reshape(*packed.shape[:-1], -1)[..., :neurons].to(torch.bool)
 
 
@@ -185,7 +185,9 @@ def validate_trace(trace: Any, where: str) -> dict[str, Any]:
     if n_epochs:
         if int(kept.min()) < 0 or int(kept.max()) > width:
             raise c.fail("epochs.kept", f"must lie in [0, {width}]")
-        popcount = unpack_mask(masks, width).sum(dim=-1).to(torch.int32)
+        popcount = torch.stack([unpack_mask(masks[e], width).sum(dim=-1) for e in range(n_epochs)]).to(
+            torch.int32
+        )
         if not torch.equal(popcount, kept):
             raise c.fail("epochs.masks", "disagree with epochs.kept (bit counts differ)")
         first, last = epochs["first_step"], epochs["last_step"]
