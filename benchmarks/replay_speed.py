@@ -39,7 +39,8 @@ def main() -> None:
     args = parser.parse_args()
     wall, rate, result = replay("llama-3.1-8b", 1000, 1, "l40s", 1)
     print(
-        f"llama-3.1-8b, 1k tokens, L40S:        {wall:6.2f} s wall (target <= 2 s), {rate:,.0f} simulated tokens/s"
+        f"llama-3.1-8b, 1k tokens, L40S:        {wall:6.2f} s wall (target <= 2 s), "
+        f"{rate:,.0f} simulated tokens/s"
     )
     wall, rate, result = replay("llama-3.1-70b", args.tokens, args.retriggers, "l40s", 2)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
