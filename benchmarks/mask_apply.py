@@ -53,7 +53,8 @@ def main() -> None:
         diff = float((zeroed(mask) - compact()).abs().max())
         tz, tc = timed(lambda mask=mask: zeroed(mask)), timed(compact)
         print(
-            f"keep {keep:.1f}: zeroing u {tz * 1e3:7.2f} ms, compact {tc * 1e3:7.2f} ms, speedup {tz / tc:5.2f}x, max |diff| {diff:.1e}"
+            f"keep {keep:.1f}: zeroing u {tz * 1e3:7.2f} ms, compact {tc * 1e3:7.2f} ms, "
+            f"speedup {tz / tc:5.2f}x, max |diff| {diff:.1e}"
         )
 
 
