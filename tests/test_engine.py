@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from dartsim.dart.params import DartParams
 from dartsim.engine import analytic
 from dartsim.engine.machine import gather_efficiency, rates
 from dartsim.engine.replay import ReplayConfig, build_steps, check_retarget
@@ -20,6 +21,9 @@ from dartsim.trace import save_trace
 from dartsim.trace.schema import unpack_mask
 from dartsim.trace.synth import synth_trace
 from dartsim.workload import Execution, Precision, StepShape, step_kernels
+
+SMALL_T = DartParams(reference_tokens=20, tau=10)
+"""A short reference so that short synthetic traces have room for re-triggers."""
 
 UNLIMITED = 1e30
 
@@ -111,7 +115,7 @@ def test_gather_efficiency_falls_for_short_rows() -> None:
 
 @pytest.fixture(scope="module")
 def smol_trace() -> dict:  # type: ignore[type-arg]
-    return synth_trace(load_model_spec("smollm2-135m"), 64, 2000, 3, 0.6)
+    return synth_trace(load_model_spec("smollm2-135m"), 64, 2000, 3, 0.6, params=SMALL_T)
 
 
 @pytest.mark.slow
@@ -131,7 +135,7 @@ def test_memoised_and_unmemoised_replays_agree(smol_trace) -> None:  # type: ign
 def test_replay_totals_equal_the_workload_model(smol_trace) -> None:  # type: ignore[no-untyped-def]
     """Conservation over a whole replay: every step's kernels from the workload model."""
     spec = load_model_spec("smollm2-135m")
-    trace = synth_trace(spec, 16, 200, 1, 0.5)
+    trace = synth_trace(spec, 16, 200, 1, 0.5, params=SMALL_T)
     steps = build_steps([trace], spec, False)
     result = run_steps(steps, spec, load_hardware_spec("l40s"), ReplayConfig(memoize=True))
     expected_bytes = expected_flops = 0
@@ -148,8 +152,8 @@ def test_replay_totals_equal_the_workload_model(smol_trace) -> None:  # type: ig
 
 def test_batches_fetch_the_union_of_kept_neurons() -> None:
     spec = load_model_spec("smollm2-135m")
-    a = synth_trace(spec, 16, 120, 0, 0.7, seed=1)
-    b = synth_trace(spec, 16, 120, 0, 0.7, seed=2)
+    a = synth_trace(spec, 16, 120, 0, 0.7, seed=1, params=SMALL_T)
+    b = synth_trace(spec, 16, 120, 0, 0.7, seed=2, params=SMALL_T)
     steps = build_steps([a, b], spec, False)
     masked = next(s for s in steps if s.phase == "decode" and s.kept[0] < spec.intermediate_size)
     union = unpack_mask(a["epochs"]["masks"][0], 1536) | unpack_mask(b["epochs"]["masks"][0], 1536)
@@ -161,7 +165,7 @@ def test_batches_fetch_the_union_of_kept_neurons() -> None:
 def test_retargeting_maps_keep_ratios_by_depth() -> None:
     source = load_model_spec("smollm2-135m")
     target = load_model_spec("llama-3.1-8b")
-    trace = synth_trace(source, 16, 120, 0, 0.7)
+    trace = synth_trace(source, 16, 120, 0, 0.7, params=SMALL_T)
     retarget, name = check_retarget([trace], target)
     assert retarget and name == "smollm2-135m"
     steps = build_steps([trace], target, True)
@@ -186,7 +190,7 @@ def test_tp_auto_picks_the_smallest_degree_that_fits() -> None:
 @pytest.fixture
 def synth_file(tmp_path: Path) -> Path:
     path = tmp_path / "s.pt"
-    save_trace(synth_trace(load_model_spec("smollm2-135m"), 32, 300, 2, 0.6), path)
+    save_trace(synth_trace(load_model_spec("smollm2-135m"), 32, 300, 2, 0.6, params=SMALL_T), path)
     return path
 
 
@@ -298,7 +302,7 @@ def test_simulate_follows_the_replay_contract(run_cli) -> None:  # type: ignore[
 )
 def test_bad_replay_input_is_one_line(run_cli, tmp_path: Path, args: list[str], fragment: str) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "long.pt"
-    save_trace(synth_trace(load_model_spec("smollm2-135m"), 4000, 200, 0, 0.5), path)
+    save_trace(synth_trace(load_model_spec("smollm2-135m"), 4000, 200, 0, 0.5, params=SMALL_T), path)
     result = run_cli("replay", str(path), "--quiet", *args)
     assert result.code == 2, result.err
     assert result.err.count("\n") == 1 and fragment in result.err

@@ -39,9 +39,9 @@ class DartParams:
     variant: str = "paper"
     sparsity: float = PAPER_SPARSITY
     tau: int = 10
-    reference_tokens: int = 50
+    reference_tokens: int = 100
     delta: float = PAPER_DELTA
-    c0: int = 4
+    c0: int = 8
     alpha_e: float = PAPER_ALPHA_E
     alpha_l: float = PAPER_ALPHA_L
     beta_e: float = PAPER_BETA_E

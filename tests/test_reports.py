@@ -1,0 +1,109 @@
+"""Figure 5 and re-trigger tables from traces, and the shipped reports stay current."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from dartsim.dart.params import DartParams
+from dartsim.report.drift_report import figure5_png, retrigger_rows
+from dartsim.specs.model import load_model_spec
+from dartsim.trace import save_trace
+from dartsim.trace.synth import synth_trace
+
+SMALL_T = DartParams(reference_tokens=20, tau=10)
+"""A short reference so that short synthetic traces have room for re-triggers."""
+
+REPO = Path(__file__).resolve().parents[1]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _with_curve(trace: dict, phase: float) -> dict:  # type: ignore[type-arg]
+    steps = trace["steps"]["phase"].numel() - 1
+    values = [math.nan] * 10 + [0.8 + 0.1 * math.cos(phase + i / 20) for i in range(steps - 10)]
+    trace["figure5"]["similarity"] = torch.tensor(values, dtype=torch.float64)
+    return trace
+
+
+@pytest.fixture
+def three_traces(tmp_path: Path) -> list[Path]:
+    spec = load_model_spec("smollm2-135m")
+    paths = []
+    for i, (allocation, retriggers) in enumerate((("dense", 0), ("dart", 0), ("dart", 2))):
+        trace = _with_curve(
+            synth_trace(spec, 32, 300, retriggers, 0.7, allocation, seed=i, params=SMALL_T), phase=i
+        )
+        path = tmp_path / f"t{i}.pt"
+        save_trace(trace, path)
+        paths.append(path)
+    return paths
+
+
+def test_figure5_writes_the_same_png_every_time(run_cli, three_traces: list[Path], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    outputs = []
+    for name in ("a.png", "b.png"):
+        out = tmp_path / name
+        dense, static, dart = (str(p) for p in three_traces)
+        result = run_cli(
+            "report", "figure5", "--dense", dense, "--static", static, "--dart", dart, "--out", str(out)
+        )
+        assert result.code == 0, result.err
+        outputs.append(out.read_bytes())
+    assert outputs[0].startswith(PNG_SIGNATURE) and len(outputs[0]) > 10_000
+    assert outputs[0] == outputs[1]
+
+
+def test_figure5_marks_retriggers(three_traces: list[Path]) -> None:
+    from dartsim.trace import load_trace
+
+    curves = [("x", load_trace(p)) for p in three_traces]
+    without = figure5_png(curves[:2], "t")
+    with_marks = figure5_png(curves, "t")
+    assert without != with_marks
+
+
+def test_retrigger_rates_are_counted_per_1k_generated_tokens(three_traces: list[Path]) -> None:
+    from dartsim.trace import load_trace
+
+    rows = retrigger_rows(three_traces, [load_trace(p) for p in three_traces])
+    assert [r["retriggers"] for r in rows] == [0, 0, 2]
+    assert rows[2]["per_1k_tokens"] == pytest.approx(2 * 1000 / 300, abs=0.01)
+    assert rows[0]["mean_keep"] is None and rows[2]["mean_keep"] < 0.5
+
+
+def test_retriggers_command_formats(run_cli, three_traces: list[Path]) -> None:  # type: ignore[no-untyped-def]
+    md = run_cli("report", "retriggers", *map(str, three_traces))
+    assert md.code == 0 and "| t2.pt |" in md.out
+    csv = run_cli("report", "retriggers", *map(str, three_traces), "--format", "csv")
+    assert csv.out.count("\n") == 4
+
+
+SHIPPED = sorted((REPO / "traces").glob("*.pt"))
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped traces")
+def test_shipped_retrigger_table_is_current(run_cli) -> None:  # type: ignore[no-untyped-def]
+    """reports/retriggers.md: dartsim report retriggers traces/*.pt --out reports/retriggers.md"""
+    args = [str(p.relative_to(REPO)) for p in SHIPPED]
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        fresh = run_cli("report", "retriggers", *args).out
+    finally:
+        os.chdir(cwd)
+    assert fresh == (REPO / "reports" / "retriggers.md").read_text()
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped traces")
+def test_every_shipped_trace_loads_and_is_complete() -> None:
+    from dartsim.trace import load_trace
+
+    for path in SHIPPED:
+        trace = load_trace(path)
+        assert trace["complete"] and not trace["synthetic"], path
+        assert trace["generation"]["generated_len"] == 500, path
