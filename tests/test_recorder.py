@@ -256,3 +256,56 @@ def test_prompt_longer_than_context_is_rejected(smollm2: LoadedModel, tmp_path: 
     with pytest.raises(UserError, match="exceeds the model's context"):
         record(smollm2, long_prompt, SHORT, RecordOptions(max_new_tokens=10), tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_random(smollm2: LoadedModel) -> LoadedModel:
+    """A 2-layer random Llama with SmolLM2's vocabulary (so its tokenizer fits)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from dartsim.specs.model import model_spec_from_config
+
+    raw = {
+        "model_type": "llama",
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 49152,
+        "max_position_embeddings": 512,
+        "hidden_act": "silu",
+    }
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**raw)).eval()
+    spec = model_spec_from_config(raw, "tiny", "tests")
+    return LoadedModel(model, smollm2.tokenizer, spec, "tests", True, "fp32")
+
+
+def test_published_code_variant_records(tiny_random: LoadedModel, tmp_path: Path) -> None:
+    params = DartParams.published_code(reference_tokens=10, masking_step=10)
+    assert (params.tau, params.c0, params.sparsity, params.score) == (5, 1, 0.5, "vocab-proxy")
+    result = record(
+        tiny_random, PROMPT, params, RecordOptions(max_new_tokens=60, min_new_tokens=60), tmp_path / "pc.pt"
+    )
+    trace = load_trace(tmp_path / "pc.pt")
+    assert trace["dart"]["variant"] == "published-code" and result.status == "complete"
+    checks = trace["drift_checks"]
+    # threshold mu - max(0.1 sigma, 0.1)
+    expected = checks["mu"] - torch.clamp(0.1 * checks["sigma"], min=0.1)
+    assert torch.allclose(checks["threshold"], expected)
+    # published-code importance is min-max normalised: the extremes are exactly 0 and 1
+    importance = trace["epochs"]["importance"][0]
+    assert float(importance.min()) == 0.0 and float(importance.max()) == 1.0
+    # after a trigger the model runs dense for masking_step tokens, then masks again
+    for step, epoch in zip(
+        trace["retriggers"]["step"].tolist(), trace["retriggers"]["epoch"].tolist(), strict=True
+    ):
+        if epoch >= 0:
+            assert int(trace["epochs"]["first_step"][epoch]) == step + params.masking_step + 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_cuda_without_a_device_is_a_clear_error(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli("record", "--device", "cuda", "--quiet", "--out", str(tmp_path / "x.pt"))
+    assert result.code == 2 and "no CUDA device is available" in result.err
