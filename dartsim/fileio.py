@@ -11,6 +11,16 @@ from pathlib import Path
 from dartsim.errors import UserError
 
 
+def read_text(path: Path, what: str = "file") -> str:
+    """A UTF-8 text file's content; a missing or unreadable file is a one-line user error."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read: {exc}") from None
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder and a rename."""
     atomic_write_with(path, lambda handle: handle.write(data))

@@ -112,32 +112,18 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def _trace_spec(trace: dict[str, Any]) -> Any:
-    """The trace's own model: its preset when one exists, else the dimensions it records."""
-    from dartsim.specs.model import ModelSpec, load_model_spec, preset_names
+    """The trace's own model: its preset when one matches, else the dimensions it records."""
+    from dartsim.specs.model import load_model_spec, preset_names
+    from dartsim.trace.schema import model_spec_of
 
-    m = trace["model"]
-    for candidate in (m["name"], m["name"].removesuffix("-instruct")):
+    recorded = model_spec_of(trace)
+    for candidate in (recorded.name, recorded.name.removesuffix("-instruct")):
         if candidate in preset_names():
             spec = load_model_spec(candidate)
-            if spec.num_layers == m["num_layers"] and spec.intermediate_size == m["intermediate_size"]:
+            same = (spec.num_layers, spec.hidden_size, spec.intermediate_size)
+            if same == (recorded.num_layers, recorded.hidden_size, recorded.intermediate_size):
                 return spec
-    return ModelSpec(
-        name=m["name"],
-        model_type=m["model_type"],
-        num_layers=m["num_layers"],
-        hidden_size=m["hidden_size"],
-        intermediate_size=m["intermediate_size"],
-        num_heads=m["num_heads"],
-        num_kv_heads=m["num_kv_heads"],
-        head_dim=m["head_dim"],
-        vocab_size=m["vocab_size"],
-        tie_word_embeddings=False,
-        attention_bias=False,
-        mlp_bias=False,
-        qk_norm=m["model_type"] == "qwen3",
-        max_position_embeddings=m["max_position_embeddings"],
-        source=m.get("source", "trace"),
-    )
+    return recorded
 
 
 def run_simulate(args: argparse.Namespace) -> int:

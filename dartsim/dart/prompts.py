@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from dartsim.errors import UserError
+from dartsim.fileio import read_text
 
 TWO_TOPIC_PROMPT = """Follow these instructions carefully:
 
@@ -74,12 +75,7 @@ SAMPLE_PROMPTS: dict[str, str] = {
 def read_prompt_file(path: Path) -> list[str]:
     """Plain text (the whole file is one prompt) or JSONL (one prompt per line: a JSON
     string, or an object with a "prompt" field)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such prompt file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read: {exc}") from None
+    text = read_text(path, "prompt file")
     if path.suffix != ".jsonl":
         if not text.strip():
             raise UserError(f"{path}: the prompt file is empty")

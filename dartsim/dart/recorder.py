@@ -24,7 +24,14 @@ from dartsim.dart.hf import LoadedModel
 from dartsim.dart.hooks import MASK_APPLY, MaskableLinear, decoder_layers, wrap_ffn
 from dartsim.dart.params import FIGURE5_WINDOW, PUBLISHED_ROUNDS, DartParams
 from dartsim.errors import UserError
-from dartsim.trace.schema import FORMAT_NAME, PHASES, SCHEMA_VERSION, pack_mask
+from dartsim.trace.schema import (
+    CHECK_DTYPES,
+    FORMAT_NAME,
+    PHASES,
+    SCHEMA_VERSION,
+    model_section,
+    pack_mask,
+)
 
 MODES = ("dart", "static", "dense")
 """dart: masks with drift detection and re-triggers; static: the first mask for the whole
@@ -151,17 +158,7 @@ class TraceBuilder:
             epochs[key] = (
                 torch.stack([r[key] for r in e]) if e else torch.zeros(0, layers, dtype=torch.float64)
             )
-        check_types = {
-            "step": torch.int32,
-            "similarity": torch.float64,
-            "mu": torch.float64,
-            "sigma": torch.float64,
-            "threshold": torch.float64,
-            "counter": torch.int32,
-            "detected": torch.bool,
-            "fired": torch.bool,
-        }
-        checks = {k: torch.tensor([c[k] for c in self.checks], dtype=t) for k, t in check_types.items()}
+        checks = {k: torch.tensor([c[k] for c in self.checks], dtype=t) for k, t in CHECK_DTYPES.items()}
         retriggers = {
             "step": torch.tensor([r["step"] for r in self.retriggers], dtype=torch.int32),
             "epoch": torch.tensor([r["epoch"] for r in self.retriggers], dtype=torch.int32),
@@ -561,21 +558,12 @@ def run_metadata(loaded: LoadedModel, params: DartParams, options: RecordOptions
             "transformers": str(transformers.__version__),
             "python": platform.python_version(),
         },
-        "model": {
-            "name": spec.name,
-            "model_type": spec.model_type,
-            "num_layers": spec.num_layers,
-            "hidden_size": spec.hidden_size,
-            "intermediate_size": spec.intermediate_size,
-            "num_heads": spec.num_heads,
-            "num_kv_heads": spec.num_kv_heads,
-            "head_dim": spec.head_dim,
-            "vocab_size": spec.vocab_size,
-            "max_position_embeddings": spec.max_position_embeddings,
-            "source": loaded.source,
-            "random_weights": loaded.random_weights,
-            "dtype": loaded.dtype,
-            "device": str(next(loaded.model.parameters()).device.type),
-        },
+        "model": model_section(
+            spec,
+            loaded.source,
+            loaded.random_weights,
+            loaded.dtype,
+            str(next(loaded.model.parameters()).device.type),
+        ),
         "dart": {**params.as_dict(), "mode": options.mode, "mask_apply": options.mask_apply},
     }

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from dartsim.errors import UserError, unknown_name
+from dartsim.fileio import read_text
 from dartsim.specs.dtypes import DType
 from dartsim.units import GB, MB, MHZ, NS, TFLOP, US
 
@@ -321,12 +322,7 @@ def hardware_preset_names() -> list[str]:
 
 def read_yaml(path: Path) -> Any:
     """Parse a YAML file, turning I/O and syntax problems into one-line user errors."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read: {exc}") from None
+    text = read_text(path)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

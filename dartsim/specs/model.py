@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dartsim.errors import UserError, unknown_name
+from dartsim.fileio import read_text
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 """Decoders whose blocks are RMSNorm -> GQA attention -> RMSNorm -> SwiGLU FFN."""
@@ -199,12 +200,7 @@ def preset_names() -> list[str]:
 
 def read_config_json(path: Path) -> dict[str, Any]:
     """Parse a config.json, turning I/O and syntax problems into one-line user errors."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read: {exc}") from None
+    text = read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

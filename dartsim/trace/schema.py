@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from dartsim.errors import UserError
+from dartsim.specs.model import ModelSpec, model_spec_from_config
 
 FORMAT_NAME = "dartsim-trace"
 SCHEMA_VERSION = 1
@@ -49,21 +50,21 @@ _MODEL_INT_FIELDS = (
     "vocab_size",
     "max_position_embeddings",
 )
-_STEP_FIELDS = {
+STEP_DTYPES = {
     "phase": torch.uint8,
     "tokens": torch.int32,
     "context_len": torch.int32,
     "epoch": torch.int32,
     "time_s": torch.float64,
 }
-_EPOCH_VECTOR_FIELDS = {
+EPOCH_VECTOR_DTYPES = {
     "first_step": torch.int32,
     "last_step": torch.int32,
     "trigger_step": torch.int32,
     "reference_tokens": torch.int32,
     "build_time_s": torch.float64,
 }
-_EPOCH_MATRIX_FIELDS = {
+EPOCH_MATRIX_DTYPES = {
     "kept": torch.int32,
     "keep_ratio": torch.float64,
     "s_bar": torch.float64,
@@ -71,7 +72,7 @@ _EPOCH_MATRIX_FIELDS = {
     "depth": torch.float64,
     "pruning": torch.float64,
 }
-_CHECK_FIELDS = {
+CHECK_DTYPES = {
     "step": torch.int32,
     "similarity": torch.float64,
     "mu": torch.float64,
@@ -81,7 +82,46 @@ _CHECK_FIELDS = {
     "detected": torch.bool,
     "fired": torch.bool,
 }
-_RETRIGGER_FIELDS = {"step": torch.int32, "epoch": torch.int32}
+RETRIGGER_DTYPES = {"step": torch.int32, "epoch": torch.int32}
+
+
+def model_section(
+    spec: ModelSpec, source: str, random_weights: bool, dtype: str, device: str
+) -> dict[str, Any]:
+    """The `model` section of a trace for `spec`."""
+    return {
+        "name": spec.name,
+        "model_type": spec.model_type,
+        "num_layers": spec.num_layers,
+        "hidden_size": spec.hidden_size,
+        "intermediate_size": spec.intermediate_size,
+        "num_heads": spec.num_heads,
+        "num_kv_heads": spec.num_kv_heads,
+        "head_dim": spec.head_dim,
+        "vocab_size": spec.vocab_size,
+        "max_position_embeddings": spec.max_position_embeddings,
+        "source": source,
+        "random_weights": random_weights,
+        "dtype": dtype,
+        "device": device,
+    }
+
+
+def model_spec_of(trace: dict[str, Any]) -> ModelSpec:
+    """The model a trace was recorded on, from the dimensions it records."""
+    m = trace["model"]
+    config = {
+        "model_type": m["model_type"],
+        "num_hidden_layers": m["num_layers"],
+        "hidden_size": m["hidden_size"],
+        "intermediate_size": m["intermediate_size"],
+        "num_attention_heads": m["num_heads"],
+        "num_key_value_heads": m["num_kv_heads"],
+        "head_dim": m["head_dim"],
+        "vocab_size": m["vocab_size"],
+        "max_position_embeddings": m["max_position_embeddings"],
+    }
+    return model_spec_from_config(config, m["name"], str(m.get("source", "trace")))
 
 
 def packed_width(neurons: int) -> int:
@@ -161,7 +201,7 @@ def validate_trace(trace: Any, where: str) -> dict[str, Any]:
 
     steps = c.section(trace, "steps")
     count = None
-    for key, dtype in _STEP_FIELDS.items():
+    for key, dtype in STEP_DTYPES.items():
         t = c.tensor(steps, "steps", key, dtype, (count,))
         count = t.shape[0]
     assert count is not None
@@ -176,9 +216,9 @@ def validate_trace(trace: Any, where: str) -> dict[str, Any]:
 
     epochs = c.section(trace, "epochs")
     n_epochs = None
-    for key, dtype in _EPOCH_VECTOR_FIELDS.items():
+    for key, dtype in EPOCH_VECTOR_DTYPES.items():
         n_epochs = c.tensor(epochs, "epochs", key, dtype, (n_epochs,)).shape[0]
-    for key, dtype in _EPOCH_MATRIX_FIELDS.items():
+    for key, dtype in EPOCH_MATRIX_DTYPES.items():
         c.tensor(epochs, "epochs", key, dtype, (n_epochs, layers))
     masks = c.tensor(epochs, "epochs", "masks", torch.uint8, (n_epochs, layers, packed_width(width)))
     kept = epochs["kept"]
@@ -199,11 +239,11 @@ def validate_trace(trace: Any, where: str) -> dict[str, Any]:
 
     checks = c.section(trace, "drift_checks")
     n_checks = None
-    for key, dtype in _CHECK_FIELDS.items():
+    for key, dtype in CHECK_DTYPES.items():
         n_checks = c.tensor(checks, "drift_checks", key, dtype, (n_checks,)).shape[0]
     retriggers = c.section(trace, "retriggers")
     n_re = None
-    for key, dtype in _RETRIGGER_FIELDS.items():
+    for key, dtype in RETRIGGER_DTYPES.items():
         n_re = c.tensor(retriggers, "retriggers", key, dtype, (n_re,)).shape[0]
     if n_re and (int(retriggers["step"].min()) < 0 or int(retriggers["step"].max()) >= count):
         raise c.fail("retriggers.step", f"must index the {count} steps")

@@ -20,7 +20,7 @@ from dartsim.dart import policy
 from dartsim.dart.params import DartParams
 from dartsim.errors import UserError
 from dartsim.specs.model import ModelSpec
-from dartsim.trace.schema import FORMAT_NAME, SCHEMA_VERSION, pack_mask, packed_width
+from dartsim.trace.schema import FORMAT_NAME, SCHEMA_VERSION, model_section, pack_mask, packed_width
 
 ALLOCATIONS = ("dart", "uniform", "dense")
 SCORE_PERSISTENCE = 0.7
@@ -133,22 +133,7 @@ def synth_trace(
         "created_by": f"dartsim {__version__} trace synth",
         "seed": seed,
         "versions": {"dartsim": __version__},
-        "model": {
-            "name": spec.name,
-            "model_type": spec.model_type,
-            "num_layers": layers,
-            "hidden_size": spec.hidden_size,
-            "intermediate_size": m,
-            "num_heads": spec.num_heads,
-            "num_kv_heads": spec.num_kv_heads,
-            "head_dim": spec.head_dim,
-            "vocab_size": spec.vocab_size,
-            "max_position_embeddings": spec.max_position_embeddings,
-            "source": spec.source,
-            "random_weights": True,
-            "dtype": "none",
-            "device": "none",
-        },
+        "model": model_section(spec, spec.source, True, "none", "none"),
         "generation": {
             "prompt": "",
             "prompt_len": prompt_len,
