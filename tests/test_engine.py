@@ -318,3 +318,19 @@ def test_gather_pays_per_step_compact_pays_at_the_retrigger(synth_file: Path) ->
     gather = run_steps(steps, spec, hw, ReplayConfig(mask_apply="gather"))
     assert sum(r["bytes"] for r in compact["retriggers"]) > sum(r["bytes"] for r in gather["retriggers"])
     assert gather["tpot_p50_s"] > compact["tpot_p50_s"]
+
+
+def test_layer_times_are_shares_of_the_simulated_time() -> None:
+    """Per-layer attention and MLP times apportion each step's time by kernel demand: they
+    never add up to more than the run, and cover most of it for a large model."""
+    spec = load_model_spec("llama-3.1-8b")
+    trace = synth_trace(spec, 64, 300, 1, 0.7, params=SMALL_T)
+    result = run_steps(build_steps([trace], spec, False), spec, load_hardware_spec("l40s"), ReplayConfig())
+    parts = sum(row[p]["time_s"] for row in result["layers"] for p in ("attention", "mlp"))
+    total = result["totals"]["time_s"]
+    assert 0.7 * total < parts <= total
+    first = result["layers"][0]
+    assert first["attention"]["bound"] == "memory" and first["mlp"]["bound"] == "memory"
+    # MLP weights are 4.2x the attention weights in 8B; at 70% sparsity the ratio shrinks.
+    ratio = first["mlp"]["time_s"] / first["attention"]["time_s"]
+    assert 1.0 < ratio < 4.2

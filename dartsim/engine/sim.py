@@ -87,6 +87,8 @@ class KernelTiming:
     end_s: float
     bound: str
     first_s: float = 0.0
+    demand_s: float = 0.0
+    """The kernel's standalone time: the largest of its resource times, plus its launch."""
 
 
 @dataclass
@@ -111,8 +113,8 @@ class StepResult:
 
 
 def _bound(cost: KernelCost, launch: float, memory_s: float) -> str:
-    """The resource that accounts for most of a kernel's time; waiting for streamed
-    weights counts as memory."""
+    """The resource that accounts for most of a kernel's own demand (its weights count as
+    memory whether streamed ahead or read in the kernel)."""
     parts = {
         "memory": memory_s,
         "compute": cost.compute_s,
@@ -163,10 +165,8 @@ def simulate_step(
             start = env.now
             if r.launch_s:
                 yield env.timeout(r.launch_s)
-            launched = env.now
             yield ready[i]
             begin = env.now
-            weight_wait = begin - launched
             remaining_weights = cost.weight_bytes - prefetched[i]
             weight_s = (
                 cost.weight_dram_s * (remaining_weights / cost.weight_bytes) if cost.weight_bytes else 0.0
@@ -195,8 +195,12 @@ def simulate_step(
                     spans.append(Span(f"compute ({unit})", _label(kernel), begin, begin + cost.compute_s))
                 if cost.link_s:
                     spans.append(Span("link", _label(kernel), begin, begin + cost.link_s))
-            bound = _bound(cost, r.launch_s, memory_s + weight_wait)
-            result.timings.append(KernelTiming(kernel, start, end, bound, min(start, first_activity[i])))
+            own_memory = cost.weight_dram_s + cost.other_dram_s
+            bound = _bound(cost, r.launch_s, own_memory)
+            demand = r.launch_s + max(own_memory, cost.compute_s, cost.noc_s, cost.link_s, cost.host_s)
+            result.timings.append(
+                KernelTiming(kernel, start, end, bound, min(start, first_activity[i]), demand)
+            )
             if prefetched[i]:
                 yield buffer.put(prefetched[i])
         result.time_s = env.now
