@@ -24,7 +24,25 @@ def test_command_succeeds_with_defaults(run_cli, command: list[str]) -> None:  #
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["models"], ["hw"], ["hw", "list"], ["hw", "show"], ["table7"]], ids=" ".join
+    "command",
+    [
+        [],
+        ["models"],
+        ["hw"],
+        ["hw", "list"],
+        ["hw", "show"],
+        ["table7"],
+        ["record"],
+        ["trace"],
+        ["trace", "info"],
+        ["trace", "synth"],
+        ["replay"],
+        ["simulate"],
+        ["report"],
+        ["report", "figure5"],
+        ["report", "retriggers"],
+    ],
+    ids=" ".join,
 )
 def test_help_explains_the_command(run_cli, command: list[str]) -> None:  # type: ignore[no-untyped-def]
     result = run_cli(*command, "--help")
@@ -115,3 +133,43 @@ def test_console_script_runs_as_installed() -> None:
         check=False,
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_trace_synth_writes_a_marked_synthetic_trace(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from dartsim.trace import load_trace
+
+    out = tmp_path / "s.pt"
+    result = run_cli(
+        "trace",
+        "synth",
+        "--model",
+        "llama-3.1-8b",
+        "--tokens",
+        "1000",
+        "--retriggers",
+        "3",
+        "--sparsity",
+        "0.6",
+        "--out",
+        str(out),
+    )
+    assert result.code == 0, result.err
+    assert "SYNTHETIC" in result.err
+    trace = load_trace(out)
+    assert trace["synthetic"] and trace["retriggers"]["step"].numel() == 3
+    assert trace["epochs"]["pruning"][0].sum().item() == pytest.approx(0.6 * 32, abs=1e-6)
+    info = run_cli("trace", "info", str(out))
+    assert "[SYNTHETIC]" in info.out and "re-triggers      3" in info.out
+    too_many = run_cli(
+        "trace",
+        "synth",
+        "--model",
+        "llama-3.1-8b",
+        "--tokens",
+        "300",
+        "--retriggers",
+        "5",
+        "--out",
+        str(tmp_path / "x.pt"),
+    )
+    assert too_many.code == 2 and "do not fit" in too_many.err and not (tmp_path / "x.pt").exists()
