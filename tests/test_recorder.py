@@ -309,3 +309,26 @@ def test_published_code_variant_records(tiny_random: LoadedModel, tmp_path: Path
 def test_cuda_without_a_device_is_a_clear_error(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     result = run_cli("record", "--device", "cuda", "--quiet", "--out", str(tmp_path / "x.pt"))
     assert result.code == 2 and "no CUDA device is available" in result.err
+
+
+def test_a_jsonl_prompt_file_records_one_trace_per_prompt(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('"Explain tides."\n{"prompt": "Explain jazz."}\n')
+    out = tmp_path / "traces"
+    result = run_cli(
+        "record",
+        "--prompt-file",
+        str(prompts),
+        "--max-new-tokens",
+        "12",
+        "--tau",
+        "5",
+        "--reference-tokens",
+        "5",
+        "--quiet",
+        "--out",
+        str(out),
+    )
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in out.iterdir()) == ["prompt-000.pt", "prompt-001.pt"]
+    assert load_trace(out / "prompt-001.pt")["generation"]["prompt"] == "Explain jazz."
