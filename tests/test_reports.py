@@ -100,6 +100,30 @@ def test_shipped_retrigger_table_is_current(run_cli) -> None:  # type: ignore[no
 
 
 @pytest.mark.skipif(not SHIPPED, reason="no shipped traces")
+def test_host_check_report_is_current(run_cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """reports/host-check.md: predicted (cpu-host preset) vs measured (shipped traces)."""
+    monkeypatch.chdir(REPO)
+    fresh = run_cli("report", "host-check", *[str(p.relative_to(REPO)) for p in SHIPPED])
+    assert fresh.code == 0, fresh.err
+    assert fresh.out == (REPO / "reports" / "host-check.md").read_text()
+
+
+def test_host_check_compares_measured_and_predicted_decode_steps(run_cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    monkeypatch.chdir(REPO)
+    rows = json.loads(run_cli("report", "host-check", "traces/two-topic-dense.pt", "--format", "json").out)
+    row = rows[0]
+    from dartsim.trace import load_trace
+
+    trace = load_trace(REPO / "traces" / "two-topic-dense.pt")
+    decode = trace["steps"]["phase"] == 1
+    assert row["measured_decode_ms"] == pytest.approx(float(trace["steps"]["time_s"][decode].mean()) * 1e3)
+    assert row["decode_ratio"] == pytest.approx(row["measured_decode_ms"] / row["predicted_decode_ms"])
+    assert row["predicted_decode_ms"] > 0
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped traces")
 def test_every_shipped_trace_loads_and_is_complete() -> None:
     from dartsim.trace import load_trace
 

@@ -38,6 +38,22 @@ def run_retriggers(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_host_check(args: argparse.Namespace) -> int:
+    from dartsim.commands.replay import _trace_spec
+    from dartsim.report.host_check import compare, render_rows
+    from dartsim.specs.hardware import load_hardware_spec
+    from dartsim.trace.io import load_trace
+
+    hw = load_hardware_spec(args.hw)
+    rows = []
+    for name in args.traces:
+        path = Path(name)
+        trace = load_trace(path)
+        rows.append(compare(path, trace, _trace_spec(trace), hw, args.prefetch))
+    emit(render_rows(rows, hw, args.format), args.out)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser("report", help="figures and tables from recorded traces")
     report_sub = parser.add_subparsers(dest="report_command", metavar="REPORT", parser_class=type(parser))
@@ -62,3 +78,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rates.add_argument("traces", nargs="+", metavar="TRACE")
     add_format_and_out(rates, ("md", "csv", "json"))
     rates.set_defaults(handler=run_retriggers)
+    host = report_sub.add_parser(
+        "host-check",
+        help="predicted vs measured step times for traces recorded on this host",
+        description=(
+            "Replays traces with a preset calibrated on the recording machine "
+            "(python benchmarks/calibrate_host.py) and compares step times with those measured."
+        ),
+    )
+    host.add_argument("traces", nargs="+", metavar="TRACE")
+    host.add_argument("--hw", default="cpu-host", help="calibrated preset or YAML (default cpu-host)")
+    host.add_argument("--prefetch", action="store_true", help="model weight streaming (off: a CPU has none)")
+    add_format_and_out(host, ("md", "csv", "json"))
+    host.set_defaults(handler=run_host_check)

@@ -1,0 +1,73 @@
+"""Predicted against measured: replay traces recorded on this host with a hardware preset
+calibrated on it (benchmarks/calibrate_host.py), and compare step times.
+
+Traces recorded with `--mask-apply zero` did the full dense FFN arithmetic (masking only
+zeroes u), so they are replayed dense; `compact` traces are replayed with their masks.
+Everything is fp32, as the recording ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dartsim.engine.replay import ReplayConfig, build_steps
+from dartsim.engine.run import densified, run_steps
+from dartsim.report import render
+from dartsim.specs.dtypes import FP32
+from dartsim.specs.hardware import HardwareSpec
+from dartsim.specs.model import ModelSpec
+from dartsim.workload import Precision
+
+RECORDED_PRECISION = Precision(weight=FP32, activation=FP32, kv_cache=FP32)
+
+
+def compare(
+    path: Path, trace: dict[str, Any], spec: ModelSpec, hw: HardwareSpec, prefetch: bool
+) -> dict[str, Any]:
+    mode = trace["dart"].get("mask_apply", "zero")
+    steps = build_steps([trace], spec, False)
+    if mode == "zero":
+        steps = densified(steps, spec.intermediate_size)
+    config = ReplayConfig(prefetch=prefetch, mask_apply="compact", precision=RECORDED_PRECISION)
+    predicted = run_steps(steps, spec, hw, config)["step_times_s"]
+    measured = trace["steps"]["time_s"].numpy()
+    decode = trace["steps"]["phase"].numpy() == 1
+    m_dec, p_dec = float(np.mean(measured[decode])), float(np.mean(predicted[decode]))
+    return {
+        "trace": path.name,
+        "mask_apply": mode,
+        "measured_prefill_ms": float(measured[0]) * 1e3,
+        "predicted_prefill_ms": float(predicted[0]) * 1e3,
+        "measured_decode_ms": m_dec * 1e3,
+        "predicted_decode_ms": p_dec * 1e3,
+        "decode_ratio": m_dec / p_dec,
+    }
+
+
+def render_rows(rows: Sequence[dict[str, Any]], hw: HardwareSpec, fmt: str) -> str:
+    if fmt == "json":
+        return render.json_text(list(rows))
+    fields = list(rows[0]) if rows else []
+    table = [[r[f] if isinstance(r[f], str) else f"{r[f]:.2f}" for f in fields] for r in rows]
+    if fmt == "csv":
+        return render.csv_text(fields, table)
+    header = [
+        "trace",
+        "mask apply",
+        "prefill measured (ms)",
+        "prefill predicted (ms)",
+        "decode step measured (ms, mean)",
+        "decode step predicted (ms, mean)",
+        "measured / predicted",
+    ]
+    return (
+        f"# Predicted vs measured step times on {hw.name}\n\n"
+        f"Hardware file: `{Path(hw.source_file).name}` (calibrated by benchmarks/calibrate_host.py).\n"
+        "Measured: the step times recorded in each trace. Predicted: dartsim replay of the same\n"
+        "steps at fp32, as recorded (zero-masked traces replayed dense).\n\n"
+        + render.markdown_table(header, table)
+    )
