@@ -335,3 +335,48 @@ def test_layer_times_are_shares_of_the_simulated_time() -> None:
     ratio = first["mlp"]["time_s"] / first["attention"]["time_s"]
     assert ratio > 1.0
     assert ratio < 4.2
+
+
+def test_sweep_covers_the_grid_and_skips_what_cannot_run(run_cli, synth_file: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli(
+        "sweep",
+        str(synth_file),
+        "--model",
+        "llama-3.1-8b",
+        "--hw",
+        "l40s,a100-sxm-80gb,h100-sxm",
+        "--tp",
+        "1,3",
+        "--mask-apply",
+        "compact,gather",
+        "--format",
+        "json",
+        "--quiet",
+    )
+    assert result.code == 0, result.err
+    rows = json.loads(result.out)
+    # a100 lacks fp8 and tp=3 divides no head count: 2 devices x 1 degree x 2 modes remain
+    assert [(r["hw"], r["tp"], r["mask_apply"]) for r in rows] == [
+        ("l40s", 1, "compact"),
+        ("l40s", 1, "gather"),
+        ("h100-sxm", 1, "compact"),
+        ("h100-sxm", 1, "gather"),
+    ]
+    assert "skipped a100-sxm-80gb" in result.err and "skipped l40s --tp 3" in result.err
+    for row in rows:
+        assert row["speedup"] == pytest.approx(row["dense_time_s"] / row["time_s"])
+        assert row["bytes"] < row["dense_bytes"]
+    single = run_cli(
+        "replay",
+        str(synth_file),
+        "--model",
+        "llama-3.1-8b",
+        "--hw",
+        "h100-sxm",
+        "--format",
+        "json",
+        "--quiet",
+    )
+    assert json.loads(single.out)["totals"]["time_s"] == pytest.approx(rows[2]["time_s"])
+    nothing = run_cli("sweep", str(synth_file), "--hw", "a100-sxm-80gb", "--quiet")
+    assert nothing.code == 2 and "no point of the sweep fits" in nothing.err

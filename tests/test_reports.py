@@ -131,3 +131,24 @@ def test_every_shipped_trace_loads_and_is_complete() -> None:
         trace = load_trace(path)
         assert trace["complete"] and not trace["synthetic"], path
         assert trace["generation"]["generated_len"] == 500, path
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHIPPED, reason="no shipped traces")
+def test_sweep_report_is_current(run_cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(REPO)
+    fresh = run_cli(
+        "sweep",
+        "traces/two-topic-70.pt",
+        "--model",
+        "llama-3.1-70b",
+        "--hw",
+        "l40s,h100-pcie,h100-sxm,h200,b200,mi300x",
+        "--tp",
+        "auto,4",
+        "--mask-apply",
+        "compact,gather",
+        "--quiet",
+    )
+    assert fresh.code == 0, fresh.err
+    assert fresh.out == (REPO / "reports" / "sweep-70b.md").read_text()

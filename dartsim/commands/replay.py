@@ -157,6 +157,36 @@ def run_simulate(args: argparse.Namespace) -> int:
     return _execute(args, traces, spec, extra)
 
 
+def run_sweep(args: argparse.Namespace) -> int:
+    from dartsim.cli import emit
+    from dartsim.commands.common import split_list
+    from dartsim.engine.sweep import render_sweep, sweep
+    from dartsim.errors import UserError
+    from dartsim.specs.model import load_model_spec
+    from dartsim.trace.io import load_trace
+
+    traces = [load_trace(p) for p in args.traces]
+    spec = load_model_spec(args.model) if args.model else _trace_spec(traces[0])
+    modes = split_list(args.mask_apply, "--mask-apply")
+    for mode in modes:
+        if mode not in ("compact", "gather"):
+            raise UserError(f"--mask-apply: expected compact and/or gather, got {mode!r}")
+    rows = sweep(
+        traces,
+        spec,
+        split_list(args.hw, "--hw"),
+        split_list(args.tp, "--tp"),
+        modes,
+        precision_from(args),
+        args.prefetch,
+        progress=not args.quiet,
+    )
+    names = ", ".join(Path(p).name for p in args.traces)
+    title = f"Sweep: {names} as {spec.name}"
+    emit(render_sweep(rows, args.format, title), args.out)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     replay = sub.add_parser(
         "replay",
@@ -205,3 +235,30 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sim.add_argument("--seed", type=int, default=0)
     _engine_options(sim)
     sim.set_defaults(handler=run_simulate)
+
+    sw = sub.add_parser(
+        "sweep",
+        help="an architecture study: traces over a grid of hardware, TP degrees and mask modes",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Replays the same traces (one batch) for every combination of --hw, --tp and\n"
+            "--mask-apply, each beside its own dense baseline, one row per point. TP degrees\n"
+            "whose shard does not fit a device are skipped (and said so on stderr)."
+        ),
+        epilog=(
+            "example:\n"
+            "  dartsim sweep traces/two-topic-70.pt --model llama-3.1-70b \\\n"
+            "      --hw l40s,h100-sxm,h200,mi300x --tp auto,2,4 --mask-apply compact,gather"
+        ),
+    )
+    sw.add_argument("traces", nargs="+", metavar="TRACE.pt")
+    sw.add_argument("--model", help="retarget to a preset or config.json (default: the trace's model)")
+    sw.add_argument("--hw", required=True, help="comma-separated presets or YAML files")
+    sw.add_argument("--tp", default="auto", help="comma-separated degrees or auto (default auto)")
+    sw.add_argument("--mask-apply", default="compact,gather", help="compact and/or gather (default both)")
+    sw.add_argument("--no-prefetch", dest="prefetch", action="store_false")
+    sw.add_argument("--format", choices=("md", "csv", "json"), default="md")
+    sw.add_argument("--out", metavar="FILE", help="write atomically to FILE")
+    sw.add_argument("--quiet", action="store_true", help="no per-point progress lines")
+    add_precision(sw)
+    sw.set_defaults(handler=run_sweep)
