@@ -332,3 +332,47 @@ def test_a_jsonl_prompt_file_records_one_trace_per_prompt(run_cli, tmp_path: Pat
     assert result.code == 0, result.err
     assert sorted(p.name for p in out.iterdir()) == ["prompt-000.pt", "prompt-001.pt"]
     assert load_trace(out / "prompt-001.pt")["generation"]["prompt"] == "Explain jazz."
+
+
+def test_the_prompt_can_be_the_first_reference(smollm2: LoadedModel, tmp_path: Path) -> None:
+    params = DartParams(sparsity=0.5, tau=5, reference_tokens=20, c0=2, prompt_in_reference=True)
+    record(smollm2, PROMPT, params, RecordOptions(max_new_tokens=15, min_new_tokens=15), tmp_path / "p.pt")
+    trace = load_trace(tmp_path / "p.pt")
+    # the first mask is built from the prompt, so the first decode step is already masked
+    assert int(trace["epochs"]["first_step"][0]) == 1 and int(trace["steps"]["epoch"][1]) == 0
+    assert int(trace["epochs"]["reference_tokens"][0]) == 20
+
+
+def test_replaying_an_incomplete_trace_says_so(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import torch as _torch
+    from tracefactory import tiny_trace
+
+    from dartsim.trace import save_trace
+
+    trace = tiny_trace()
+    trace.update(complete=False, status="interrupted")
+    trace["model"].update(
+        name="smollm2-135m",
+        num_layers=30,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_heads=9,
+        num_kv_heads=3,
+        head_dim=64,
+        vocab_size=49152,
+        max_position_embeddings=8192,
+    )
+    trace["epochs"]["masks"] = _torch.zeros(0, 30, 192, dtype=_torch.uint8)
+    for key in ("kept",):
+        trace["epochs"][key] = _torch.zeros(0, 30, dtype=_torch.int32)
+    for key in ("keep_ratio", "s_bar", "importance", "depth", "pruning"):
+        trace["epochs"][key] = _torch.zeros(0, 30, dtype=_torch.float64)
+    for key in ("first_step", "last_step", "trigger_step", "reference_tokens"):
+        trace["epochs"][key] = _torch.zeros(0, dtype=_torch.int32)
+    trace["epochs"]["build_time_s"] = _torch.zeros(0, dtype=_torch.float64)
+    trace["steps"]["epoch"] = _torch.full((7,), -1, dtype=_torch.int32)
+    path = tmp_path / "cut.pt"
+    save_trace(trace, path)
+    result = run_cli("replay", str(path), "--hw", "l40s", "--format", "json", "--quiet")
+    assert result.code == 0, result.err
+    assert "incomplete" in result.err and json.loads(result.out)["complete"] is False

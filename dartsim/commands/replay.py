@@ -107,7 +107,15 @@ def run_replay(args: argparse.Namespace) -> int:
 
     traces = [load_trace(p) for p in args.traces]
     spec = load_model_spec(args.model) if args.model else _trace_spec(traces[0])
-    extra = {"traces": [str(p) for p in args.traces], "synthetic": any(t["synthetic"] for t in traces)}
+    complete = all(t["complete"] for t in traces)
+    if not complete:
+        unfinished = ", ".join(str(p) for p, t in zip(args.traces, traces, strict=True) if not t["complete"])
+        sys.stderr.write(f"note: replaying incomplete trace(s) {unfinished}: the recording was cut short\n")
+    extra = {
+        "traces": [str(p) for p in args.traces],
+        "synthetic": any(t["synthetic"] for t in traces),
+        "complete": complete,
+    }
     return _execute(args, traces, spec, extra)
 
 
