@@ -24,7 +24,7 @@ def replay(model: str, tokens: int, retriggers: int, hw: str, tp: int) -> tuple[
     spec = load_model_spec(model)
     trace = synth_trace(spec, 128, tokens, retriggers, 0.7)
     start = time.perf_counter()
-    steps = build_steps([trace], spec, False)
+    steps = build_steps([trace], spec, False, tp)
     result = run_steps(steps, spec, load_hardware_spec(hw), ReplayConfig(tp=tp))
     wall = time.perf_counter() - start
     return wall, tokens / wall, result

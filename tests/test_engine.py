@@ -380,3 +380,23 @@ def test_sweep_covers_the_grid_and_skips_what_cannot_run(run_cli, synth_file: Pa
     assert json.loads(single.out)["totals"]["time_s"] == pytest.approx(rows[2]["time_s"])
     nothing = run_cli("sweep", str(synth_file), "--hw", "a100-sxm-80gb", "--quiet")
     assert nothing.code == 2 and "no point of the sweep fits" in nothing.err
+
+
+def test_tensor_parallel_replay_charges_the_busiest_shard() -> None:
+    import torch
+
+    from dartsim.engine.replay import busiest_shard_kept
+
+    mask = torch.zeros(2, 8, dtype=torch.bool)
+    mask[0, :3] = True  # all three kept neurons on shard 0 of 2
+    mask[1, [0, 5]] = True  # one on each shard
+    assert busiest_shard_kept(mask, 2).tolist() == [6, 2]
+    spec = load_model_spec("llama-3.1-8b")
+    trace = synth_trace(spec, 16, 120, 0, 0.7, params=SMALL_T)
+    one = build_steps([trace], spec, False, tp=1)
+    two = build_steps([trace], spec, False, tp=2)
+    masked = next(i for i, s in enumerate(one) if s.kept[0] < spec.intermediate_size)
+    assert all(b >= a for a, b in zip(one[masked].kept, two[masked].kept, strict=True))
+    full = unpack_mask(trace["epochs"]["masks"][0], spec.intermediate_size)
+    halves = full.reshape(32, 2, -1).sum(-1).max(-1).values * 2
+    assert list(two[masked].kept) == halves.tolist()

@@ -61,9 +61,9 @@ def _execute(args: argparse.Namespace, traces: list[dict[str, Any]], spec: Any, 
     hw.tensor_flops_per_s(precision.gemm_compute)
     hw.tensor_flops_per_s(precision.attention_compute)
     retarget, source = check_retarget(traces, spec)
-    steps = build_steps(traces, spec, retarget)
     kv_positions = sum(int(t["steps"]["context_len"].max()) for t in traces)
     tp = choose_tp(spec, hw, precision, args.tp, kv_positions)
+    steps = build_steps(traces, spec, retarget, tp)
     config = ReplayConfig(
         tp=tp, prefetch=args.prefetch, mask_apply=args.mask_apply, memoize=args.memoize, precision=precision
     )

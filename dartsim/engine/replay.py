@@ -251,9 +251,25 @@ def check_retarget(traces: Sequence[dict[str, Any]], target: ModelSpec) -> tuple
     return (not same), source["name"]
 
 
-def build_steps(traces: Sequence[dict[str, Any]], target: ModelSpec, retarget: bool) -> list[ReplayStep]:
+def busiest_shard_kept(mask: torch.Tensor, tp: int) -> torch.Tensor:
+    """Per layer, `tp` times the kept neurons of the busiest of `tp` contiguous FFN shards
+    (Megatron splits neurons by index range): [L, m] bool -> [L] int. Passed as a layer's
+    kept count, the workload model's even split then gives that device's exact share."""
+    layers, width = mask.shape
+    per_shard = mask.reshape(layers, tp, width // tp).sum(dim=-1)
+    return per_shard.max(dim=-1).values * tp
+
+
+def build_steps(
+    traces: Sequence[dict[str, Any]], target: ModelSpec, retarget: bool, tp: int = 1
+) -> list[ReplayStep]:
     """The batch's steps: each trace's prefill alone, then decode steps in lockstep (a
-    sequence that has finished drops out of the batch)."""
+    sequence that has finished drops out of the batch).
+
+    Under tensor parallelism (`tp` > 1) on the traces' own model, each layer's kept count
+    is that of the busiest device given where the kept neurons fall; a retargeted trace's
+    neuron indices mean nothing on the target, so its kept neurons are split evenly.
+    """
     views = [TraceView(t) for t in traces]
     source_layers = traces[0]["model"]["num_layers"]
     source_width = traces[0]["model"]["intermediate_size"]
@@ -268,13 +284,14 @@ def build_steps(traces: Sequence[dict[str, Any]], target: ModelSpec, retarget: b
             return dense
         if active not in union_cache:
             first, first_epoch = active[0]
-            if len(active) == 1:
+            shard_aware = tp > 1 and not retarget and source_width % tp == 0
+            if len(active) == 1 and not shard_aware:
                 counts = views[first].kept(first_epoch)
             else:
                 union = views[first].mask(first_epoch)
                 for index, epoch in active[1:]:
                     union |= views[index].mask(epoch)
-                counts = union.sum(dim=-1)
+                counts = busiest_shard_kept(union, tp) if shard_aware else union.sum(dim=-1)
             ratios = counts.double() / source_width
             union_cache[active] = tuple(
                 kept_count(float(ratios[layer_of[i]]), m) for i in range(target.num_layers)

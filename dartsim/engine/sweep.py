@@ -47,8 +47,6 @@ def sweep(
     not fit, the device lacks the compute format) are skipped with a note on stderr; if no
     point can run, that is an error."""
     retarget, _ = check_retarget(traces, spec)
-    steps = build_steps(traces, spec, retarget)
-    dense_steps = densified(steps, spec.intermediate_size)
     kv_positions = sum(int(t["steps"]["context_len"].max()) for t in traces)
     rows = []
     for hw_name, tp_text, mode in itertools.product(hw_names, tps, mask_modes):
@@ -61,6 +59,8 @@ def sweep(
             sys.stderr.write(f"skipped {hw.name} --tp {tp_text} {mode}: {str(exc).split(': ', 1)[-1]}\n")
             continue
         config = ReplayConfig(tp=tp, prefetch=prefetch, mask_apply=mode, precision=precision)
+        steps = build_steps(traces, spec, retarget, tp)
+        dense_steps = densified(steps, spec.intermediate_size)
         sparse = run_steps(steps, spec, hw, config)
         dense = run_steps(dense_steps, spec, hw, config)
         rows.append(
