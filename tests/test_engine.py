@@ -400,3 +400,22 @@ def test_tensor_parallel_replay_charges_the_busiest_shard() -> None:
     full = unpack_mask(trace["epochs"]["masks"][0], spec.intermediate_size)
     halves = full.reshape(32, 2, -1).sum(-1).max(-1).values * 2
     assert list(two[masked].kept) == halves.tolist()
+
+
+def test_a_narrow_mesh_noc_becomes_the_bottleneck(run_cli) -> None:  # type: ignore[no-untyped-def]
+    """The example mesh accelerator: its bisection (2 x 8 links x 256 GB/s = 4 TB/s) is
+    wider than HBM, so DRAM binds; with 16x narrower links the network binds."""
+    from dartsim.engine.machine import noc_capacity
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "hw" / "mesh-npu.yaml"
+    hw = load_hardware_spec(str(example))
+    bandwidth, latency = noc_capacity(hw)
+    assert bandwidth == pytest.approx(2 * 8 * 256e9) and latency == pytest.approx(2e-9 * 16 / 3)
+    narrow = dataclasses.replace(hw, noc=dataclasses.replace(hw.noc, link_bandwidth_bytes_per_s=16e9))
+    kernels = _kernels("llama-3.1-8b", StepShape.decode(1, 512), 1, None, "compact")
+    wide_t = simulate_step(kernels, rates(hw)).time_s
+    narrow_result = simulate_step(kernels, rates(narrow))
+    total = sum(k.bytes for k in kernels)
+    assert wide_t < narrow_result.time_s
+    assert narrow_result.time_s >= total / (2 * 8 * 16e9)
+    assert any(t.bound == "network" for t in narrow_result.timings)
