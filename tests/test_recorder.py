@@ -22,6 +22,8 @@ pytestmark = pytest.mark.slow
 
 SHORT = DartParams(sparsity=0.5, tau=5, reference_tokens=10, c0=1)
 PROMPT = "Explain how a bicycle works, then describe the history of jazz."
+QUICK = ("--max-new-tokens", "12", "--tau", "5", "--reference-tokens", "5", "--quiet")
+"""CLI options for a 12-token recording that still builds a mask."""
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +93,6 @@ def test_zeroing_and_compact_masks_give_the_same_logits(smollm2: LoadedModel) ->
         mask = torch.zeros(width)
         mask[idx] = 1
         zero_masks.append(mask)
-    handles = []
     for (_, _, down), mask in zip(ffn, zero_masks, strict=True):
         down.observer = lambda u, mask=mask: u * mask
     with torch.no_grad():
@@ -116,7 +117,6 @@ def test_zeroing_and_compact_masks_give_the_same_logits(smollm2: LoadedModel) ->
         with counter:
             model(ids)
     dense_flops = counter.get_total_flops()
-    del handles
     scale = float(zeroed.abs().max())
     assert float((zeroed - compact).abs().max()) <= 1e-4 * scale
     assert float((zeroed - dense).abs().max()) > 1e-2 * scale  # the mask matters
@@ -215,13 +215,7 @@ def test_random_weight_preset_is_marked(run_cli, tmp_path: Path) -> None:  # typ
         "smollm2-135m",
         "--prompt",
         PROMPT,
-        "--max-new-tokens",
-        "12",
-        "--tau",
-        "5",
-        "--reference-tokens",
-        "5",
-        "--quiet",
+        *QUICK,
         "--out",
         str(out),
     )
@@ -319,13 +313,7 @@ def test_a_jsonl_prompt_file_records_one_trace_per_prompt(run_cli, tmp_path: Pat
         "record",
         "--prompt-file",
         str(prompts),
-        "--max-new-tokens",
-        "12",
-        "--tau",
-        "5",
-        "--reference-tokens",
-        "5",
-        "--quiet",
+        *QUICK,
         "--out",
         str(out),
     )
