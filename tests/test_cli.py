@@ -81,8 +81,25 @@ def test_hw_show_prints_figures_with_sources(run_cli) -> None:  # type: ignore[n
     result = run_cli("hw", "show", "h100-sxm")
     data = yaml.safe_load(result.out)
     assert data["memory"]["peak_bandwidth_gb_per_s"] == 3350
-    assert "Azure" in data["sources"]["memory.efficiency"]
+    assert "Azure" in data["memory"]["efficiency_source"]
     assert json.loads(run_cli("hw", "show", "h100-sxm", "--format", "json").out) == data
+
+
+def test_hw_show_output_is_a_hardware_file_that_loads_back(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from dartsim.specs.hardware import load_hardware_spec
+
+    for name in ("h100-sxm", "cpu-host"):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(run_cli("hw", "show", name).out)
+        again = load_hardware_spec(str(path))
+        preset = load_hardware_spec(name)
+        assert (again.memory, again.compute, again.launch, again.link) == (
+            preset.memory,
+            preset.compute,
+            preset.launch,
+            preset.link,
+        )
+        assert again.sources == preset.sources
 
 
 def test_hw_show_accepts_a_yaml_path(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -1,43 +1,56 @@
-"""The discrete-event device model: conservation, bounds, limit cases, memoisation."""
+"""The device model: conservation, physical bounds, limit cases, prefetch, launch modes,
+chunked streaming, latency, shape-aware efficiency and collectives."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
+import itertools
+import math
 
 import pytest
 
-from dartsim.dart.params import DartParams
 from dartsim.engine import analytic
-from dartsim.engine.machine import gather_efficiency, rates
-from dartsim.engine.replay import ReplayConfig, build_steps, check_retarget
-from dartsim.engine.run import choose_tp, run_steps
+from dartsim.engine.collectives import collective_time
+from dartsim.engine.efficiency import matmul_efficiency
+from dartsim.engine.machine import device, gather_efficiency, kernel_cost
 from dartsim.engine.sim import simulate_step
-from dartsim.errors import UserError
+from dartsim.specs.dtypes import BF16, FP32
 from dartsim.specs.hardware import HardwareSpec, load_hardware_spec
 from dartsim.specs.model import load_model_spec
-from dartsim.trace import save_trace
-from dartsim.trace.schema import unpack_mask
-from dartsim.trace.synth import synth_trace
-from dartsim.workload import Execution, Precision, StepShape, step_kernels
-
-SMALL_T = DartParams(reference_tokens=20, tau=10)
-"""A short reference so that short synthetic traces have room for re-triggers."""
+from dartsim.workload import Execution, MatmulShape, Precision, StepShape, step_kernels
+from dartsim.workload.kernels import Component, Kernel, TensorAccess, TensorKind, Unit
 
 UNLIMITED = 1e30
 
 
-def ideal(hw: HardwareSpec, sram_bytes: int | None = None) -> HardwareSpec:
-    """Unlimited network and link bandwidth, zero latencies and launch overhead,
-    efficiency factors of 1."""
+def instant(hw: HardwareSpec) -> HardwareSpec:
+    """No latencies, no launch or step costs, an unlimited on-chip network and links."""
     return dataclasses.replace(
         hw,
-        memory=dataclasses.replace(hw.memory, efficiency=1.0, latency_s=0.0),
-        compute=dataclasses.replace(hw.compute, efficiency=1.0),
+        memory=dataclasses.replace(hw.memory, latency_s=0.0),
         noc=dataclasses.replace(hw.noc, link_bandwidth_bytes_per_s=UNLIMITED, hop_latency_s=0.0),
-        link=dataclasses.replace(hw.link, bandwidth_bytes_per_s_per_direction=UNLIMITED, latency_s=0.0),
-        launch_overhead_s=0.0,
+        link=dataclasses.replace(
+            hw.link, bandwidth_bytes_per_s_per_direction=UNLIMITED, latency_s=0.0, allreduce_call_s=0.0
+        ),
+        launch=dataclasses.replace(
+            hw.launch, host_issue_s=0.0, step_overhead_s=0.0, kernel_gap_s=0.0, synchronous=False
+        ),
+    )
+
+
+def ideal(hw: HardwareSpec, sram_bytes: int | None = None) -> HardwareSpec:
+    """`instant`, with every efficiency factor 1 (one compute unit, 1x1 tiles, no ramps):
+    every kernel runs at its roofline."""
+    hw = instant(hw)
+    gemm = dataclasses.replace(
+        hw.compute.gemm, tile_m=1, tile_n=1, tile_k=1, efficiency=1.0, k_overhead=0.0, m_overhead=0.0
+    )
+    return dataclasses.replace(
+        hw,
+        memory=dataclasses.replace(hw.memory, efficiency=1.0),
+        compute=dataclasses.replace(
+            hw.compute, units=1, gemm=gemm, attention_efficiency=1.0, vector_efficiency=1.0
+        ),
         on_chip=dataclasses.replace(hw.on_chip, sram_bytes=sram_bytes or hw.on_chip.sram_bytes),
     )
 
@@ -48,31 +61,36 @@ CASES = [
     ("llama-3.1-8b", StepShape.prefill(1, 256), 1, 0.5, "compact"),
     ("llama-3.1-70b", StepShape.decode(8, 1024), 2, 0.3, "compact"),
 ]
+IDS = [f"{c[0]}-{c[1].phase}-b{c[1].batch}-tp{c[2]}-{c[4]}" for c in CASES]
 
 
-def _kernels(model: str, shape: StepShape, tp: int, keep: float | None, mode: str):  # type: ignore[no-untyped-def]
+def _kernels(
+    model: str, shape: StepShape, tp: int, keep: float | None, mode: str, prec: Precision | None = None
+):  # type: ignore[no-untyped-def]
     spec = load_model_spec(model)
     kept = None if keep is None else [round(keep * spec.intermediate_size)] * spec.num_layers
-    return step_kernels(spec, shape, kept, execution=Execution(tp=tp, mask_apply=mode))
+    execution = Execution(tp=tp, mask_apply=mode, allreduce="auto", one_shot_max_bytes=512 * 1024)
+    return step_kernels(spec, shape, kept, prec, execution=execution)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1].phase}-b{c[1].batch}-tp{c[2]}-{c[4]}")
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 @pytest.mark.parametrize("prefetch", [True, False])
 def test_engine_events_conserve_bytes_flops_and_link_traffic(case, prefetch: bool) -> None:  # type: ignore[no-untyped-def]
     kernels = _kernels(*case)
-    result = simulate_step(kernels, rates(load_hardware_spec("l40s")), tp=case[2], prefetch=prefetch)
+    result = simulate_step(kernels, device(load_hardware_spec("l40s")), prefetch=prefetch)
     assert result.dram_bytes == sum(k.bytes for k in kernels)
     assert result.flops == sum(k.flops for k in kernels)
     assert result.link_bytes == sum(k.link_bytes for k in kernels)
     assert len(result.timings) == len(kernels)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1].phase}-tp{c[2]}-{c[4]}")
+@pytest.mark.parametrize("case", CASES, ids=IDS)
 @pytest.mark.parametrize("hw_name", ["l40s", "h100-sxm"])
-def test_no_kernel_beats_peak_bandwidth_or_peak_compute(case, hw_name: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_no_kernel_beats_peak_bandwidth_or_peak_compute(case, hw_name: str, prefetch: bool) -> None:  # type: ignore[no-untyped-def]
     hw = load_hardware_spec(hw_name)
     kernels = _kernels(*case)
-    result = simulate_step(kernels, rates(hw), tp=case[2])
+    result = simulate_step(kernels, device(hw), prefetch=prefetch)
     peak_bw = hw.memory.peak_bandwidth_bytes_per_s
     for timing in result.timings:
         k = timing.kernel
@@ -81,341 +99,245 @@ def test_no_kernel_beats_peak_bandwidth_or_peak_compute(case, hw_name: str) -> N
         if k.flops_matmul:
             assert span >= k.flops_matmul / hw.tensor_flops_per_s(k.compute_dtype) * (1 - 1e-12)
         assert span >= k.flops_vector / hw.compute.vector_flops_per_s * (1 - 1e-12)
-    total_bytes = sum(k.bytes for k in kernels)
-    assert result.time_s >= total_bytes / peak_bw
+    assert result.time_s >= sum(k.bytes for k in kernels) / peak_bw
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1].phase}-tp{c[2]}-{c[4]}")
-def test_without_prefetch_a_step_is_the_sum_of_kernel_rooflines(case) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_without_prefetch_an_ideal_step_is_the_sum_of_kernel_rooflines(case) -> None:  # type: ignore[no-untyped-def]
     if case[4] == "gather":
         pytest.skip("gathered rows run below peak bandwidth by design")
-    r = rates(ideal(load_hardware_spec("l40s")))
+    dev = device(ideal(load_hardware_spec("l40s")))
     kernels = _kernels(*case)
-    result = simulate_step(kernels, r, tp=case[2], prefetch=False)
-    expected = analytic.serial_time(kernels, r)
-    assert result.time_s == pytest.approx(expected, rel=1e-3)
+    result = simulate_step(kernels, dev, prefetch=False)
+    assert result.time_s == pytest.approx(analytic.serial_time(kernels, dev), rel=1e-9)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1].phase}-tp{c[2]}-{c[4]}")
-def test_with_prefetch_and_unlimited_sram_a_step_lies_within_the_overlap_bounds(case) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_with_prefetch_and_unlimited_sram_an_ideal_step_lies_within_the_overlap_bounds(case) -> None:  # type: ignore[no-untyped-def]
     if case[4] == "gather":
         pytest.skip("gathered rows run below peak bandwidth by design")
-    r = rates(ideal(load_hardware_spec("l40s"), sram_bytes=10**15))
+    dev = device(ideal(load_hardware_spec("l40s"), sram_bytes=10**15))
     kernels = _kernels(*case)
-    result = simulate_step(kernels, r, tp=case[2], prefetch=True)
-    lower, upper = analytic.overlapped_bounds(kernels, r)
+    result = simulate_step(kernels, dev, prefetch=True)
+    lower, upper = analytic.overlapped_bounds(kernels, dev)
     assert lower * (1 - 1e-9) <= result.time_s <= upper * (1 + 1e-9)
 
 
-def test_gather_efficiency_falls_for_short_rows() -> None:
-    assert gather_efficiency(4096) > 0.98
-    assert gather_efficiency(576) < gather_efficiency(4096)
-    assert gather_efficiency(32) == pytest.approx(32 / 128)
-
-
-@pytest.fixture(scope="module")
-def smol_trace() -> dict:  # type: ignore[type-arg]
-    return synth_trace(load_model_spec("smollm2-135m"), 64, 2000, 3, 0.6, params=SMALL_T)
-
-
-@pytest.mark.slow
-def test_memoised_and_unmemoised_replays_agree(smol_trace) -> None:  # type: ignore[no-untyped-def]
-    spec = load_model_spec("smollm2-135m")
-    steps = build_steps([smol_trace], spec, False)
-    hw = load_hardware_spec("h100-sxm")
-    memo = run_steps(steps, spec, hw, ReplayConfig(memoize=True))
-    full = run_steps(steps, spec, hw, ReplayConfig(memoize=False))
-    assert memo["totals"]["bytes"] == full["totals"]["bytes"]
-    assert memo["totals"]["flops"] == full["totals"]["flops"]
-    assert memo["totals"]["time_s"] == pytest.approx(full["totals"]["time_s"], rel=1e-3)
-    assert memo["tpot_p99_s"] == pytest.approx(full["tpot_p99_s"], rel=1e-3)
-    assert memo["simulated_steps"] < full["simulated_steps"] / 20
-
-
-def test_replay_totals_equal_the_workload_model(smol_trace) -> None:  # type: ignore[no-untyped-def]
-    """Conservation over a whole replay: every step's kernels from the workload model."""
-    spec = load_model_spec("smollm2-135m")
-    trace = synth_trace(spec, 16, 200, 1, 0.5, params=SMALL_T)
-    steps = build_steps([trace], spec, False)
-    result = run_steps(steps, spec, load_hardware_spec("l40s"), ReplayConfig(memoize=True))
-    expected_bytes = expected_flops = 0
-    for step in steps:
-        shape = StepShape(step.phase, len(step.contexts), step.new_tokens, max(step.contexts), step.contexts)
-        kernels = step_kernels(spec, shape, list(step.kept), execution=Execution(dart_observe=step.observe))
-        expected_bytes += sum(k.bytes for k in kernels)
-        expected_flops += sum(k.flops for k in kernels)
-    mask_bytes = sum(r["bytes"] for r in result["retriggers"])
-    assert result["totals"]["bytes"] == expected_bytes + mask_bytes
-    assert result["totals"]["flops"] == expected_flops
-    assert len(result["retriggers"]) == 2  # the first mask and one re-trigger
-
-
-def test_batches_fetch_the_union_of_kept_neurons() -> None:
-    spec = load_model_spec("smollm2-135m")
-    a = synth_trace(spec, 16, 120, 0, 0.7, seed=1, params=SMALL_T)
-    b = synth_trace(spec, 16, 120, 0, 0.7, seed=2, params=SMALL_T)
-    steps = build_steps([a, b], spec, False)
-    masked = next(s for s in steps if s.phase == "decode" and s.kept[0] < spec.intermediate_size)
-    union = unpack_mask(a["epochs"]["masks"][0], 1536) | unpack_mask(b["epochs"]["masks"][0], 1536)
-    assert list(masked.kept) == union.sum(dim=-1).tolist()
-    assert all(k >= int(a["epochs"]["kept"][0][i]) for i, k in enumerate(masked.kept))
-    assert len(masked.contexts) == 2
-
-
-def test_retargeting_maps_keep_ratios_by_depth() -> None:
-    source = load_model_spec("smollm2-135m")
-    target = load_model_spec("llama-3.1-8b")
-    trace = synth_trace(source, 16, 120, 0, 0.7, params=SMALL_T)
-    retarget, name = check_retarget([trace], target)
-    assert retarget and name == "smollm2-135m"
-    steps = build_steps([trace], target, True)
-    masked = next(s for s in steps if s.kept[0] < target.intermediate_size)
-    ratios = trace["epochs"]["keep_ratio"][0]
-    assert masked.kept[0] == round(float(ratios[0]) * 14336)
-    assert masked.kept[-1] == round(float(ratios[-1]) * 14336)
-    assert len(masked.kept) == 32
-
-
-def test_tp_auto_picks_the_smallest_degree_that_fits() -> None:
-    spec = load_model_spec("llama-3.1-70b")
-    hw = load_hardware_spec("l40s")
-    assert choose_tp(spec, hw, Precision(), "auto", 4096) == 2
-    with pytest.raises(UserError, match="--tp 2 would fit"):
-        choose_tp(spec, hw, Precision(), "1", 4096)
-    with pytest.raises(UserError, match="--tp 3 does not divide the 64 attention heads"):
-        choose_tp(spec, hw, Precision(), "3", 4096)
-    assert choose_tp(load_model_spec("llama-3.1-8b"), hw, Precision(), "auto", 4096) == 1
-
-
-@pytest.fixture
-def synth_file(tmp_path: Path) -> Path:
-    path = tmp_path / "s.pt"
-    save_trace(synth_trace(load_model_spec("smollm2-135m"), 32, 300, 2, 0.6, params=SMALL_T), path)
-    return path
-
-
-def test_replay_json_contract_and_determinism(run_cli, synth_file: Path) -> None:  # type: ignore[no-untyped-def]
-    args = (
-        "replay",
-        str(synth_file),
-        "--hw",
-        "l40s",
-        "--model",
-        "llama-3.1-8b",
-        "--format",
-        "json",
-        "--compare-dense",
-        "--quiet",
-    )
-    first, second = run_cli(*args), run_cli(*args)
-    assert first.code == 0, first.err
-    assert first.out == second.out
-    data = json.loads(first.out)
-    for key in (
-        "model",
-        "hw",
-        "tp",
-        "batch",
-        "tokens",
-        "totals",
-        "ttft_s",
-        "tpot_s",
-        "tokens_per_s",
-        "layers",
-        "retriggers",
-        "dense",
-        "speedup",
-    ):
-        assert key in data
-    assert set(data["totals"]) >= {"bytes", "flops", "time_s"}
-    layer = data["layers"][0]
-    assert set(layer) >= {"layer", "attention", "mlp"} and set(layer["mlp"]) >= {"bytes", "flops", "time_s"}
-    assert data["speedup"] > 1.0
-    assert data["dense"]["totals"]["bytes"] > data["totals"]["bytes"]
-    assert all({"step", "time_s"} <= set(r) for r in data["retriggers"])
-
-
-def test_replay_writes_an_output_folder_and_a_perfetto_timeline(
-    run_cli, synth_file: Path, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
-    out = tmp_path / "out"
-    timeline = tmp_path / "t.json"
-    result = run_cli(
-        "replay",
-        str(synth_file),
-        "--hw",
-        "h100-sxm",
-        "--out",
-        str(out),
-        "--perfetto",
-        str(timeline),
-        "--perfetto-steps",
-        "0:2",
-        "--quiet",
-    )
-    assert result.code == 0, result.err
-    assert {p.name for p in out.iterdir()} == {"replay.json", "summary.txt", "layers.csv", "retriggers.csv"}
-    events = json.loads(timeline.read_text())["traceEvents"]
-    names = {e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
-    assert {"DRAM", "NoC", "compute (tensor)"} <= names
-    spans = [e for e in events if e["ph"] == "X"]
-    assert spans and all({"name", "ts", "dur", "pid", "tid"} <= set(e) for e in spans)
-    assert all(e["dur"] >= 0 and e["ts"] >= 0 for e in spans)
-    assert sum(1 for e in spans if e["cat"] == "step") == 3
-
-
-def test_simulate_follows_the_replay_contract(run_cli) -> None:  # type: ignore[no-untyped-def]
-    result = run_cli(
-        "simulate",
-        "--model",
-        "llama-3.1-8b",
-        "--hw",
-        "h100-sxm",
-        "--batch",
-        "2",
-        "--prompt-len",
-        "64",
-        "--gen-len",
-        "120",
-        "--sparsity",
-        "0.5",
-        "--allocation",
-        "uniform",
-        "--format",
-        "json",
-        "--quiet",
-    )
-    assert result.code == 0, result.err
-    data = json.loads(result.out)
-    assert data["batch"] == 2 and data["synthetic"] and data["tokens"] == 240
-    assert data["ttft_s"] > 0 and data["tpot_s"] > 0
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_the_serial_evaluation_equals_the_event_simulation(case) -> None:  # type: ignore[no-untyped-def]
+    """Without a streamer the executor is evaluated directly; SimPy must agree exactly."""
+    dev = device(load_hardware_spec("h100-sxm"), launch="eager", prefetch=False)
+    kernels = _kernels(*case)
+    direct = simulate_step(kernels, dev)
+    events = simulate_step(kernels, dev, force_events=True)
+    assert direct.time_s == pytest.approx(events.time_s, rel=1e-12)
+    assert [t.end_s for t in direct.timings] == pytest.approx([t.end_s for t in events.timings], rel=1e-12)
+    assert direct.dram_bytes == events.dram_bytes
 
 
 @pytest.mark.parametrize(
-    ("args", "fragment"),
+    ("hw_name", "case"),
     [
-        (["--hw", "a100-sxm-80gb"], "has no fp8 tensor throughput"),
-        (["--hw", "l40s", "--tp", "4"], "--tp 4 does not divide the 9 attention heads of smollm2-135m"),
-        (["--hw", "l40s", "--model", "llama-2-7b"], "beyond llama-2-7b's 4096"),
-        (["--hw", "tpu"], "unknown hardware 'tpu'"),
+        *itertools.product(["h100-sxm", "l40s", "cpu-host"], CASES[:3]),
+        ("mi300x", CASES[3]),
     ],
+    ids=lambda v: v if isinstance(v, str) else f"{v[0]}-{v[1].phase}-b{v[1].batch}",
 )
-def test_bad_replay_input_is_one_line(run_cli, tmp_path: Path, args: list[str], fragment: str) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "long.pt"
-    save_trace(synth_trace(load_model_spec("smollm2-135m"), 4000, 200, 0, 0.5, params=SMALL_T), path)
-    result = run_cli("replay", str(path), "--quiet", *args)
-    assert result.code == 2, result.err
-    assert result.err.count("\n") == 1 and fragment in result.err
+def test_prefetch_never_slows_a_step(hw_name: str, case) -> None:  # type: ignore[no-untyped-def]
+    hw = load_hardware_spec(hw_name)
+    prec = Precision(weight=FP32, activation=FP32, kv_cache=FP32) if hw_name == "cpu-host" else None
+    kernels = _kernels(*case, prec=prec)
+    for launch in ("graph", "eager"):
+        dev = device(hw, launch=launch)
+        with_prefetch = simulate_step(kernels, dev, prefetch=True).time_s
+        without = simulate_step(kernels, dev, prefetch=False).time_s
+        assert with_prefetch <= without * (1 + 1e-9), launch
 
 
-def test_gather_pays_per_step_compact_pays_at_the_retrigger(synth_file: Path) -> None:
-    from dartsim.trace import load_trace
-
-    spec = load_model_spec("llama-3.1-8b")
-    steps = build_steps([load_trace(synth_file)], spec, True)
-    hw = load_hardware_spec("l40s")
-    compact = run_steps(steps, spec, hw, ReplayConfig(mask_apply="compact"))
-    gather = run_steps(steps, spec, hw, ReplayConfig(mask_apply="gather"))
-    assert sum(r["bytes"] for r in compact["retriggers"]) > sum(r["bytes"] for r in gather["retriggers"])
-    assert gather["tpot_p50_s"] > compact["tpot_p50_s"]
-
-
-def test_layer_times_are_shares_of_the_simulated_time() -> None:
-    """Per-layer attention and MLP times apportion each step's time by kernel demand: they
-    never add up to more than the run, and cover most of it for a large model."""
-    spec = load_model_spec("llama-3.1-8b")
-    trace = synth_trace(spec, 64, 300, 1, 0.7, params=SMALL_T)
-    result = run_steps(build_steps([trace], spec, False), spec, load_hardware_spec("l40s"), ReplayConfig())
-    parts = sum(row[p]["time_s"] for row in result["layers"] for p in ("attention", "mlp"))
-    total = result["totals"]["time_s"]
-    assert 0.7 * total < parts <= total
-    first = result["layers"][0]
-    assert first["attention"]["bound"] == "memory" and first["mlp"]["bound"] == "memory"
-    # MLP weights are 4.2x the attention weights in 8B; at 70% sparsity the ratio shrinks.
-    ratio = first["mlp"]["time_s"] / first["attention"]["time_s"]
-    assert ratio > 1.0
-    assert ratio < 4.2
+def test_an_instant_device_decodes_at_bytes_over_bandwidth() -> None:
+    """The H100 preset with launch costs and latencies removed (its own network and
+    efficiencies kept): a batch-1 BF16 decode step of Llama-3.1-8B is memory-bound, so it
+    takes its bytes over the achievable bandwidth, with or without prefetch."""
+    hw = instant(load_hardware_spec("h100-sxm"))
+    dev = device(hw)
+    prec = Precision(weight=BF16, activation=BF16, kv_cache=BF16)
+    kernels = step_kernels(load_model_spec("llama-3.1-8b"), StepShape.decode(1, 512), precision=prec)
+    floor = sum(k.bytes for k in kernels) / dev.dram_bytes_per_s
+    for prefetch in (False, True):
+        assert simulate_step(kernels, dev, prefetch=prefetch).time_s == pytest.approx(floor, rel=0.01)
 
 
-def test_sweep_covers_the_grid_and_skips_what_cannot_run(run_cli, synth_file: Path) -> None:  # type: ignore[no-untyped-def]
-    result = run_cli(
-        "sweep",
-        str(synth_file),
-        "--model",
-        "llama-3.1-8b",
-        "--hw",
-        "l40s,a100-sxm-80gb,h100-sxm",
-        "--tp",
-        "1,3",
-        "--mask-apply",
-        "compact,gather",
-        "--format",
-        "json",
-        "--quiet",
-    )
-    assert result.code == 0, result.err
-    rows = json.loads(result.out)
-    # a100 lacks fp8 and tp=3 divides no head count: 2 devices x 1 degree x 2 modes remain
-    assert [(r["hw"], r["tp"], r["mask_apply"]) for r in rows] == [
-        ("l40s", 1, "compact"),
-        ("l40s", 1, "gather"),
-        ("h100-sxm", 1, "compact"),
-        ("h100-sxm", 1, "gather"),
+def _weights_only(n: int, size: int) -> list[Kernel]:
+    """`n` kernels that only read `size` bytes of weights each."""
+    return [
+        Kernel(
+            f"w{i}",
+            i,
+            Component.MLP,
+            Unit.VECTOR,
+            0,
+            0,
+            None,
+            (TensorAccess("W", TensorKind.WEIGHT, size, BF16),),
+            (),
+        )
+        for i in range(n)
     ]
-    assert "skipped a100-sxm-80gb" in result.err and "skipped l40s --tp 3" in result.err
-    for row in rows:
-        assert row["speedup"] == pytest.approx(row["dense_time_s"] / row["time_s"])
-        assert row["bytes"] < row["dense_bytes"]
-    single = run_cli(
-        "replay",
-        str(synth_file),
-        "--model",
-        "llama-3.1-8b",
-        "--hw",
-        "h100-sxm",
-        "--format",
-        "json",
-        "--quiet",
+
+
+def test_dram_latency_delays_data_without_occupying_bandwidth() -> None:
+    """Ten weight-only kernels on a device with 1 us of DRAM latency: each kernel alone pays
+    the latency once (serial), but a streamer keeps DRAM busy, so the step pays it once."""
+    hw = instant(load_hardware_spec("h100-sxm"))
+    hw = dataclasses.replace(hw, memory=dataclasses.replace(hw.memory, latency_s=1e-6))
+    dev = device(hw)
+    kernels = _weights_only(10, 2_000_000)
+    per_kernel = 2 * 2_000_000 / dev.dram_bytes_per_s
+    serial = simulate_step(kernels, dev, prefetch=False).time_s
+    streamed = simulate_step(kernels, dev, prefetch=True).time_s
+    assert serial == pytest.approx(10 * (per_kernel + 1e-6), rel=1e-9)
+    assert streamed == pytest.approx(10 * per_kernel + 1e-6, rel=1e-9)
+
+
+def test_weights_larger_than_the_on_chip_memory_stream_through_it() -> None:
+    """Kernels each reading three times the on-chip memory: chunked streaming keeps DRAM
+    busy, so the step takes its bytes over bandwidth (the pipeline never drains)."""
+    hw = instant(load_hardware_spec("h100-sxm"))
+    dev = device(hw)
+    size = 3 * hw.on_chip.sram_bytes // 2  # elements of 2 bytes: 3x the buffer
+    kernels = _weights_only(4, size)
+    floor = sum(k.bytes for k in kernels) / dev.dram_bytes_per_s
+    assert simulate_step(kernels, dev, prefetch=True).time_s == pytest.approx(floor, rel=1e-9)
+
+
+def _tiny_kernels(n: int, hw: HardwareSpec) -> tuple[list[Kernel], float]:
+    kernels = _weights_only(n, 1000)
+    body = kernel_cost(kernels[0], device(hw)).memory_path_s + device(hw).memory_latency_s
+    return kernels, body
+
+
+def test_launch_modes_follow_their_rules() -> None:
+    """graph: one step overhead, then a gap between kernels; eager: the host issues every
+    kernel and, when that is slower than the kernels, the device waits for it;
+    synchronous: issue and execution add up."""
+    base = load_hardware_spec("h100-sxm")
+    launch = dataclasses.replace(base.launch, host_issue_s=10e-6, step_overhead_s=20e-6, kernel_gap_s=1e-6)
+    hw = dataclasses.replace(base, launch=launch)
+    n = 50
+    kernels, body = _tiny_kernels(n, hw)
+    assert body < 10e-6  # the kernels are shorter than the host's issue time
+    graph = simulate_step(kernels, device(hw, launch="graph")).time_s
+    eager = simulate_step(kernels, device(hw, launch="eager")).time_s
+    assert graph == pytest.approx(20e-6 + n * body + (n - 1) * 1e-6, rel=1e-9)
+    assert eager == pytest.approx(20e-6 + n * 10e-6 + body, rel=1e-9)
+    sync = dataclasses.replace(hw, launch=dataclasses.replace(launch, synchronous=True))
+    assert simulate_step(kernels, device(sync, launch="eager")).time_s == pytest.approx(
+        20e-6 + n * (10e-6 + body) + (n - 1) * 1e-6, rel=1e-9
     )
-    assert json.loads(single.out)["totals"]["time_s"] == pytest.approx(rows[2]["time_s"])
-    nothing = run_cli("sweep", str(synth_file), "--hw", "a100-sxm-80gb", "--quiet")
-    assert nothing.code == 2 and "no point of the sweep fits" in nothing.err
+    bounds = {t.bound for t in simulate_step(kernels, device(hw, launch="eager")).timings}
+    assert bounds == {"launch"}
 
 
-def test_tensor_parallel_replay_charges_the_busiest_shard() -> None:
-    import torch
-
-    from dartsim.engine.replay import busiest_shard_kept
-
-    mask = torch.zeros(2, 8, dtype=torch.bool)
-    mask[0, :3] = True  # all three kept neurons on shard 0 of 2
-    mask[1, [0, 5]] = True  # one on each shard
-    assert busiest_shard_kept(mask, 2).tolist() == [6, 2]
-    spec = load_model_spec("llama-3.1-8b")
-    trace = synth_trace(spec, 16, 120, 0, 0.7, params=SMALL_T)
-    one = build_steps([trace], spec, False, tp=1)
-    two = build_steps([trace], spec, False, tp=2)
-    masked = next(i for i, s in enumerate(one) if s.kept[0] < spec.intermediate_size)
-    assert all(b >= a for a, b in zip(one[masked].kept, two[masked].kept, strict=True))
-    full = unpack_mask(trace["epochs"]["masks"][0], spec.intermediate_size)
-    halves = full.reshape(32, 2, -1).sum(-1).max(-1).values * 2
-    assert list(two[masked].kept) == halves.tolist()
+SIZES = [1, 7, 16, 64, 128, 512, 2048, 8192]
 
 
-def test_a_narrow_mesh_noc_becomes_the_bottleneck(run_cli) -> None:  # type: ignore[no-untyped-def]
-    """The example mesh accelerator: its bisection (2 x 8 links x 256 GB/s = 4 TB/s) is
-    wider than HBM, so DRAM binds; with 16x narrower links the network binds."""
-    from dartsim.engine.machine import noc_capacity
+@pytest.mark.parametrize("hw_name", ["h100-sxm", "l40s", "a100-sxm-80gb", "cpu-host"])
+def test_matmul_efficiency_lies_in_zero_one(hw_name: str) -> None:
+    compute = load_hardware_spec(hw_name).compute
+    for m, n, k in itertools.product(SIZES, SIZES, SIZES):
+        for attention in (False, True):
+            eff = matmul_efficiency(MatmulShape(m, n, k, 1, attention), compute)
+            assert 0 < eff <= 1, (m, n, k, attention)
 
-    example = Path(__file__).resolve().parents[1] / "examples" / "hw" / "mesh-npu.yaml"
-    hw = load_hardware_spec(str(example))
-    bandwidth, latency = noc_capacity(hw)
-    assert bandwidth == pytest.approx(2 * 8 * 256e9) and latency == pytest.approx(2e-9 * 16 / 3)
-    narrow = dataclasses.replace(hw, noc=dataclasses.replace(hw.noc, link_bandwidth_bytes_per_s=16e9))
+
+@pytest.mark.parametrize("hw_name", ["h100-sxm", "cpu-host"])
+def test_matmul_efficiency_grows_with_size_in_whole_waves(hw_name: str) -> None:
+    """Doubling M, N or K of a problem that fills whole waves of whole tiles never lowers
+    the efficiency (wave and pad effects aside, the ramps only amortise better)."""
+    compute = load_hardware_spec(hw_name).compute
+    g = compute.gemm
+    base_m, base_n = g.tile_m * compute.units, g.tile_n * 4
+    for k in (256, 1024, 4096):
+        m_eff = [matmul_efficiency(MatmulShape(base_m * 2**i, base_n, k), compute) for i in range(4)]
+        n_eff = [matmul_efficiency(MatmulShape(base_m, base_n * 2**i, k), compute) for i in range(4)]
+        k_eff = [matmul_efficiency(MatmulShape(base_m, base_n, k * 2**i), compute) for i in range(4)]
+        for series in (m_eff, n_eff, k_eff):
+            assert all(b >= a * (1 - 1e-12) for a, b in itertools.pairwise(series)), series
+
+
+def test_a_partial_wave_idles_units() -> None:
+    compute = load_hardware_spec("h100-sxm").compute
+    g = compute.gemm
+    full = MatmulShape(g.tile_m * compute.units, g.tile_n, 4096)
+    one_more = MatmulShape(g.tile_m * (compute.units + 1), g.tile_n, 4096)
+    assert matmul_efficiency(one_more, compute) < 0.6 * matmul_efficiency(full, compute)
+
+
+def test_skinny_gemms_pad_to_the_smallest_tile_and_split_k() -> None:
+    """A decode GEMM (M = 1) pads to 16 rows, not to the 128-row tile, and splits K to fill
+    the compute units; so it stays memory-bound on a GPU."""
+    hw = load_hardware_spec("h100-sxm")
+    shape = MatmulShape(1, 4096, 4096)
+    eff = matmul_efficiency(shape, hw.compute)
+    assert eff > hw.compute.gemm.efficiency / 16 * 0.3
     kernels = _kernels("llama-3.1-8b", StepShape.decode(1, 512), 1, None, "compact")
-    wide_t = simulate_step(kernels, rates(hw)).time_s
-    narrow_result = simulate_step(kernels, rates(narrow))
-    total = sum(k.bytes for k in kernels)
-    assert wide_t < narrow_result.time_s
-    assert narrow_result.time_s >= total / (2 * 8 * 16e9)
-    assert any(t.bound == "network" for t in narrow_result.timings)
+    dev = device(hw)
+    q = next(k for k in kernels if k.name == "q_proj")
+    cost = kernel_cost(q, dev)
+    assert cost.compute_s < cost.dram_s
+
+
+def test_gather_efficiency_falls_for_short_rows() -> None:
+    assert gather_efficiency(4096, 64, 64) > 0.98
+    assert gather_efficiency(576, 64, 64) < gather_efficiency(4096, 64, 64)
+    assert gather_efficiency(32, 64, 64) == pytest.approx(32 / 128)
+    assert gather_efficiency(32, 32, 0) == 1.0
+
+
+@pytest.mark.parametrize("tp", [2, 4, 8])
+def test_allreduce_time_follows_the_algorithm(tp: int) -> None:
+    """time = call + hops x latency + bytes sent / (bandwidth x efficiency); one-shot sends
+    (tp - 1) x S over one hop, two-shot and ring 2 (tp - 1) / tp x S over 2 and 2 (tp - 1)."""
+    hw = load_hardware_spec("h100-sxm")
+    link = hw.link
+    spec = load_model_spec("llama-3.1-70b")
+    bw = link.bandwidth_bytes_per_s_per_direction * link.efficiency
+    for algorithm, tokens in itertools.product(("ring", "tree", "two_shot", "one_shot"), (1, 4096)):
+        run = Execution(tp=tp, allreduce=algorithm)
+        kernels = step_kernels(spec, StepShape("prefill", 1, tokens, tokens), execution=run)
+        ar = next(k for k in kernels if k.name == "attn_all_reduce")
+        payload = tokens * spec.hidden_size * 2
+        sent, hops = {
+            "one_shot": ((tp - 1) * payload, 1),
+            "two_shot": (2 * (tp - 1) * payload // tp, 2),
+            "ring": (2 * (tp - 1) * payload // tp, 2 * (tp - 1)),
+            "tree": (2 * (tp - 1) * payload // tp, 2 * math.ceil(math.log2(tp))),
+        }[algorithm]
+        assert (ar.link_bytes, ar.collective.hops) == (sent, hops)
+        expected = link.allreduce_call_s + hops * link.latency_s + sent / bw
+        assert collective_time(ar, link) == pytest.approx(expected, rel=1e-12)
+
+
+def test_auto_allreduce_switches_from_one_shot_to_two_shot_at_the_threshold() -> None:
+    spec = load_model_spec("llama-3.1-70b")
+    run = Execution(tp=4, allreduce="auto", one_shot_max_bytes=512 * 1024)
+    small = step_kernels(spec, StepShape.decode(1, 64), execution=run)
+    large = step_kernels(spec, StepShape.prefill(1, 1024), execution=run)
+    pick = {k.collective.algorithm for k in small if k.name == "mlp_all_reduce"}
+    assert pick == {"one_shot"}
+    assert {k.collective.algorithm for k in large if k.name == "mlp_all_reduce"} == {"two_shot"}
+
+
+def test_tensor_parallel_steps_reduce_the_embedding_and_gather_the_logits() -> None:
+    spec = load_model_spec("llama-3.1-70b")
+    one = step_kernels(spec, StepShape.decode(4, 64))
+    four = step_kernels(spec, StepShape.decode(4, 64), execution=Execution(tp=4))
+    names = [k.name for k in four]
+    assert names[:2] == ["embed_tokens", "embed_all_reduce"] and names[-1] == "logits_all_gather"
+    assert "embed_all_reduce" not in [k.name for k in one]
+    embed = four[0]
+    assert embed.bytes_read == 1 * spec.hidden_size * 2  # ceil(4 / 4) rows on the busiest device
+    gather = four[-1]
+    assert gather.link_bytes == 3 * (4 * spec.vocab_size * 2) // 4
+    lm_head = next(k for k in four if k.name == "lm_head")
+    assert lm_head.shape == MatmulShape(4, spec.vocab_size // 4, spec.hidden_size)

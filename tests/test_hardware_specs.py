@@ -49,23 +49,28 @@ def test_presets_use_dense_datasheet_peaks(name: str) -> None:
         assert hw.tensor_flops_per_s(FP8) == pytest.approx(2 * hw.tensor_flops_per_s(FP16), rel=0.02)
 
 
+EFFICIENCY_FIELDS = ("memory.efficiency", "compute.attention_efficiency", "link.efficiency")
+
+
 @pytest.mark.parametrize("name", sorted(REQUIRED_PRESETS))
 def test_every_section_and_efficiency_cites_a_source(name: str) -> None:
     hw = load_hardware_spec(name)
-    expected = {
-        "memory",
-        "compute",
-        "on_chip",
-        "noc",
-        "link",
-        "launch_overhead",
-        "memory.efficiency",
-        "compute.efficiency",
-    }
-    assert set(hw.sources) == expected
-    for key in ("memory.efficiency", "compute.efficiency"):
-        text = hw.sources[key]
-        assert "measured" in text or "assumption" in text, f"{name} {key}: {text}"
+    sections = {"memory", "compute", "compute.gemm", "on_chip", "noc", "link", "host_link", "launch"}
+    assert sections <= set(hw.sources)
+    for key in EFFICIENCY_FIELDS:
+        assert key in hw.sources, f"{name}: {key} has no source of its own"
+    assert any(word in hw.sources["compute.gemm"] for word in ("measured", "fitted", "assumption"))
+    assert any(word in hw.sources["memory.efficiency"] for word in ("measured", "assumption"))
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED_PRESETS))
+def test_gpu_presets_state_their_launch_and_collective_model(name: str) -> None:
+    hw = load_hardware_spec(name)
+    assert hw.launch.mode == "graph" and not hw.launch.synchronous
+    assert hw.launch.kernel_gap_s > 0 and hw.launch.host_issue_s > 0
+    assert hw.link.allreduce_call_s > 0
+    assert not hw.on_chip.weight_prefetch
+    assert hw.defaults == ()  # every field of a shipped preset is written out with its source
 
 
 def test_fp8_on_a100_is_an_error_naming_file_and_field() -> None:
@@ -164,6 +169,20 @@ def _mutated(path_in_doc: list[str], value: Any, delete: bool = False) -> dict[s
             "'noc.topology' must be one of crossbar, ring, mesh, got 'torus'",
         ),
         (["memory"], None, True, "missing key 'memory'"),
+        (["memory", "capacity_gb"], 1.0e300, False, "'memory.capacity_gb' must be at most 100000"),
+        (["memory", "latency_ns"], -1, False, "'memory.latency_ns' must be zero or positive, got -1"),
+        (["launch", "mode"], "lazy", False, "'launch.mode' must be one of graph, eager, got 'lazy'"),
+        (["launch", "synchronous"], "yes", False, "'launch.synchronous' must be true or false"),
+        (["link", "allreduce_algorithm"], "butterfly", False, "'link.allreduce_algorithm' must be one of"),
+        (["compute", "gemm", "tile_m"], 0, False, "'compute.gemm.tile_m' must be a positive integer, got 0"),
+        (["calibrated"], ["memory.type"], False, "names 'memory.type', which is not a numeric field"),
+        (
+            ["launch_overhead_us"],
+            4,
+            False,
+            "unknown key 'launch_overhead_us': replaced by the launch section",
+        ),
+        (["memory", "latency_nanos_source"], "x", False, "unknown key 'memory.latency_nanos_source'"),
     ],
 )
 def test_invalid_files_name_the_file_field_and_value(
@@ -196,3 +215,63 @@ def test_malformed_yaml_names_the_file_and_line(tmp_path: Path) -> None:
 def test_unknown_hardware_lists_the_presets() -> None:
     with pytest.raises(UserError, match="unknown hardware 'tpu-v9'; valid names: a100-sxm-80gb"):
         load_hardware_spec("tpu-v9")
+
+
+def test_fields_with_defaults_may_be_left_out_and_are_reported(tmp_path: Path) -> None:
+    data = _preset_dict()
+    del data["memory"]["burst_bytes"]
+    del data["compute"]["gemm"]["k_overhead"]
+    hw = load_hardware_spec(_write(tmp_path, data))
+    assert hw.memory.burst_bytes == 64 and hw.compute.gemm.k_overhead == 0.0
+    assert set(hw.defaults) == {"memory.burst_bytes", "compute.gemm.k_overhead"}
+
+
+def test_yaml_duplicate_keys_are_refused_and_exponents_are_numbers(tmp_path: Path) -> None:
+    text = Path(load_hardware_spec("l40s").source_file).read_text()
+    dup = tmp_path / "dup.yaml"
+    dup.write_text(text.replace("  channels: 12\n", "  channels: 12\n  channels: 13\n"))
+    with pytest.raises(UserError, match=r"dup\.yaml: malformed YAML at line \d+: duplicate key 'channels'"):
+        load_hardware_spec(str(dup))
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(text.replace("latency_ns: 500", "latency_ns: 5e2"))
+    assert load_hardware_spec(str(exp)).memory.latency_s == pytest.approx(500e-9)
+
+
+def test_an_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 12)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(
+        UserError, match=r"bomb\.yaml: malformed YAML at line 2: aliases \(\*name\) are not allowed"
+    ):
+        load_hardware_spec(str(bomb))
+
+
+def test_override_changes_a_field_and_records_why() -> None:
+    from dartsim.specs.hardware import override
+
+    hw = load_hardware_spec("h100-sxm")
+    doubled = override(hw, {"memory.peak_bandwidth_gb_per_s": 6700}, "study: HBM x2")
+    assert doubled.memory.peak_bandwidth_bytes_per_s == pytest.approx(
+        2 * hw.memory.peak_bandwidth_bytes_per_s
+    )
+    assert doubled.sources["memory.peak_bandwidth_gb_per_s"].startswith("study: HBM x2")
+    assert doubled.compute == hw.compute
+    with pytest.raises(UserError, match=r"unknown field 'memory\.speed'"):
+        override(hw, {"memory.speed": 1}, "x")
+    with pytest.raises(UserError, match="must be positive"):
+        override(hw, {"memory.peak_bandwidth_gb_per_s": -1}, "x")
+
+
+def test_a_huge_integer_is_a_range_error_not_a_crash(tmp_path: Path) -> None:
+    text = Path(load_hardware_spec("l40s").source_file).read_text()
+    path = tmp_path / "huge.yaml"
+    path.write_text(text.replace("capacity_gb: 48", "capacity_gb: 1" + "0" * 4000))
+    with pytest.raises(
+        UserError, match=r"'memory.capacity_gb' must be at most 100000 .*an integer of 13288 bits"
+    ):
+        load_hardware_spec(str(path))
+    path.write_text(text.replace("capacity_gb: 48", "capacity_gb: 1" + "0" * 5000))
+    with pytest.raises(UserError, match=r"huge\.yaml: malformed YAML: Exceeds the limit"):
+        load_hardware_spec(str(path))

@@ -84,7 +84,11 @@ def run_show(args: argparse.Namespace) -> int:
     if args.format == "json":
         text = render.json_text(data)
     else:
-        text = f"# {hw.source_file}\n" + yaml.safe_dump(data, sort_keys=False, width=100)
+        notes = [f"# {hw.source_file}"]
+        if hw.defaults:
+            notes.append(f"# defaults applied (not in the file): {', '.join(hw.defaults)}")
+        notes.append("# this output is itself a valid hardware file")
+        text = "\n".join(notes) + "\n" + yaml.safe_dump(data, sort_keys=False, width=100)
     emit(text, args.out)
     return 0
 

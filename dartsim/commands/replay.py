@@ -10,6 +10,32 @@ from typing import Any
 from dartsim.commands.common import add_precision, positive_int, precision_from
 
 
+def _device_options(parser: argparse.ArgumentParser) -> None:
+    """Choices the hardware file makes by default, overridable per run."""
+    from dartsim.specs.hardware_schema import ALLREDUCE_ALGORITHMS, LAUNCH_MODES
+
+    parser.add_argument(
+        "--prefetch",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="stream weights into on-chip memory ahead of compute (default: the hardware file's "
+        "on_chip.weight_prefetch; GPUs: off, their L2 is a cache)",
+    )
+    parser.add_argument(
+        "--launch",
+        choices=LAUNCH_MODES,
+        default=None,
+        help="graph: each step replays a recorded graph (CUDA graphs); eager: the host issues "
+        "every kernel (default: the hardware file's launch.mode)",
+    )
+    parser.add_argument(
+        "--allreduce",
+        choices=ALLREDUCE_ALGORITHMS,
+        default=None,
+        help="tensor-parallel all-reduce algorithm (default: the hardware file's link.allreduce_algorithm)",
+    )
+
+
 def _engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hw", required=True, metavar="NAME|FILE", help="hardware preset or YAML file")
     parser.add_argument("--tp", default="1", metavar="N|auto", help="tensor-parallel degree (default 1)")
@@ -20,9 +46,7 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
         help="compact: copy kept weights contiguously at each re-trigger (default); "
         "gather: read kept rows by index every step",
     )
-    parser.add_argument(
-        "--no-prefetch", dest="prefetch", action="store_false", help="no weight streaming ahead of compute"
-    )
+    _device_options(parser)
     parser.add_argument(
         "--no-memoize", dest="memoize", action="store_false", help="simulate every step (slow; for checks)"
     )
@@ -58,14 +82,22 @@ def _execute(args: argparse.Namespace, traces: list[dict[str, Any]], spec: Any, 
 
     hw = load_hardware_spec(args.hw)
     precision = precision_from(args)
-    hw.tensor_flops_per_s(precision.gemm_compute)
-    hw.tensor_flops_per_s(precision.attention_compute)
+    hw.tensor_flops_per_s(precision.gemm_compute, _format_option(precision.gemm_compute, args, "weight"))
+    hw.tensor_flops_per_s(
+        precision.attention_compute, _format_option(precision.attention_compute, args, "kv")
+    )
     retarget, source = check_retarget(traces, spec)
     kv_positions = sum(int(t["steps"]["context_len"].max()) for t in traces)
     tp = choose_tp(spec, hw, precision, args.tp, kv_positions)
     steps = build_steps(traces, spec, retarget, tp)
     config = ReplayConfig(
-        tp=tp, prefetch=args.prefetch, mask_apply=args.mask_apply, memoize=args.memoize, precision=precision
+        tp=tp,
+        prefetch=args.prefetch,
+        mask_apply=args.mask_apply,
+        memoize=args.memoize,
+        precision=precision,
+        launch=args.launch,
+        allreduce=args.allreduce,
     )
     result = run_steps(steps, spec, hw, config, progress=not args.quiet)
     if retarget:
@@ -99,6 +131,15 @@ def _execute(args: argparse.Namespace, traces: list[dict[str, Any]], spec: Any, 
     else:
         emit(texts[args.format], None)
     return 0
+
+
+def _format_option(dtype: Any, args: argparse.Namespace, role: str) -> str:
+    """The option that asked for a compute format (for an error naming it)."""
+    if role == "kv" and args.kv_dtype == dtype.name:
+        return f"--kv-dtype {args.kv_dtype}"
+    if args.weight_dtype == dtype.name:
+        return f"--weight-dtype {args.weight_dtype}"
+    return f"--act-dtype {args.act_dtype}"
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -188,6 +229,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         precision_from(args),
         args.prefetch,
         progress=not args.quiet,
+        launch=args.launch,
+        allreduce=args.allreduce,
     )
     names = ", ".join(Path(p).name for p in args.traces)
     title = f"Sweep: {names} as {spec.name}"
@@ -264,7 +307,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sw.add_argument("--hw", required=True, help="comma-separated presets or YAML files")
     sw.add_argument("--tp", default="auto", help="comma-separated degrees or auto (default auto)")
     sw.add_argument("--mask-apply", default="compact,gather", help="compact and/or gather (default both)")
-    sw.add_argument("--no-prefetch", dest="prefetch", action="store_false")
+    _device_options(sw)
     sw.add_argument("--format", choices=("md", "csv", "json"), default="md")
     sw.add_argument("--out", metavar="FILE", help="write atomically to FILE")
     sw.add_argument("--quiet", action="store_true", help="no per-point progress lines")

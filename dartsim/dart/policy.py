@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from dartsim.workload.model import kept_count
+from dartsim.workload.execution import kept_count
 
 ALLOCATION_TOLERANCE = 1e-9
 """|Delta| below which Eq. 6's redistribution stops (a fraction of one layer's budget)."""

@@ -1,42 +1,47 @@
-"""Effective rates of one device, derived from its HardwareSpec, and the first-order
-network model (crossbar, ring, 2D mesh)."""
+"""One device as the engine sees it: effective rates in SI units, the run's choices
+(launch mode, weight prefetch) resolved, and what each kernel needs of every resource.
+
+Rules (docs/engine.md says why each holds):
+- DRAM serves at peak bandwidth x `memory.efficiency`; a gathered row of b bytes costs
+  ceil(b / burst) bursts plus one row-miss overhead.
+- Every byte a kernel moves crosses the on-chip network once, between the memory
+  controllers and the compute tiles (weights streamed ahead of time cross it while being
+  streamed). DRAM and network are stages of one pipeline: a transfer occupies it for the
+  longer of its DRAM time and its network time.
+- Latency (DRAM load-to-use plus the network's hops) delays the data of a transfer; it
+  occupies neither DRAM nor network.
+- Matmul work runs on the tensor unit at its shape's efficiency (engine/efficiency.py),
+  elementwise work on the vector unit; within one kernel the two overlap.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from dartsim.specs.dtypes import DType
+from dartsim.engine.collectives import collective_time
+from dartsim.engine.efficiency import matmul_efficiency
+from dartsim.errors import UserError
 from dartsim.specs.hardware import HardwareSpec
-
-DRAM_ACCESS_GRANULARITY_BYTES = 64
-"""Smallest DRAM transfer: a 64-byte burst (two 32-byte sectors on NVIDIA GPUs, one HBM
-burst of 64 B). Gathered rows are rounded up to it."""
-GATHER_ROW_OVERHEAD_BYTES = 64
-"""Extra cost of starting a new randomly placed row, expressed as equivalent bytes (about
-one burst of lost bandwidth for the row-buffer miss). Assumption, not measured."""
-HOST_LINK_BYTES_PER_S = 32e9
-"""Host-to-device upload rate for masks: PCIe Gen4 x16, 32 GB/s per direction
-(shared/reference/hardware.md)."""
+from dartsim.specs.hardware_schema import LAUNCH_MODES
+from dartsim.workload.kernels import Kernel, TensorKind
 
 
 @dataclass(frozen=True)
-class Rates:
-    """What the engine needs per device, in SI units."""
+class Device:
+    """What the engine needs of one device, in SI units."""
 
+    hw: HardwareSpec
+    launch_mode: str
+    prefetch: bool
     dram_bytes_per_s: float
-    dram_latency_s: float
-    tensor_flops_per_s: dict[str, float]
-    vector_flops_per_s: float
     noc_bytes_per_s: float
-    noc_latency_s: float
-    link_bytes_per_s: float
-    link_latency_s: float
-    launch_s: float
-    sram_bytes: int
+    memory_latency_s: float
+    """DRAM load-to-use latency plus the on-chip network's average hops."""
 
-    def tensor_rate(self, dtype: DType) -> float:
-        return self.tensor_flops_per_s[dtype.name]
+    @property
+    def sram_bytes(self) -> int:
+        return self.hw.on_chip.sram_bytes
 
 
 def noc_capacity(hw: HardwareSpec) -> tuple[float, float]:
@@ -58,25 +63,104 @@ def noc_capacity(hw: HardwareSpec) -> tuple[float, float]:
     return 2 * min(rows, cols) * link, noc.hop_latency_s * (rows + cols) / 3
 
 
-def rates(hw: HardwareSpec) -> Rates:
+def device(hw: HardwareSpec, launch: str | None = None, prefetch: bool | None = None) -> Device:
+    """The engine's view of `hw`; `launch` and `prefetch` override the preset's choices."""
+    mode = hw.launch.mode if launch is None else launch
+    if mode not in LAUNCH_MODES:
+        raise UserError(f"launch mode must be one of {', '.join(LAUNCH_MODES)}, got {mode!r}")
     noc_bw, noc_lat = noc_capacity(hw)
-    eff = hw.compute.efficiency
-    return Rates(
+    return Device(
+        hw=hw,
+        launch_mode=mode,
+        prefetch=hw.on_chip.weight_prefetch if prefetch is None else prefetch,
         dram_bytes_per_s=hw.memory.achievable_bandwidth_bytes_per_s,
-        dram_latency_s=hw.memory.latency_s,
-        tensor_flops_per_s={k: v * eff for k, v in hw.compute.tensor_flops_per_s.items()},
-        vector_flops_per_s=hw.compute.vector_flops_per_s * eff,
         noc_bytes_per_s=noc_bw,
-        noc_latency_s=noc_lat,
-        link_bytes_per_s=hw.link.bandwidth_bytes_per_s_per_direction,
-        link_latency_s=hw.link.latency_s,
-        launch_s=hw.launch_overhead_s,
-        sram_bytes=hw.on_chip.sram_bytes,
+        memory_latency_s=hw.memory.latency_s + noc_lat,
     )
 
 
-def gather_efficiency(row_bytes: int) -> float:
+def gather_efficiency(row_bytes: int, burst_bytes: int, row_miss_overhead_bytes: int) -> float:
     """Fraction of DRAM bandwidth left when reading rows of `row_bytes` at random places:
-    each row rounds up to whole bursts and pays one row-start overhead."""
-    bursts = math.ceil(row_bytes / DRAM_ACCESS_GRANULARITY_BYTES) * DRAM_ACCESS_GRANULARITY_BYTES
-    return row_bytes / (bursts + GATHER_ROW_OVERHEAD_BYTES)
+    each row rounds up to whole bursts and pays one row-miss overhead."""
+    bursts = math.ceil(row_bytes / burst_bytes) * burst_bytes
+    return row_bytes / (bursts + row_miss_overhead_bytes)
+
+
+@dataclass(frozen=True)
+class KernelCost:
+    """What one kernel needs of each resource on its own, before any queueing (seconds)."""
+
+    weight_bytes: int
+    """Weights the kernel reads (what a streamer may load ahead of time)."""
+    other_bytes: int
+    weight_dram_s: float
+    other_dram_s: float
+    weight_noc_s: float
+    other_noc_s: float
+    compute_s: float
+    link_s: float
+    host_s: float
+
+    @property
+    def dram_s(self) -> float:
+        return self.weight_dram_s + self.other_dram_s
+
+    @property
+    def noc_s(self) -> float:
+        return self.weight_noc_s + self.other_noc_s
+
+    @property
+    def memory_path_s(self) -> float:
+        """Occupancy of the DRAM-to-tiles pipeline by all of the kernel's bytes."""
+        return max(self.dram_s, self.noc_s)
+
+
+def compute_time(kernel: Kernel, dev: Device) -> float:
+    """Arithmetic time: matmul FLOPs on the tensor unit at the shape's efficiency,
+    vector FLOPs on the vector unit, the two overlapping."""
+    c = dev.hw.compute
+    tensor = 0.0
+    if kernel.flops_matmul:
+        if kernel.compute_dtype is None:
+            raise ValueError(f"kernel {kernel.name} has matmul FLOPs but no compute format")
+        eff = c.gemm.efficiency if kernel.shape is None else matmul_efficiency(kernel.shape, c)
+        tensor = kernel.flops_matmul / (dev.hw.tensor_flops_per_s(kernel.compute_dtype) * eff)
+    vector = kernel.flops_vector / (c.vector_flops_per_s * c.vector_efficiency)
+    return max(tensor, vector)
+
+
+def kernel_cost(kernel: Kernel, dev: Device) -> KernelCost:
+    """Resource times of `kernel` on `dev`."""
+    mem = dev.hw.memory
+    weight_bytes = other_bytes = 0
+    weight_s = other_s = 0.0
+    for tensor in kernel.reads:
+        size = tensor.bytes
+        eff = 1.0
+        if tensor.row_bytes is not None:
+            eff = gather_efficiency(tensor.row_bytes, mem.burst_bytes, mem.row_miss_overhead_bytes)
+        seconds = size / (dev.dram_bytes_per_s * eff)
+        if tensor.kind is TensorKind.WEIGHT:
+            weight_bytes += size
+            weight_s += seconds
+        else:
+            other_bytes += size
+            other_s += seconds
+    for tensor in kernel.writes:
+        other_bytes += tensor.bytes
+        other_s += tensor.bytes / dev.dram_bytes_per_s
+    host = 0.0
+    if kernel.host_bytes:
+        link = dev.hw.host_link
+        host = link.latency_s + kernel.host_bytes / link.bandwidth_bytes_per_s_per_direction
+    return KernelCost(
+        weight_bytes=weight_bytes,
+        other_bytes=other_bytes,
+        weight_dram_s=weight_s,
+        other_dram_s=other_s,
+        weight_noc_s=weight_bytes / dev.noc_bytes_per_s,
+        other_noc_s=other_bytes / dev.noc_bytes_per_s,
+        compute_s=compute_time(kernel, dev),
+        link_s=collective_time(kernel, dev.hw.link),
+        host_s=host,
+    )

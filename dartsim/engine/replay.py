@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dartsim.engine.machine import Rates, rates
+from dartsim.engine.machine import Device, device
 from dartsim.engine.sim import StepResult, simulate_step
 from dartsim.errors import UserError
 from dartsim.specs.hardware import HardwareSpec
@@ -48,12 +48,27 @@ class ReplayStep:
 
 @dataclass(frozen=True)
 class ReplayConfig:
+    """How a replay runs. `prefetch`, `launch` and `allreduce` left as None take the
+    hardware file's choices (on_chip.weight_prefetch, launch.mode, link.allreduce_algorithm)."""
+
     tp: int = 1
-    prefetch: bool = True
+    prefetch: bool | None = None
     mask_apply: str = "compact"
     memoize: bool = True
     context_grid: int = DEFAULT_CONTEXT_GRID
     precision: Precision = field(default_factory=Precision)
+    launch: str | None = None
+    allreduce: str | None = None
+
+    def execution(self, hw: HardwareSpec, observe: bool = False) -> Execution:
+        """The workload model's Execution for this replay on `hw`."""
+        return Execution(
+            tp=self.tp,
+            mask_apply=self.mask_apply,
+            dart_observe=observe,
+            allreduce=self.allreduce or hw.link.allreduce_algorithm,
+            one_shot_max_bytes=int(hw.link.one_shot_max_bytes),
+        )
 
 
 @dataclass
@@ -109,22 +124,23 @@ class StepCoster:
 
     def __init__(self, spec: ModelSpec, hw: HardwareSpec, config: ReplayConfig) -> None:
         self.spec = spec
+        self.hw = hw
         self.config = config
-        self.rates: Rates = rates(hw)
-        self.execution = Execution(tp=config.tp, mask_apply=config.mask_apply)
+        self.device: Device = device(hw, config.launch, config.prefetch)
+        self.execution = config.execution(hw)
         self._memo: dict[tuple[Any, ...], StepCost] = {}
         self.simulated_steps = 0
 
     def kernels(self, step: ReplayStep, contexts: tuple[int, ...]) -> list:  # type: ignore[type-arg]
         shape = StepShape(step.phase, len(contexts), step.new_tokens, max(contexts), contexts)
-        execution = Execution(tp=self.config.tp, mask_apply=self.config.mask_apply, dart_observe=step.observe)
+        execution = self.config.execution(self.hw, step.observe)
         return step_kernels(self.spec, shape, list(step.kept), self.config.precision, execution=execution)
 
     def simulate(
         self, step: ReplayStep, contexts: tuple[int, ...], timeline: bool = False
     ) -> tuple[StepCost, StepResult]:
         kernels = self.kernels(step, contexts)
-        result = simulate_step(kernels, self.rates, self.config.tp, self.config.prefetch, timeline)
+        result = simulate_step(kernels, self.device, timeline=timeline)
         self.simulated_steps += 1
         b, f, t, bounds = _layer_arrays(result, self.spec.num_layers)
         cost = StepCost(result.time_s, result.dram_bytes, result.flops, result.link_bytes, b, f, t, bounds)
@@ -178,7 +194,7 @@ class StepCoster:
         key = ("retrigger", kept)
         if key not in self._memo:
             kernels = retrigger_kernels(self.spec, list(kept), self.config.precision, self.execution)
-            result = simulate_step(kernels, self.rates, self.config.tp, prefetch=False)
+            result = simulate_step(kernels, self.device, prefetch=False)
             self._memo[key] = (result.time_s, result.dram_bytes, result.host_bytes)  # type: ignore[assignment]
         return self._memo[key]  # type: ignore[return-value]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from dartsim.engine.machine import device
 from dartsim.engine.replay import PARTS, ReplayConfig, ReplayStep, StepCoster
 from dartsim.report import render
 from dartsim.specs.hardware import HardwareSpec
@@ -23,18 +24,27 @@ def contract(
     """The stable JSON object of `dartsim replay` / `dartsim simulate`."""
     body = {k: v for k, v in result.items() if k != "step_times_s"}
     p = config.precision
+    dev = device(hw, config.launch, config.prefetch)
     return {
         "model": spec.name,
         "hw": hw.name,
         "tp": config.tp,
         "batch": batch,
         "mask_apply": config.mask_apply,
-        "prefetch": config.prefetch,
+        "prefetch": dev.prefetch,
+        "launch": dev.launch_mode,
+        "allreduce": config.execution(hw).allreduce if config.tp > 1 else None,
         "memoized": config.memoize,
         "precision": {"weight": p.weight.name, "activation": p.activation.name, "kv_cache": p.kv_cache.name},
         **body,
         **extra,
     }
+
+
+def _tp_text(data: dict[str, Any]) -> str:
+    if data["tp"] == 1:
+        return ""
+    return f" x{data['tp']} (tensor parallel, {data['allreduce']} all-reduce)"
 
 
 def _fmt_rate(seconds: float | None) -> str:
@@ -44,8 +54,9 @@ def _fmt_rate(seconds: float | None) -> str:
 def render_table(data: dict[str, Any]) -> str:
     t = data["totals"]
     lines = [
-        f"model {data['model']} on {data['hw']} x{data['tp']} (tensor parallel), batch {data['batch']}, "
-        f"masks applied by {data['mask_apply']}, weight prefetch {'on' if data['prefetch'] else 'off'}",
+        f"model {data['model']} on {data['hw']}{_tp_text(data)}, batch {data['batch']}, "
+        f"masks applied by {data['mask_apply']}, weight prefetch {'on' if data['prefetch'] else 'off'}, "
+        f"{data['launch']} launch",
     ]
     if data.get("retargeted_from"):
         lines.append(f"RETARGETED from {data['retargeted_from']}: keep ratios mapped by normalised depth")

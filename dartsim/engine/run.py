@@ -13,23 +13,26 @@ from dartsim.engine.replay import PARTS, ReplayConfig, ReplayStep, StepCoster
 from dartsim.errors import UserError
 from dartsim.specs.hardware import HardwareSpec
 from dartsim.specs.model import ModelSpec
-from dartsim.workload import Execution, Precision, StepShape, step_kernels
+from dartsim.workload import Execution, Precision, StepShape, device_spec, step_kernels
+from dartsim.workload.execution import check_tensor_parallel
 from dartsim.workload.kernels import TensorKind
-from dartsim.workload.model import check_tensor_parallel
 
 TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
 PROGRESS_MIN_STEPS = 2000
 
 
 def memory_needed_bytes(spec: ModelSpec, precision: Precision, tp: int, kv_positions: int) -> int:
-    """Per-device bytes of all weights (the full embedding table included) and of the KV
-    cache for `kv_positions` cached positions summed over the batch, from the workload
-    model: a batch-1 decode step reads every weight once (the embedding only one row)."""
+    """Per-device bytes of all weights and of the KV cache for `kv_positions` cached
+    positions summed over the batch, from the workload model: a batch-1 decode step reads
+    every weight once, except the embedding table (one row). The table is split by
+    vocabulary like the lm_head; with tied embeddings it is the lm_head's weight and is
+    not counted twice."""
     execution = Execution(tp=tp)
     kernels = step_kernels(spec, StepShape.decode(1, 2), precision=precision, execution=execution)
-    weights = sum(k.bytes_of_kind(TensorKind.WEIGHT) for k in kernels)
-    row = next(k for k in kernels if k.name == "embed_tokens").bytes_read
-    weights += row * (spec.vocab_size - 1)
+    embed = next(k for k in kernels if k.name == "embed_tokens")
+    weights = sum(k.bytes_of_kind(TensorKind.WEIGHT) for k in kernels if k is not embed)
+    if not spec.tie_word_embeddings:
+        weights += embed.bytes_of_kind(TensorKind.WEIGHT) * device_spec(spec, tp).vocab_size
     kv_per_position = sum(
         t.bytes for k in kernels if k.name == "attention" for t in k.writes if t.kind is TensorKind.KV_CACHE
     )

@@ -1,86 +1,60 @@
-"""Simulating one step on one device with SimPy.
+"""Simulating one step on one device.
 
-Two processes share the device:
-- the weight streamer reads each kernel's weights from DRAM ahead of time into on-chip
-  memory (a Container of `sram_bytes`; a kernel's weights beyond that capacity are read by
-  the kernel itself), moving them over the on-chip network to the compute tiles;
-- the executor runs kernels in order: a launch overhead, waiting for its prefetched
-  weights, then its own DRAM traffic (activations, KV cache, weights not prefetched)
-  overlapped with its arithmetic, its chip-to-chip all-reduce and any host upload.
+The executor runs the step's kernels in order, one at a time (one stream). Kernel i
+starts when it has been issued and the previous kernel has ended plus the device-side
+gap between kernels (`launch.kernel_gap_us`):
+- every step first waits `launch.step_overhead_us` of host work (inputs, sampling, and in
+  graph mode the graph's launch);
+- graph mode: the whole step is one recorded graph, issued at once;
+- eager mode: the host issues kernel after kernel, `launch.host_issue_us` each, running
+  ahead of the device (asynchronous), so issue cost is hidden behind kernels longer than
+  it and exposed where kernels are shorter; a `launch.synchronous` host (a CPU executing
+  its own kernels) issues the next kernel only once the previous one has ended.
+A running kernel moves its bytes through the memory path (DRAM and on-chip network as one
+pipeline; latency delays the data without occupying the path), computes on the tensor
+and vector units, and waits for its collective on the link or its host upload; these
+overlap, so it ends when the slowest is done.
 
-DRAM is one resource shared by both processes; a running kernel's demand traffic is served
-before queued prefetches (a transfer in progress is never pre-empted). Every byte a kernel moves is counted
-once in DRAM events, so the events conserve the workload model's bytes exactly; time is
-never below bytes over bandwidth or FLOPs over throughput.
+With weight prefetch (a streamer; `on_chip.weight_prefetch` or --prefetch), a second
+process loads every kernel's weights ahead of time into on-chip memory, in chunks of at
+most a quarter of it, in kernel order, as far ahead as the free space allows. A chunk's
+space is freed once its kernel is running and the chunk has arrived (the kernel consumes
+it as it streams in), so a kernel whose weights exceed the on-chip memory streams through
+it. A running kernel's own traffic pre-empts a prefetch in progress, which resumes with
+its remaining bytes afterwards (memory controllers serve demand requests first and
+interleave at burst granularity). So a kernel's data never arrives later than without the
+streamer, and prefetch never slows a step.
+
+Without prefetch nothing runs concurrently with the executor, so the same rules are
+evaluated directly, without SimPy (`simulate_step(..., force_events=True)` runs them
+through SimPy; a test checks both agree). Every byte is counted once in the events, so
+the events conserve the workload model's bytes exactly.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import simpy
 
-from dartsim.engine.machine import Rates, gather_efficiency
-from dartsim.workload.kernels import Kernel, TensorKind
+from dartsim.engine.machine import Device, KernelCost, kernel_cost
+from dartsim.workload.kernels import Kernel
 
 BOUNDS = ("memory", "compute", "network", "link", "host", "launch")
 DEMAND_PRIORITY = 0
-"""A running kernel's own DRAM traffic goes before queued weight prefetches."""
+"""A running kernel's own DRAM traffic pre-empts weight prefetches."""
 PREFETCH_PRIORITY = 1
-
-
-@dataclass(frozen=True)
-class KernelCost:
-    """The times one kernel needs from each resource, before any queueing (seconds)."""
-
-    weight_bytes: int
-    other_bytes: int
-    weight_dram_s: float
-    other_dram_s: float
-    compute_s: float
-    noc_s: float
-    link_s: float
-    host_s: float
-
-
-def kernel_cost(kernel: Kernel, r: Rates, tp: int) -> KernelCost:
-    """Resource times of `kernel` at the device's effective rates."""
-    weight_bytes = other_bytes = 0
-    weight_s = other_s = 0.0
-    for tensor in (*kernel.reads, *kernel.writes):
-        size = tensor.bytes
-        eff = 1.0 if tensor.row_bytes is None else gather_efficiency(tensor.row_bytes)
-        seconds = size / (r.dram_bytes_per_s * eff)
-        if tensor.kind is TensorKind.WEIGHT and tensor in kernel.reads:
-            weight_bytes += size
-            weight_s += seconds
-        else:
-            other_bytes += size
-            other_s += seconds
-    compute = 0.0
-    if kernel.flops_matmul:
-        assert kernel.compute_dtype is not None
-        compute = kernel.flops_matmul / r.tensor_rate(kernel.compute_dtype)
-    compute = max(compute, kernel.flops_vector / r.vector_flops_per_s)
-    noc = (weight_bytes + other_bytes) / r.noc_bytes_per_s
-    if weight_bytes + other_bytes:
-        noc += r.noc_latency_s
-    link = 0.0
-    if kernel.link_bytes:
-        link = kernel.link_bytes / r.link_bytes_per_s + 2 * (tp - 1) * r.link_latency_s
-    host = 0.0
-    if kernel.host_bytes:
-        from dartsim.engine.machine import HOST_LINK_BYTES_PER_S
-
-        host = kernel.host_bytes / HOST_LINK_BYTES_PER_S
-    return KernelCost(weight_bytes, other_bytes, weight_s, other_s, compute, noc, link, host)
+CHUNKS_PER_BUFFER = 4
+"""Prefetch chunks are at most a quarter of the on-chip memory, so that streaming
+continues while earlier chunks are held (double buffering with margin)."""
 
 
 @dataclass
 class KernelTiming:
     """When a kernel ran: `first_s` is its first activity (the start of its weight
-    prefetch, or its launch), `start_s` its launch, `end_s` its completion."""
+    prefetch, or its start), `start_s` its start on the device, `end_s` its completion."""
 
     kernel: Kernel
     start_s: float
@@ -88,7 +62,8 @@ class KernelTiming:
     bound: str
     first_s: float = 0.0
     demand_s: float = 0.0
-    """The kernel's standalone time: the largest of its resource times, plus its launch."""
+    """The kernel's standalone time: its launch overhead plus the largest of its resource
+    times (what it would take alone)."""
 
 
 @dataclass
@@ -112,100 +87,210 @@ class StepResult:
     spans: list[Span] = field(default_factory=list)
 
 
-def _bound(cost: KernelCost, launch: float, memory_s: float) -> str:
-    """The resource that accounts for most of a kernel's own demand (its weights count as
-    memory whether streamed ahead or read in the kernel)."""
+class _Launch:
+    """Issue times of the step's kernels under the device's launch mode."""
+
+    def __init__(self, dev: Device) -> None:
+        self.launch = dev.hw.launch
+        self.mode = dev.launch_mode
+        self.host_s = self.launch.step_overhead_s
+
+    def start(self, index: int, prev_end: float) -> float:
+        """When kernel `index` can start, given when the previous kernel ended."""
+        la = self.launch
+        gap = la.kernel_gap_s if index else 0.0
+        ready = prev_end + gap
+        if self.mode == "graph":
+            issue = la.step_overhead_s
+        elif la.synchronous:
+            issue = max(prev_end, la.step_overhead_s) + la.host_issue_s + gap
+        else:
+            self.host_s += la.host_issue_s
+            issue = self.host_s
+        return max(issue, ready)
+
+    def overhead(self, body_s: float) -> float:
+        """Launch time a kernel of `body_s` costs on its own (standalone)."""
+        la = self.launch
+        if self.mode == "graph":
+            return la.kernel_gap_s
+        if la.synchronous:
+            return la.host_issue_s + la.kernel_gap_s
+        return max(la.kernel_gap_s, la.host_issue_s - body_s)
+
+
+def _standalone(cost: KernelCost, dev: Device, launch: _Launch) -> tuple[float, str]:
+    """(standalone seconds, bound) of one kernel."""
+    moved = cost.weight_bytes + cost.other_bytes
+    memory = cost.dram_s + dev.memory_latency_s if moved else 0.0
+    network = cost.noc_s + dev.memory_latency_s if moved else 0.0
     parts = {
-        "memory": memory_s,
+        "memory": memory,
         "compute": cost.compute_s,
-        "network": cost.noc_s,
+        "network": network,
         "link": cost.link_s,
         "host": cost.host_s,
-        "launch": launch,
     }
-    return max(parts, key=lambda k: parts[k])
+    body = max(max(cost.memory_path_s + dev.memory_latency_s, 0.0) if moved else 0.0, *parts.values())
+    overhead = launch.overhead(body)
+    parts["launch"] = overhead
+    return body + overhead, max(parts, key=lambda k: parts[k])
 
 
 def simulate_step(
-    kernels: Sequence[Kernel], r: Rates, tp: int = 1, prefetch: bool = True, timeline: bool = False
+    kernels: Sequence[Kernel],
+    dev: Device,
+    prefetch: bool | None = None,
+    timeline: bool = False,
+    force_events: bool = False,
 ) -> StepResult:
-    """Run one step's kernels through the device model; returns timings and event sums."""
+    """Run one step's kernels through the device model; returns timings and event sums.
+    `prefetch` overrides the device's weight streaming."""
+    costs = [kernel_cost(k, dev) for k in kernels]
+    stream = dev.prefetch if prefetch is None else prefetch
+    if stream or force_events:
+        return _simulate_events(kernels, costs, dev, stream, timeline)
+    return _simulate_serial(kernels, costs, dev, timeline)
+
+
+def _finish(result: StepResult, kernel: Kernel) -> None:
+    result.flops += kernel.flops
+    result.link_bytes += kernel.link_bytes
+    result.host_bytes += kernel.host_bytes
+
+
+def _spans(spans: list[Span], kernel: Kernel, cost: KernelCost, begin: float, prev_end: float) -> None:
+    label = _label(kernel)
+    if begin > prev_end:
+        spans.append(Span("launch", label, prev_end, begin))
+    if cost.compute_s:
+        unit = "tensor" if kernel.flops_matmul else "vector"
+        spans.append(Span(f"compute ({unit})", label, begin, begin + cost.compute_s))
+    if cost.link_s:
+        spans.append(Span("link", label, begin, begin + cost.link_s))
+    if cost.host_s:
+        spans.append(Span("host link", label, begin, begin + cost.host_s))
+
+
+def _simulate_serial(
+    kernels: Sequence[Kernel], costs: list[KernelCost], dev: Device, timeline: bool
+) -> StepResult:
+    """No streamer: kernels one after another, each with the memory path to itself."""
+    result = StepResult(time_s=0.0, timings=[])
+    launch = _Launch(dev)
+    prev_end = 0.0
+    for i, (kernel, cost) in enumerate(zip(kernels, costs, strict=True)):
+        start = launch.start(i, prev_end)
+        moved = cost.weight_bytes + cost.other_bytes
+        data_done = start
+        if moved:
+            occupancy = cost.memory_path_s
+            data_done = start + occupancy + dev.memory_latency_s
+            result.dram_bytes += moved
+            if timeline:
+                result.spans.append(Span("DRAM", _label(kernel), start, start + occupancy))
+        end = max(start + max(cost.compute_s, cost.link_s, cost.host_s), data_done)
+        if timeline:
+            _spans(result.spans, kernel, cost, start, prev_end)
+        _finish(result, kernel)
+        demand, bound = _standalone(cost, dev, launch)
+        result.timings.append(KernelTiming(kernel, start, end, bound, start, demand))
+        prev_end = end
+    result.time_s = prev_end
+    return result
+
+
+def _simulate_events(
+    kernels: Sequence[Kernel], costs: list[KernelCost], dev: Device, prefetch: bool, timeline: bool
+) -> StepResult:
     env = simpy.Environment()
-    dram = simpy.PriorityResource(env, capacity=1)  # demand reads before prefetches
-    buffer = simpy.Container(env, capacity=max(r.sram_bytes, 1), init=max(r.sram_bytes, 1))
-    costs = [kernel_cost(k, r, tp) for k in kernels]
-    ready = [env.event() for _ in kernels]
-    prefetched = [0] * len(kernels)
-    first_activity = [float("inf")] * len(kernels)
+    dram = simpy.PreemptiveResource(env, capacity=1)
+    capacity = max(dev.sram_bytes, 1)
+    buffer = simpy.Container(env, capacity=capacity, init=capacity)
+    chunk_limit = max(1, capacity // CHUNKS_PER_BUFFER)
+    streamed = [prefetch and c.weight_bytes > 0 for c in costs]
+    arrived = [env.event() for _ in kernels]
+    arrival = [0.0] * len(kernels)
+    first = [math.inf] * len(kernels)
+    held = [0] * len(kernels)
+    started = [False] * len(kernels)
+    latency = dev.memory_latency_s
     result = StepResult(time_s=0.0, timings=[])
     spans = result.spans
 
     def streamer():  # type: ignore[no-untyped-def]
         for i, cost in enumerate(costs):
-            amount = min(cost.weight_bytes, buffer.capacity) if prefetch else 0
-            if amount:
-                yield buffer.get(amount)
-                share = amount / cost.weight_bytes
-                with dram.request(priority=PREFETCH_PRIORITY) as req:
-                    yield req
-                    start = env.now
-                    first_activity[i] = start
-                    dram_s = cost.weight_dram_s * share
-                    noc_s = amount / r.noc_bytes_per_s + r.noc_latency_s
-                    yield env.timeout(max(dram_s + r.dram_latency_s, noc_s))
-                    result.dram_bytes += amount
-                    if timeline:
-                        spans.append(Span("DRAM", f"prefetch {_label(kernels[i])}", start, start + dram_s))
-                        spans.append(Span("NoC", f"weights {_label(kernels[i])}", start, start + noc_s))
-            prefetched[i] = amount
-            ready[i].succeed()
+            if not streamed[i]:
+                continue
+            total = cost.weight_bytes
+            path_s = max(cost.weight_dram_s, cost.weight_noc_s)
+            pieces = math.ceil(total / chunk_limit)
+            base, extra = divmod(total, pieces)
+            for j in range(pieces):
+                size = base + (1 if j < extra else 0)
+                yield buffer.get(size)
+                remaining = path_s * size / total
+                while remaining > 0:
+                    with dram.request(priority=PREFETCH_PRIORITY, preempt=False) as req:
+                        yield req
+                        begin = env.now
+                        first[i] = min(first[i], begin)
+                        try:
+                            yield env.timeout(remaining)
+                            remaining = 0.0
+                        except simpy.Interrupt:
+                            remaining -= env.now - begin
+                        if timeline:
+                            spans.append(Span("DRAM", f"prefetch {_label(kernels[i])}", begin, env.now))
+                result.dram_bytes += size
+                arrival[i] = env.now + latency
+                if started[i]:
+                    buffer.put(size)
+                else:
+                    held[i] += size
+            arrived[i].succeed()
 
     def executor():  # type: ignore[no-untyped-def]
+        launch = _Launch(dev)
+        prev_end = 0.0
         for i, (kernel, cost) in enumerate(zip(kernels, costs, strict=True)):
-            start = env.now
-            if r.launch_s:
-                yield env.timeout(r.launch_s)
-            yield ready[i]
-            begin = env.now
-            remaining_weights = cost.weight_bytes - prefetched[i]
-            weight_s = (
-                cost.weight_dram_s * (remaining_weights / cost.weight_bytes) if cost.weight_bytes else 0.0
-            )
-            memory_s = cost.other_dram_s + weight_s
-            moved = cost.other_bytes + remaining_weights
+            start = launch.start(i, prev_end)
+            if start > env.now:
+                yield env.timeout(start - env.now)
+            started[i] = True
+            if held[i]:
+                buffer.put(held[i])
+                held[i] = 0
+            if streamed[i]:
+                moved, occupancy = cost.other_bytes, max(cost.other_dram_s, cost.other_noc_s)
+            else:
+                moved, occupancy = cost.weight_bytes + cost.other_bytes, cost.memory_path_s
+            data_done = start
             if moved:
-                with dram.request(priority=DEMAND_PRIORITY) as req:
+                with dram.request(priority=DEMAND_PRIORITY, preempt=True) as req:
                     yield req
-                    mem_start = env.now
-                    yield env.timeout(memory_s + r.dram_latency_s)
-                    result.dram_bytes += moved
-                    if timeline:
-                        spans.append(Span("DRAM", _label(kernel), mem_start, mem_start + memory_s))
-            busy = max(cost.compute_s, cost.link_s, cost.host_s, cost.noc_s if moved else 0.0)
-            left = begin + busy - env.now
-            if left > 0:
-                yield env.timeout(left)
-            result.flops += kernel.flops
-            result.link_bytes += kernel.link_bytes
-            result.host_bytes += kernel.host_bytes
-            end = env.now
+                    begin = env.now
+                    yield env.timeout(occupancy)
+                result.dram_bytes += moved
+                data_done = env.now + latency
+                if timeline:
+                    spans.append(Span("DRAM", _label(kernel), begin, env.now))
+            if streamed[i]:
+                yield arrived[i]
+                data_done = max(data_done, arrival[i])
+            end = max(start + max(cost.compute_s, cost.link_s, cost.host_s), data_done)
+            if end > env.now:
+                yield env.timeout(end - env.now)
             if timeline:
-                unit = "tensor" if kernel.flops_matmul else "vector"
-                if cost.compute_s:
-                    spans.append(Span(f"compute ({unit})", _label(kernel), begin, begin + cost.compute_s))
-                if cost.link_s:
-                    spans.append(Span("link", _label(kernel), begin, begin + cost.link_s))
-            own_memory = cost.weight_dram_s + cost.other_dram_s
-            bound = _bound(cost, r.launch_s, own_memory)
-            demand = r.launch_s + max(own_memory, cost.compute_s, cost.noc_s, cost.link_s, cost.host_s)
-            result.timings.append(
-                KernelTiming(kernel, start, end, bound, min(start, first_activity[i]), demand)
-            )
-            if prefetched[i]:
-                yield buffer.put(prefetched[i])
-        result.time_s = env.now
+                _spans(spans, kernel, cost, start, prev_end)
+            _finish(result, kernel)
+            demand, bound = _standalone(cost, dev, launch)
+            result.timings.append(KernelTiming(kernel, start, end, bound, min(start, first[i]), demand))
+            prev_end = end
+        result.time_s = prev_end
 
-    env.process(streamer())
+    if prefetch:
+        env.process(streamer())
     env.process(executor())
     env.run()
     return result

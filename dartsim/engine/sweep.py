@@ -40,8 +40,10 @@ def sweep(
     tps: Sequence[str],
     mask_modes: Sequence[str],
     precision: Precision,
-    prefetch: bool = True,
+    prefetch: bool | None = None,
     progress: bool = False,
+    launch: str | None = None,
+    allreduce: str | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (hardware, TP degree, mask mode). Points that cannot run (the shard does
     not fit, the device lacks the compute format) are skipped with a note on stderr; if no
@@ -58,7 +60,9 @@ def sweep(
         except UserError as exc:
             sys.stderr.write(f"skipped {hw.name} --tp {tp_text} {mode}: {str(exc).split(': ', 1)[-1]}\n")
             continue
-        config = ReplayConfig(tp=tp, prefetch=prefetch, mask_apply=mode, precision=precision)
+        config = ReplayConfig(
+            tp=tp, prefetch=prefetch, mask_apply=mode, precision=precision, launch=launch, allreduce=allreduce
+        )
         steps = build_steps(traces, spec, retarget, tp)
         dense_steps = densified(steps, spec.intermediate_size)
         sparse = run_steps(steps, spec, hw, config)

@@ -1,29 +1,36 @@
 """Hardware specifications, loaded from YAML presets or user files.
 
 YAML fields carry their units in their names (`peak_bandwidth_gb_per_s`, `latency_ns`);
-the loader converts them once into the SI fields of the frozen dataclasses below. Loading
-is strict: an unknown key, a missing key, a zero or negative figure, an impossible
-network, or a missing source is an error naming the file, the field and the value.
+the loader converts them once into the SI fields of the frozen dataclasses below, using
+the field table of `hardware_schema`. Loading is strict: an unknown or duplicated key, a
+missing key, a value outside its plausible range, an impossible network, or a missing
+source is an error naming the file, the field and the value.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import reprlib
+from dataclasses import dataclass, fields, is_dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dartsim.errors import UserError, unknown_name
-from dartsim.fileio import read_text
 from dartsim.specs.dtypes import DType
-from dartsim.units import GB, MB, MHZ, NS, TFLOP, US
+from dartsim.specs.hardware_schema import (
+    CALIBRATABLE,
+    FIELDS,
+    REQUIRED,
+    REQUIRED_SOURCES,
+    RETIRED_KEYS,
+    SECTIONS,
+    TENSOR_DTYPES,
+    TOP_KEYS,
+    Field,
+)
+from dartsim.specs.strict_yaml import read_yaml
 
-TENSOR_DTYPES = ("fp8", "fp16", "bf16", "fp32", "int8")
-"""Formats a tensor unit may list; `fp32` means the TF32 tensor-core path."""
-NOC_TOPOLOGIES = ("crossbar", "ring", "mesh")
 PRESET_PACKAGE = "dartsim.specs"
 PRESET_FOLDER = "hw_presets"
 
@@ -36,10 +43,30 @@ class MemorySpec:
     channels: int
     efficiency: float
     latency_s: float
+    """Load-to-use latency: delays the first byte of a transfer, occupies nothing."""
+    burst_bytes: int
+    """Smallest transfer; gathered rows round up to whole bursts."""
+    row_miss_overhead_bytes: int
+    """Bandwidth lost when a gathered row starts at a new place, as equivalent bytes."""
 
     @property
     def achievable_bandwidth_bytes_per_s(self) -> float:
         return self.peak_bandwidth_bytes_per_s * self.efficiency
+
+
+@dataclass(frozen=True)
+class GemmSpec:
+    """How a GEMM's output tiles map onto the compute units (see engine/efficiency.py)."""
+
+    tile_m: int
+    tile_n: int
+    tile_k: int
+    efficiency: float
+    """Fraction of the tensor peak a large GEMM sustains (the asymptote)."""
+    k_overhead: float
+    """A tile's prologue and epilogue, in equivalent K elements."""
+    m_overhead: float
+    """A call's fixed cost independent of M (operand packing, weight-side setup), in rows."""
 
 
 @dataclass(frozen=True)
@@ -48,12 +75,18 @@ class ComputeSpec:
     clock_hz: float
     tensor_flops_per_s: dict[str, float]
     vector_flops_per_s: float
-    efficiency: float
+    vector_efficiency: float
+    attention_efficiency: float
+    """Fraction of the tensor peak a fused attention kernel sustains on long sequences."""
+    gemm: GemmSpec
 
 
 @dataclass(frozen=True)
 class OnChipSpec:
     sram_bytes: int
+    weight_prefetch: bool
+    """Whether a streamer loads the next kernels' weights into on-chip memory ahead of
+    time (a DMA engine); on GPUs the L2 is a cache filled by the running kernel."""
 
 
 @dataclass(frozen=True)
@@ -70,12 +103,41 @@ class NocSpec:
 class LinkSpec:
     type: str
     bandwidth_bytes_per_s_per_direction: float
+    efficiency: float
+    """Fraction of the per-direction bandwidth a collective sustains."""
+    latency_s: float
+    """Per hop of a collective."""
+    allreduce_algorithm: str
+    allreduce_call_s: float
+    """Fixed cost of one collective call (launch, synchronisation of the peers)."""
+    one_shot_max_bytes: float
+
+
+@dataclass(frozen=True)
+class HostLinkSpec:
+    type: str
+    bandwidth_bytes_per_s_per_direction: float
     latency_s: float
 
 
 @dataclass(frozen=True)
+class LaunchSpec:
+    mode: str
+    host_issue_s: float
+    """Host time to issue one kernel in eager mode (framework dispatch and driver)."""
+    step_overhead_s: float
+    """Host time before a step's first kernel can run: preparing inputs, sampling the
+    previous token, launching the graph (graph mode); once per step in either mode."""
+    kernel_gap_s: float
+    """Device-side gap between the end of one kernel and the start of the next."""
+    synchronous: bool
+    """The host waits for each kernel before issuing the next (a CPU running its own
+    kernels): issue cost and execution add up instead of overlapping."""
+
+
+@dataclass(frozen=True)
 class HardwareSpec:
-    """One accelerator: memory, compute, on-chip memory and network, chip-to-chip link."""
+    """One accelerator: memory, compute, on-chip memory and network, links, kernel launch."""
 
     name: str
     description: str
@@ -84,72 +146,42 @@ class HardwareSpec:
     on_chip: OnChipSpec
     noc: NocSpec
     link: LinkSpec
-    launch_overhead_s: float
+    host_link: HostLinkSpec
+    launch: LaunchSpec
     sources: dict[str, str]
+    calibrated: tuple[str, ...]
+    """YAML paths of the fields a fit to measurements may change."""
+    defaults: tuple[str, ...]
+    """YAML paths of the fields the file left out (their defaults apply)."""
     source_file: str
 
     def has_tensor_dtype(self, dtype: DType) -> bool:
         return dtype.name in self.compute.tensor_flops_per_s
 
-    def tensor_flops_per_s(self, dtype: DType) -> float:
-        """Dense tensor-unit peak for `dtype`; a format the device lacks is a user error."""
+    def tensor_flops_per_s(self, dtype: DType, option: str = "") -> float:
+        """Dense tensor-unit peak for `dtype`; a format the device lacks is a user error
+        (naming the option that asked for it, when given)."""
         try:
             return self.compute.tensor_flops_per_s[dtype.name]
         except KeyError:
             have = ", ".join(sorted(self.compute.tensor_flops_per_s))
+            asked = f" ({option} asks for it)" if option else ""
             raise UserError(
                 f"{self.source_file}: hardware {self.name!r} has no {dtype.name} tensor "
-                f"throughput (compute.tensor_dense_tflop_per_s lists {have}); choose another "
+                f"throughput{asked}; compute.tensor_dense_tflop_per_s lists {have}: choose another "
                 "precision or device"
             ) from None
 
 
-# -- schema -----------------------------------------------------------------------------
-
-_SECTION_KEYS: dict[str, dict[str, bool]] = {
-    # key -> required
-    "memory": {
-        "type": True,
-        "capacity_gb": True,
-        "peak_bandwidth_gb_per_s": True,
-        "channels": True,
-        "efficiency": True,
-        "latency_ns": True,
-        "source": True,
-        "efficiency_source": True,
-    },
-    "compute": {
-        "units": True,
-        "clock_mhz": True,
-        "tensor_dense_tflop_per_s": True,
-        "vector_tflop_per_s": True,
-        "efficiency": True,
-        "source": True,
-        "efficiency_source": True,
-    },
-    "on_chip": {"sram_mb": True, "source": True},
-    "noc": {
-        "topology": True,
-        "tiles": True,
-        "mesh_rows": False,
-        "mesh_cols": False,
-        "link_bandwidth_gb_per_s": True,
-        "hop_latency_ns": True,
-        "source": True,
-    },
-    "link": {
-        "type": True,
-        "bandwidth_gb_per_s_per_direction": True,
-        "latency_us": True,
-        "source": True,
-    },
-}
-_TOP_KEYS = {
-    "name": True,
-    "description": True,
-    "launch_overhead_us": True,
-    "launch_overhead_source": True,
-    **{section: True for section in _SECTION_KEYS},
+_CLASSES: dict[str, type] = {
+    "memory": MemorySpec,
+    "compute": ComputeSpec,
+    "compute.gemm": GemmSpec,
+    "on_chip": OnChipSpec,
+    "noc": NocSpec,
+    "link": LinkSpec,
+    "host_link": HostLinkSpec,
+    "launch": LaunchSpec,
 }
 
 
@@ -159,109 +191,177 @@ class _Reader:
     def __init__(self, where: str) -> None:
         self.where = where
 
-    def fail(self, field: str, message: str) -> UserError:
-        return UserError(f"{self.where}: field {field!r} {message}")
+    def fail(self, path: str, message: str) -> UserError:
+        return UserError(f"{self.where}: field {path!r} {message}")
 
-    def check_keys(self, mapping: Any, allowed: dict[str, bool], prefix: str) -> dict[str, Any]:
-        label = prefix or "top level"
-        if not isinstance(mapping, dict):
-            raise UserError(f"{self.where}: {label} must be a mapping, got {mapping!r}")
+    def mapping(self, value: Any, path: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            label = path or "top level"
+            raise UserError(f"{self.where}: {label} must be a mapping, got {_short(value)}")
+        return value
+
+    def check_keys(self, mapping: dict[str, Any], allowed: set[str], prefix: str) -> None:
         for key in mapping:
             if key not in allowed:
-                raise UserError(
-                    f"{self.where}: unknown key {prefix + str(key)!r} (allowed: {', '.join(sorted(allowed))})"
-                )
-        for key, required in allowed.items():
-            if required and key not in mapping:
-                raise UserError(f"{self.where}: missing key {prefix + key!r}")
-        return mapping
+                hint = RETIRED_KEYS.get(str(key)) if not prefix else None
+                extra = f": {hint}" if hint else f" (allowed: {', '.join(sorted(allowed))})"
+                raise UserError(f"{self.where}: unknown key {prefix + str(key)!r}{extra}")
 
-    def text(self, mapping: dict[str, Any], key: str, field: str) -> str:
-        value = mapping[key]
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(field, f"must be a non-empty string, got {value!r}")
-        return value
+    def leaf(self, field: Field, raw: Any) -> Any:
+        """The SI value of one field, or an error naming it."""
+        path = field.path
+        if field.kind == "text":
+            if not isinstance(raw, str) or not raw.strip():
+                raise self.fail(path, f"must be a non-empty string, got {_short(raw)}")
+            return raw
+        if field.kind == "flag":
+            if not isinstance(raw, bool):
+                raise self.fail(path, f"must be true or false, got {_short(raw)}")
+            return raw
+        if field.kind == "choice":
+            if raw not in field.choices:
+                raise self.fail(path, f"must be one of {', '.join(field.choices)}, got {_short(raw)}")
+            return raw
+        if field.kind == "rates":
+            table = self.mapping(raw, path)
+            self.check_keys(table, set(TENSOR_DTYPES), path + ".")
+            if not table:
+                raise self.fail(path, "must list at least one format")
+            number = Field(path, path, "number", field.scale, field.low, field.high, field.why)
+            return {
+                name: self.number(number, table[name], f"{path}.{name}")
+                for name in TENSOR_DTYPES
+                if name in table
+            }
+        return self.number(field, raw, path)
 
-    def positive(self, mapping: dict[str, Any], key: str, field: str) -> float:
-        value = mapping[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(field, f"must be a number, got {value!r}")
-        if not math.isfinite(value) or value <= 0:
-            raise self.fail(field, f"must be positive and finite, got {value!r}")
-        return float(value)
+    def number(self, field: Field, raw: Any, path: str) -> float | int:
+        if field.kind == "integer":
+            if isinstance(raw, bool) or not isinstance(raw, int):
+                raise self.fail(path, f"must be a positive integer, got {_short(raw)}")
+        elif isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise self.fail(path, f"must be a number, got {_short(raw)}")
+        try:
+            value = float(raw)
+        except OverflowError:
+            raise self.fail(
+                path, f"must be at most {field.high:g} ({field.why}), got {_short(raw)}"
+            ) from None
+        if not math.isfinite(value):
+            raise self.fail(path, f"must be finite, got {_short(raw)}")
+        assert field.low is not None and field.high is not None
+        if field.kind == "fraction" and not 0 < value <= 1:
+            raise self.fail(path, f"is an efficiency factor and must lie in (0, 1], got {_short(raw)}")
+        if field.low_open and value <= field.low:
+            raise self.fail(path, f"must be positive and finite, got {_short(raw)}")
+        if not field.low_open and value < field.low:
+            what = "a positive integer" if field.kind == "integer" else "zero or positive"
+            raise self.fail(path, f"must be {what}, got {_short(raw)}")
+        if value > field.high:
+            raise self.fail(path, f"must be at most {field.high:g} ({field.why}), got {_short(raw)}")
+        if field.kind == "integer":
+            return int(raw)
+        return value * field.scale
 
-    def non_negative(self, mapping: dict[str, Any], key: str, field: str) -> float:
-        value = mapping[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(field, f"must be a number, got {value!r}")
-        if not math.isfinite(value) or value < 0:
-            raise self.fail(field, f"must be zero or positive and finite, got {value!r}")
-        return float(value)
 
-    def count(self, mapping: dict[str, Any], key: str, field: str) -> int:
-        value = mapping[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise self.fail(field, f"must be a positive integer, got {value!r}")
-        return value
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 50
+_REPR.maxlist = _REPR.maxdict = 4
+_REPR.maxlevel = 2
 
-    def fraction(self, mapping: dict[str, Any], key: str, field: str) -> float:
-        value = self.positive(mapping, key, field)
-        if value > 1:
-            raise self.fail(field, f"is an efficiency factor and must lie in (0, 1], got {value!r}")
-        return value
+
+def _short(value: Any) -> str:
+    """A value for an error message, cut to a readable length (never walks a large value)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of {value.bit_length()} bits"
+    return _REPR.repr(value)
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        tree = tree.setdefault(part, {})
+    tree[parts[-1]] = value
+
+
+def _get(tree: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        tree = tree[part] if isinstance(tree, dict) else getattr(tree, part)
+    return tree
 
 
 def hardware_spec_from_dict(raw: Any, where: str) -> HardwareSpec:
     """Validate a parsed hardware YAML document and convert it to SI."""
     r = _Reader(where)
-    top = r.check_keys(raw, _TOP_KEYS, "")
-    sections = {s: r.check_keys(top[s], keys, f"{s}.") for s, keys in _SECTION_KEYS.items()}
+    top = r.mapping(raw, "")
+    r.check_keys(top, set(TOP_KEYS), "")
+    docs: dict[str, dict[str, Any]] = {"": top}
+    for section in SECTIONS:
+        parent, _, key = section.rpartition(".")
+        container = docs[parent]
+        if key not in container:
+            raise UserError(f"{where}: missing key {section!r}")
+        docs[section] = r.mapping(container[key], section)
+    sources: dict[str, str] = {}
+    for section in SECTIONS:
+        doc = docs[section]
+        leaves = {f.key for f in FIELDS if f.section == section}
+        children = {s.rpartition(".")[2] for s in SECTIONS if s.rpartition(".")[0] == section}
+        allowed = leaves | children | {"source"} | {f"{k}_source" for k in leaves}
+        r.check_keys(doc, allowed, section + ".")
+        if "source" not in doc:
+            raise UserError(f"{where}: missing key {section + '.source'!r}")
+        for key in sorted(k for k in doc if k == "source" or k.endswith("_source")):
+            text = doc[key]
+            path = f"{section}.{key}"
+            if not isinstance(text, str) or not text.strip():
+                raise r.fail(path, f"must be a non-empty string, got {_short(text)}")
+            sources[section if key == "source" else f"{section}.{key.removesuffix('_source')}"] = text
+    for needed in REQUIRED_SOURCES:
+        if needed not in sources:
+            raise UserError(f"{where}: missing key {needed + '_source'!r}")
 
-    mem = sections["memory"]
-    memory = MemorySpec(
-        type=r.text(mem, "type", "memory.type"),
-        capacity_bytes=round(r.positive(mem, "capacity_gb", "memory.capacity_gb") * GB),
-        peak_bandwidth_bytes_per_s=r.positive(
-            mem, "peak_bandwidth_gb_per_s", "memory.peak_bandwidth_gb_per_s"
-        )
-        * GB,
-        channels=r.count(mem, "channels", "memory.channels"),
-        efficiency=r.fraction(mem, "efficiency", "memory.efficiency"),
-        latency_s=r.non_negative(mem, "latency_ns", "memory.latency_ns") * NS,
+    values: dict[str, Any] = {}
+    defaults = []
+    for field in FIELDS:
+        doc = docs[field.section]
+        if field.key in doc:
+            values[field.attr] = r.leaf(field, doc[field.key])
+        elif field.default is REQUIRED:
+            raise UserError(f"{where}: missing key {field.path!r}")
+        else:
+            if field.default is not None:
+                defaults.append(field.path)
+            default = field.default
+            values[field.attr] = default * field.scale if isinstance(default, float) else default
+    _check_noc(r, values)
+    _check_link(r, values)
+    calibrated = _calibrated(r, top.get("calibrated", []))
+
+    tree: dict[str, Any] = {}
+    for attr, value in values.items():
+        _set(tree, attr, value)
+    tree["memory"]["capacity_bytes"] = round(tree["memory"]["capacity_bytes"])
+    tree["on_chip"]["sram_bytes"] = round(tree["on_chip"]["sram_bytes"])
+    tree["compute"]["gemm"] = GemmSpec(**tree["compute"]["gemm"])
+    built = {section: cls(**tree[section]) for section, cls in _CLASSES.items() if "." not in section}
+    return HardwareSpec(
+        name=tree["name"],
+        description=tree["description"],
+        **built,
+        sources=sources,
+        calibrated=calibrated,
+        defaults=tuple(defaults),
+        source_file=where,
     )
 
-    comp = sections["compute"]
-    tensor_raw = comp["tensor_dense_tflop_per_s"]
-    r.check_keys(tensor_raw, dict.fromkeys(TENSOR_DTYPES, False), "compute.tensor_dense_tflop_per_s.")
-    if not tensor_raw:
-        raise r.fail("compute.tensor_dense_tflop_per_s", "must list at least one format")
-    tensor = {
-        name: r.positive(tensor_raw, name, f"compute.tensor_dense_tflop_per_s.{name}") * TFLOP
-        for name in TENSOR_DTYPES
-        if name in tensor_raw
-    }
-    compute = ComputeSpec(
-        units=r.count(comp, "units", "compute.units"),
-        clock_hz=r.positive(comp, "clock_mhz", "compute.clock_mhz") * MHZ,
-        tensor_flops_per_s=tensor,
-        vector_flops_per_s=r.positive(comp, "vector_tflop_per_s", "compute.vector_tflop_per_s") * TFLOP,
-        efficiency=r.fraction(comp, "efficiency", "compute.efficiency"),
-    )
 
-    on_chip = OnChipSpec(sram_bytes=round(r.positive(sections["on_chip"], "sram_mb", "on_chip.sram_mb") * MB))
-
-    noc_raw = sections["noc"]
-    topology = r.text(noc_raw, "topology", "noc.topology")
-    if topology not in NOC_TOPOLOGIES:
-        raise r.fail("noc.topology", f"must be one of {', '.join(NOC_TOPOLOGIES)}, got {topology!r}")
-    tiles = r.count(noc_raw, "tiles", "noc.tiles")
-    rows = noc_raw.get("mesh_rows")
-    cols = noc_raw.get("mesh_cols")
+def _check_noc(r: _Reader, values: dict[str, Any]) -> None:
+    topology, tiles = values["noc.topology"], values["noc.tiles"]
+    rows, cols = values["noc.mesh_rows"], values["noc.mesh_cols"]
     if topology == "mesh":
         if rows is None or cols is None:
             raise r.fail("noc.mesh_rows", "and noc.mesh_cols are required for a mesh")
-        rows = r.count(noc_raw, "mesh_rows", "noc.mesh_rows")
-        cols = r.count(noc_raw, "mesh_cols", "noc.mesh_cols")
         if rows * cols != tiles:
             raise r.fail(
                 "noc.mesh_rows",
@@ -269,47 +369,22 @@ def hardware_spec_from_dict(raw: Any, where: str) -> HardwareSpec:
             )
     elif rows is not None or cols is not None:
         raise r.fail("noc.mesh_rows", f"applies only to a mesh, topology is {topology!r}")
-    noc = NocSpec(
-        topology=topology,
-        tiles=tiles,
-        mesh_rows=rows,
-        mesh_cols=cols,
-        link_bandwidth_bytes_per_s=r.positive(
-            noc_raw, "link_bandwidth_gb_per_s", "noc.link_bandwidth_gb_per_s"
-        )
-        * GB,
-        hop_latency_s=r.non_negative(noc_raw, "hop_latency_ns", "noc.hop_latency_ns") * NS,
-    )
 
-    lnk = sections["link"]
-    link = LinkSpec(
-        type=r.text(lnk, "type", "link.type"),
-        bandwidth_bytes_per_s_per_direction=r.positive(
-            lnk, "bandwidth_gb_per_s_per_direction", "link.bandwidth_gb_per_s_per_direction"
-        )
-        * GB,
-        latency_s=r.non_negative(lnk, "latency_us", "link.latency_us") * US,
-    )
 
-    sources = {"launch_overhead": r.text(top, "launch_overhead_source", "launch_overhead_source")}
-    for section, values in sections.items():
-        sources[section] = r.text(values, "source", f"{section}.source")
-        if "efficiency_source" in values:
-            sources[f"{section}.efficiency"] = r.text(
-                values, "efficiency_source", f"{section}.efficiency_source"
-            )
-    return HardwareSpec(
-        name=r.text(top, "name", "name"),
-        description=r.text(top, "description", "description"),
-        memory=memory,
-        compute=compute,
-        on_chip=on_chip,
-        noc=noc,
-        link=link,
-        launch_overhead_s=r.non_negative(top, "launch_overhead_us", "launch_overhead_us") * US,
-        sources=sources,
-        source_file=where,
-    )
+def _check_link(r: _Reader, values: dict[str, Any]) -> None:
+    if values["link.allreduce_algorithm"] == "auto" and values["link.one_shot_max_bytes"] <= 0:
+        raise r.fail("link.one_shot_max_kb", "must be positive when link.allreduce_algorithm is auto")
+
+
+def _calibrated(r: _Reader, raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise r.fail("calibrated", f"must be a list of field names, got {_short(raw)}")
+    for path in raw:
+        if path not in CALIBRATABLE:
+            raise r.fail("calibrated", f"names {path!r}, which is not a numeric field")
+    if len(set(raw)) != len(raw):
+        raise r.fail("calibrated", "lists a field twice")
+    return tuple(raw)
 
 
 def _preset_dir() -> Path:
@@ -318,18 +393,6 @@ def _preset_dir() -> Path:
 
 def hardware_preset_names() -> list[str]:
     return sorted(p.stem for p in _preset_dir().glob("*.yaml"))
-
-
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file, turning I/O and syntax problems into one-line user errors."""
-    text = read_text(path)
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise UserError(f"{path}: malformed YAML{line}: {problem}") from None
 
 
 def load_hardware_spec(name_or_path: str) -> HardwareSpec:
@@ -351,51 +414,50 @@ def _edge(value: float) -> float:
 
 
 def hardware_to_yaml_dict(hw: HardwareSpec) -> dict[str, Any]:
-    """The spec in the YAML field names and units (what `dartsim hw show` prints)."""
-    data = _to_yaml_units(hw)
-    for section in ("memory", "compute", "on_chip", "noc", "link"):
-        for key, value in data[section].items():
-            if isinstance(value, float):
-                data[section][key] = _edge(value)
-    tensor = data["compute"]["tensor_dense_tflop_per_s"]
-    data["compute"]["tensor_dense_tflop_per_s"] = {k: _edge(v) for k, v in tensor.items()}
-    data["launch_overhead_us"] = _edge(data["launch_overhead_us"])
+    """The spec in the YAML field names and units, sources beside their fields (what
+    `dartsim hw show` prints and `dartsim calibrate` writes); loads back to an equal spec."""
+    data: dict[str, Any] = {"name": hw.name, "description": hw.description}
+    if hw.calibrated:
+        data["calibrated"] = list(hw.calibrated)
+    for field in FIELDS:
+        if field.section == "":
+            continue
+        value = _get(hw, field.attr)
+        if value is None:
+            continue
+        if field.kind == "rates":
+            value = {k: _edge(v / field.scale) for k, v in value.items()}
+        elif field.kind == "integer":
+            value = int(value)
+        elif field.kind in ("number", "fraction"):
+            value = _edge(value / field.scale)
+        _set(data, field.path, value)
+    for key, text in hw.sources.items():
+        if key in SECTIONS:
+            _set(data, f"{key}.source", text)
+        else:
+            section, _, leaf = key.rpartition(".")
+            _set(data, f"{section}.{leaf}_source", text)
     return data
 
 
-def _to_yaml_units(hw: HardwareSpec) -> dict[str, Any]:
-    return {
-        "name": hw.name,
-        "description": hw.description,
-        "memory": {
-            "type": hw.memory.type,
-            "capacity_gb": hw.memory.capacity_bytes / GB,
-            "peak_bandwidth_gb_per_s": hw.memory.peak_bandwidth_bytes_per_s / GB,
-            "channels": hw.memory.channels,
-            "efficiency": hw.memory.efficiency,
-            "latency_ns": hw.memory.latency_s / NS,
-        },
-        "compute": {
-            "units": hw.compute.units,
-            "clock_mhz": hw.compute.clock_hz / MHZ,
-            "tensor_dense_tflop_per_s": {k: v / TFLOP for k, v in hw.compute.tensor_flops_per_s.items()},
-            "vector_tflop_per_s": hw.compute.vector_flops_per_s / TFLOP,
-            "efficiency": hw.compute.efficiency,
-        },
-        "on_chip": {"sram_mb": hw.on_chip.sram_bytes / MB},
-        "noc": {
-            "topology": hw.noc.topology,
-            "tiles": hw.noc.tiles,
-            "mesh_rows": hw.noc.mesh_rows,
-            "mesh_cols": hw.noc.mesh_cols,
-            "link_bandwidth_gb_per_s": hw.noc.link_bandwidth_bytes_per_s / GB,
-            "hop_latency_ns": hw.noc.hop_latency_s / NS,
-        },
-        "link": {
-            "type": hw.link.type,
-            "bandwidth_gb_per_s_per_direction": hw.link.bandwidth_bytes_per_s_per_direction / GB,
-            "latency_us": hw.link.latency_s / US,
-        },
-        "launch_overhead_us": hw.launch_overhead_s / US,
-        "sources": dict(hw.sources),
-    }
+def override(hw: HardwareSpec, changes: dict[str, Any], note: str) -> HardwareSpec:
+    """A copy of `hw` with YAML fields replaced (`{"memory.peak_bandwidth_gb_per_s": 6700}`),
+    validated like a file; `note` is added to the changed fields' sources."""
+    data = hardware_to_yaml_dict(hw)
+    for path, value in changes.items():
+        field = next((f for f in FIELDS if f.path == path), None)
+        if field is None:
+            raise UserError(f"{hw.source_file}: cannot override unknown field {path!r}")
+        _set(data, path, value)
+        section = field.section
+        prior = hw.sources.get(path) or hw.sources.get(section, "")
+        _set(data, f"{section}.{field.key}_source", f"{note}; was: {prior}")
+    return hardware_spec_from_dict(data, hw.source_file)
+
+
+def dataclass_dict(obj: Any) -> Any:
+    """Nested plain dict of a spec dataclass (for JSON output of resolved SI values)."""
+    if is_dataclass(obj):
+        return {f.name: dataclass_dict(getattr(obj, f.name)) for f in fields(obj)}
+    return obj

@@ -60,9 +60,9 @@ def synth_trace(
     p = params or DartParams(sparsity=sparsity)
     if allocation not in ALLOCATIONS:
         raise UserError(f"allocation must be one of {', '.join(ALLOCATIONS)}, got {allocation!r}")
-    if prompt_len <= 0 or new_tokens <= 1:
+    if prompt_len <= 0 or new_tokens <= 0:
         raise UserError(
-            f"need a prompt of at least 1 token and at least 2 new tokens, got {prompt_len} and {new_tokens}"
+            f"need a prompt of at least 1 token and at least 1 new token, got {prompt_len} and {new_tokens}"
         )
     if retriggers < 0:
         raise UserError(f"--retriggers must be zero or positive, got {retriggers}")

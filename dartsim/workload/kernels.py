@@ -57,6 +57,40 @@ class TensorAccess:
 
 
 @dataclass(frozen=True)
+class MatmulShape:
+    """The problem shape of a kernel's matmul work, for the engine's efficiency model
+    (the FLOPs themselves are counted exactly in `Kernel.flops_matmul`).
+
+    A GEMM is C[m, n] = A[m, k] @ B[k, n], `count` independent problems in one kernel.
+    For fused attention (`attention`), one problem per sequence and KV head: m query rows
+    (new tokens x query heads per KV head), n keys (the longest context), k = head_dim.
+    """
+
+    m: int
+    n: int
+    k: int
+    count: int = 1
+    attention: bool = False
+
+
+COLLECTIVES = ("all_reduce", "all_gather")
+ALLREDUCE_HOPS_RULE = "ring: 2(p-1), tree: 2 ceil(log2 p), two_shot: 2, one_shot: 1"
+
+
+@dataclass(frozen=True)
+class Collective:
+    """A tensor-parallel collective: `op` over `tp` devices with `algorithm`, on a
+    `payload_bytes` tensor (the full reduced tensor, or the full gathered one)."""
+
+    op: str
+    algorithm: str
+    tp: int
+    payload_bytes: int
+    hops: int
+    """Link latencies on the critical path (see ALLREDUCE_HOPS_RULE)."""
+
+
+@dataclass(frozen=True)
 class Kernel:
     """One kernel of a step with its exact arithmetic and memory traffic.
 
@@ -79,6 +113,10 @@ class Kernel:
     """Bytes each device sends over the chip-to-chip link (tensor-parallel all-reduce)."""
     host_bytes: int = 0
     """Bytes uploaded from the host (a new mask at a re-trigger)."""
+    shape: MatmulShape | None = None
+    """The matmul problem shape, when the kernel has matmul work."""
+    collective: Collective | None = None
+    """Set for tensor-parallel collectives; `link_bytes` is what the algorithm sends."""
 
     @property
     def flops(self) -> int:

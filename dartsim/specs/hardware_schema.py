@@ -1,0 +1,202 @@
+"""The hardware file schema: every field once, with its unit, plausible range and default.
+
+A field's YAML name carries its unit (`latency_ns`); `scale` converts it to SI on
+loading and back on writing, so the rest of dartsim sees seconds, bytes and FLOP/s only.
+Ranges are deliberately wide: they exist to stop nonsense (a 10^300 GB memory, a negative
+latency), not to second-guess a design study, and each says why it stops where it does.
+Fields with a default may be left out of a user's file; `dartsim hw show` prints the
+value used and marks it as the default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dartsim.units import GB, KB, MB, MHZ, NS, TFLOP, US
+
+TENSOR_DTYPES = ("fp8", "fp16", "bf16", "fp32", "int8")
+"""Formats a tensor unit may list; `fp32` means the TF32 tensor-core path."""
+NOC_TOPOLOGIES = ("crossbar", "ring", "mesh")
+LAUNCH_MODES = ("graph", "eager")
+"""graph: the step's kernels are replayed from a recorded graph (CUDA graphs); eager: the
+host issues every kernel."""
+ALLREDUCE_ALGORITHMS = ("ring", "tree", "two_shot", "one_shot", "auto")
+"""auto: one-shot for messages up to `link.one_shot_max_kb`, two-shot above (the policy
+of the custom all-reduce kernels of TensorRT-LLM and vLLM)."""
+
+REQUIRED = object()
+"""Marker: the field has no default."""
+
+_HUGE = "far beyond any device built or planned"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One leaf of the hardware document."""
+
+    path: str
+    """Dotted YAML path, e.g. `memory.latency_ns`."""
+    attr: str
+    """Dotted attribute path on HardwareSpec, e.g. `memory.latency_s`."""
+    kind: str
+    """text, number, integer, fraction, flag, choice, rates (a format -> number map)."""
+    scale: float = 1.0
+    """Multiplier from the YAML unit to SI."""
+    low: float | None = None
+    high: float | None = None
+    why: str = ""
+    """Why the range stops where it does (printed with a range error)."""
+    default: Any = REQUIRED
+    choices: tuple[str, ...] = ()
+    low_open: bool = True
+    """Whether `low` itself is excluded (positive quantities) or allowed (zero latencies)."""
+
+    @property
+    def section(self) -> str:
+        return self.path.rsplit(".", 1)[0] if "." in self.path else ""
+
+    @property
+    def key(self) -> str:
+        return self.path.rsplit(".", 1)[-1]
+
+
+def _num(path: str, attr: str, scale: float, high: float, why: str = _HUGE, **kw: Any) -> Field:
+    return Field(path, attr, "number", scale, 0.0, high, why, **kw)
+
+
+def _zero_ok(path: str, attr: str, scale: float, high: float, why: str = _HUGE, **kw: Any) -> Field:
+    return Field(path, attr, "number", scale, 0.0, high, why, low_open=False, **kw)
+
+
+def _int(path: str, attr: str, high: float, why: str = _HUGE, **kw: Any) -> Field:
+    return Field(path, attr, "integer", 1.0, 1, high, why, low_open=False, **kw)
+
+
+def _frac(path: str, attr: str, **kw: Any) -> Field:
+    return Field(path, attr, "fraction", 1.0, 0.0, 1.0, "an efficiency factor lies in (0, 1]", **kw)
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("name", "name", "text"),
+    Field("description", "description", "text"),
+    # memory
+    Field("memory.type", "memory.type", "text"),
+    _num("memory.capacity_gb", "memory.capacity_bytes", GB, 1e5),
+    _num("memory.peak_bandwidth_gb_per_s", "memory.peak_bandwidth_bytes_per_s", GB, 1e5),
+    _int("memory.channels", "memory.channels", 4096),
+    _frac("memory.efficiency", "memory.efficiency"),
+    _zero_ok("memory.latency_ns", "memory.latency_s", NS, 1e5, "DRAM latency is below a microsecond"),
+    _int("memory.burst_bytes", "memory.burst_bytes", 4096, "a DRAM burst is tens of bytes", default=64),
+    Field(
+        "memory.row_miss_overhead_bytes",
+        "memory.row_miss_overhead_bytes",
+        "integer",
+        1.0,
+        0,
+        65536,
+        "a row miss costs at most a few bursts",
+        default=64,
+        low_open=False,
+    ),
+    # compute
+    _int("compute.units", "compute.units", 1e6),
+    _num("compute.clock_mhz", "compute.clock_hz", MHZ, 1e5),
+    Field("compute.tensor_dense_tflop_per_s", "compute.tensor_flops_per_s", "rates", TFLOP, 0.0, 1e6, _HUGE),
+    _num("compute.vector_tflop_per_s", "compute.vector_flops_per_s", TFLOP, 1e6),
+    _frac("compute.vector_efficiency", "compute.vector_efficiency", default=1.0),
+    _frac("compute.attention_efficiency", "compute.attention_efficiency", default=1.0),
+    _int("compute.gemm.tile_m", "compute.gemm.tile_m", 4096, "output tiles are at most a few hundred rows"),
+    _int(
+        "compute.gemm.tile_n", "compute.gemm.tile_n", 4096, "output tiles are at most a few hundred columns"
+    ),
+    _int("compute.gemm.tile_k", "compute.gemm.tile_k", 4096, "a K step is at most a few hundred elements"),
+    _frac("compute.gemm.efficiency", "compute.gemm.efficiency"),
+    _zero_ok(
+        "compute.gemm.k_overhead",
+        "compute.gemm.k_overhead",
+        1.0,
+        1e6,
+        "a tile's prologue is worth at most a few thousand K elements",
+        default=0.0,
+    ),
+    _zero_ok(
+        "compute.gemm.m_overhead",
+        "compute.gemm.m_overhead",
+        1.0,
+        1e6,
+        "a call's fixed cost is worth at most a few thousand rows",
+        default=0.0,
+    ),
+    # on-chip memory
+    _num("on_chip.sram_mb", "on_chip.sram_bytes", MB, 1e6),
+    Field("on_chip.weight_prefetch", "on_chip.weight_prefetch", "flag"),
+    # on-chip network
+    Field("noc.topology", "noc.topology", "choice", choices=NOC_TOPOLOGIES),
+    _int("noc.tiles", "noc.tiles", 1e6),
+    _int("noc.mesh_rows", "noc.mesh_rows", 1e6, default=None),
+    _int("noc.mesh_cols", "noc.mesh_cols", 1e6, default=None),
+    _num("noc.link_bandwidth_gb_per_s", "noc.link_bandwidth_bytes_per_s", GB, 1e6),
+    _zero_ok("noc.hop_latency_ns", "noc.hop_latency_s", NS, 1e6, "an on-chip hop takes nanoseconds"),
+    # chip-to-chip link and collectives
+    Field("link.type", "link.type", "text"),
+    _num("link.bandwidth_gb_per_s_per_direction", "link.bandwidth_bytes_per_s_per_direction", GB, 1e5),
+    _frac("link.efficiency", "link.efficiency", default=1.0),
+    _zero_ok("link.latency_us", "link.latency_s", US, 1e4, "a link hop takes microseconds"),
+    Field("link.allreduce_algorithm", "link.allreduce_algorithm", "choice", choices=ALLREDUCE_ALGORITHMS),
+    _zero_ok(
+        "link.allreduce_call_us",
+        "link.allreduce_call_s",
+        US,
+        1e4,
+        "a collective's fixed cost is tens of microseconds",
+    ),
+    _zero_ok(
+        "link.one_shot_max_kb",
+        "link.one_shot_max_bytes",
+        KB,
+        1e7,
+        "one-shot all-reduce suits messages of kilobytes to megabytes",
+        default=0.0,
+    ),
+    # host link
+    Field("host_link.type", "host_link.type", "text"),
+    _num(
+        "host_link.bandwidth_gb_per_s_per_direction",
+        "host_link.bandwidth_bytes_per_s_per_direction",
+        GB,
+        1e4,
+    ),
+    _zero_ok(
+        "host_link.latency_us", "host_link.latency_s", US, 1e4, "a host transfer starts in microseconds"
+    ),
+    # kernel launch
+    Field("launch.mode", "launch.mode", "choice", choices=LAUNCH_MODES),
+    _zero_ok("launch.host_issue_us", "launch.host_issue_s", US, 1e5, "issuing a kernel takes microseconds"),
+    _zero_ok(
+        "launch.step_overhead_us",
+        "launch.step_overhead_s",
+        US,
+        1e5,
+        "host work between steps takes microseconds to milliseconds",
+    ),
+    _zero_ok(
+        "launch.kernel_gap_us", "launch.kernel_gap_s", US, 1e5, "the gap between kernels is microseconds"
+    ),
+    Field("launch.synchronous", "launch.synchronous", "flag", default=False),
+)
+
+SECTIONS = ("memory", "compute", "compute.gemm", "on_chip", "noc", "link", "host_link", "launch")
+REQUIRED_SOURCES = ("memory.efficiency",)
+"""Fields that must cite their own source beside their section's (`<field>_source`)."""
+TOP_KEYS = ("name", "description", "calibrated", *[s for s in SECTIONS if "." not in s])
+RETIRED_KEYS = {
+    "launch_overhead_us": (
+        "replaced by the launch section (mode, host_issue_us, step_overhead_us, kernel_gap_us)"
+    ),
+    "launch_overhead_source": "replaced by launch.source",
+}
+
+FIELD_BY_PATH: dict[str, Field] = {f.path: f for f in FIELDS}
+CALIBRATABLE = tuple(f.path for f in FIELDS if f.kind in ("number", "fraction"))
+"""Fields a fit may change (those a preset lists under `calibrated`)."""
