@@ -32,7 +32,7 @@ def emit(text: str, out: str | None) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dartsim.commands import hardware, models, record, replay, report, table7, trace
+    from dartsim.commands import hardware, models, record, replay, report, table7, trace, validate
 
     parser = _Parser(
         prog="dartsim",
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     trace.register(sub)
     report.register(sub)
     replay.register(sub)
+    validate.register(sub)
     return parser
 
 

@@ -52,3 +52,16 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[object], o
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Fail early, before long work, if `path` cannot be written as a file: its folder is
+    missing or not writable, or the path is a folder."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise UserError(f"{target}: is a folder, expected a file to write")
+    if not folder.is_dir():
+        raise UserError(f"{target}: cannot write, folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{target}: cannot write, folder {folder} is not writable")

@@ -68,7 +68,7 @@ def test_gpu_presets_state_their_launch_and_collective_model(name: str) -> None:
     hw = load_hardware_spec(name)
     assert hw.launch.mode == "graph" and not hw.launch.synchronous
     assert hw.launch.kernel_gap_s > 0 and hw.launch.host_issue_s > 0
-    assert hw.link.allreduce_call_s > 0
+    assert hw.link.allreduce_call_s >= 0 and hw.link.latency_s > 0
     assert not hw.on_chip.weight_prefetch
     assert hw.defaults == ()  # every field of a shipped preset is written out with its source
 
@@ -229,11 +229,11 @@ def test_fields_with_defaults_may_be_left_out_and_are_reported(tmp_path: Path) -
 def test_yaml_duplicate_keys_are_refused_and_exponents_are_numbers(tmp_path: Path) -> None:
     text = Path(load_hardware_spec("l40s").source_file).read_text()
     dup = tmp_path / "dup.yaml"
-    dup.write_text(text.replace("  channels: 12\n", "  channels: 12\n  channels: 13\n"))
+    dup.write_text(re.sub(r"(\n  channels: [0-9]+\n)", r"\1  channels: 13\n", text, count=1))
     with pytest.raises(UserError, match=r"dup\.yaml: malformed YAML at line \d+: duplicate key 'channels'"):
         load_hardware_spec(str(dup))
     exp = tmp_path / "exp.yaml"
-    exp.write_text(text.replace("latency_ns: 500", "latency_ns: 5e2"))
+    exp.write_text(re.sub(r"latency_ns: [0-9.]+", "latency_ns: 5e2", text, count=1))
     assert load_hardware_spec(str(exp)).memory.latency_s == pytest.approx(500e-9)
 
 
@@ -267,11 +267,11 @@ def test_override_changes_a_field_and_records_why() -> None:
 def test_a_huge_integer_is_a_range_error_not_a_crash(tmp_path: Path) -> None:
     text = Path(load_hardware_spec("l40s").source_file).read_text()
     path = tmp_path / "huge.yaml"
-    path.write_text(text.replace("capacity_gb: 48", "capacity_gb: 1" + "0" * 4000))
+    path.write_text(re.sub(r"capacity_gb: [0-9.]+", "capacity_gb: 1" + "0" * 4000, text, count=1))
     with pytest.raises(
         UserError, match=r"'memory.capacity_gb' must be at most 100000 .*an integer of 13288 bits"
     ):
         load_hardware_spec(str(path))
-    path.write_text(text.replace("capacity_gb: 48", "capacity_gb: 1" + "0" * 5000))
+    path.write_text(re.sub(r"capacity_gb: [0-9.]+", "capacity_gb: 1" + "0" * 5000, text, count=1))
     with pytest.raises(UserError, match=r"huge\.yaml: malformed YAML: Exceeds the limit"):
         load_hardware_spec(str(path))

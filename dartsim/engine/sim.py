@@ -146,11 +146,34 @@ def simulate_step(
 ) -> StepResult:
     """Run one step's kernels through the device model; returns timings and event sums.
     `prefetch` overrides the device's weight streaming."""
-    costs = [kernel_cost(k, dev) for k in kernels]
+    costs = _costs(kernels, dev)
     stream = dev.prefetch if prefetch is None else prefetch
     if stream or force_events:
         return _simulate_events(kernels, costs, dev, stream, timeline)
     return _simulate_serial(kernels, costs, dev, timeline)
+
+
+def _signature(kernel: Kernel) -> tuple[object, ...]:
+    """Everything that decides a kernel's cost (its layer does not)."""
+    k = kernel
+    return (k.name, k.flops_matmul, k.flops_vector, k.compute_dtype, k.reads, k.writes,
+            k.link_bytes, k.host_bytes, k.shape, k.collective)  # fmt: skip
+
+
+def _costs(kernels: Sequence[Kernel], dev: Device) -> list[tuple[KernelCost, float, str]]:
+    """Every kernel's cost, standalone time and bound; kernels that differ only in their
+    layer cost the same, so each distinct one is costed once."""
+    launch = _Launch(dev)
+    memo: dict[tuple[object, ...], tuple[KernelCost, float, str]] = {}
+    out = []
+    for kernel in kernels:
+        key = _signature(kernel)
+        entry = memo.get(key)
+        if entry is None:
+            cost = kernel_cost(kernel, dev)
+            entry = memo[key] = (cost, *_standalone(cost, dev, launch))
+        out.append(entry)
+    return out
 
 
 def _finish(result: StepResult, kernel: Kernel) -> None:
@@ -173,13 +196,13 @@ def _spans(spans: list[Span], kernel: Kernel, cost: KernelCost, begin: float, pr
 
 
 def _simulate_serial(
-    kernels: Sequence[Kernel], costs: list[KernelCost], dev: Device, timeline: bool
+    kernels: Sequence[Kernel], costs: list[tuple[KernelCost, float, str]], dev: Device, timeline: bool
 ) -> StepResult:
     """No streamer: kernels one after another, each with the memory path to itself."""
     result = StepResult(time_s=0.0, timings=[])
     launch = _Launch(dev)
     prev_end = 0.0
-    for i, (kernel, cost) in enumerate(zip(kernels, costs, strict=True)):
+    for i, (kernel, (cost, demand, bound)) in enumerate(zip(kernels, costs, strict=True)):
         start = launch.start(i, prev_end)
         moved = cost.weight_bytes + cost.other_bytes
         data_done = start
@@ -193,7 +216,6 @@ def _simulate_serial(
         if timeline:
             _spans(result.spans, kernel, cost, start, prev_end)
         _finish(result, kernel)
-        demand, bound = _standalone(cost, dev, launch)
         result.timings.append(KernelTiming(kernel, start, end, bound, start, demand))
         prev_end = end
     result.time_s = prev_end
@@ -201,8 +223,13 @@ def _simulate_serial(
 
 
 def _simulate_events(
-    kernels: Sequence[Kernel], costs: list[KernelCost], dev: Device, prefetch: bool, timeline: bool
+    kernels: Sequence[Kernel],
+    entries: list[tuple[KernelCost, float, str]],
+    dev: Device,
+    prefetch: bool,
+    timeline: bool,
 ) -> StepResult:
+    costs = [entry[0] for entry in entries]
     env = simpy.Environment()
     dram = simpy.PreemptiveResource(env, capacity=1)
     capacity = max(dev.sram_bytes, 1)
@@ -284,7 +311,7 @@ def _simulate_events(
             if timeline:
                 _spans(spans, kernel, cost, start, prev_end)
             _finish(result, kernel)
-            demand, bound = _standalone(cost, dev, launch)
+            _, demand, bound = entries[i]
             result.timings.append(KernelTiming(kernel, start, end, bound, min(start, first[i]), demand))
             prev_end = end
         result.time_s = prev_end

@@ -198,5 +198,5 @@ RETIRED_KEYS = {
 }
 
 FIELD_BY_PATH: dict[str, Field] = {f.path: f for f in FIELDS}
-CALIBRATABLE = tuple(f.path for f in FIELDS if f.kind in ("number", "fraction"))
+CALIBRATABLE = tuple(f.path for f in FIELDS if f.kind in ("number", "fraction", "rates"))
 """Fields a fit may change (those a preset lists under `calibrated`)."""

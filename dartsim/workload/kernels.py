@@ -62,8 +62,9 @@ class MatmulShape:
     (the FLOPs themselves are counted exactly in `Kernel.flops_matmul`).
 
     A GEMM is C[m, n] = A[m, k] @ B[k, n], `count` independent problems in one kernel.
-    For fused attention (`attention`), one problem per sequence and KV head: m query rows
-    (new tokens x query heads per KV head), n keys (the longest context), k = head_dim.
+    For fused attention (`attention`), one problem per sequence and KV head, tiled as
+    FlashAttention tiles it: outputs of m query rows (new tokens x query heads per KV head)
+    by n = head_dim, each tile looping over k = the keys (the longest context).
     """
 
     m: int

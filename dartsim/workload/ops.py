@@ -156,8 +156,9 @@ def attention_core(spec: ModelSpec, shape: StepShape, layer: int, prec: Precisio
         reads.append(weight("k_norm.weight", hd, prec.activation))
         vector += RMSNORM_FLOPS_PER_ELEMENT * T * (qw + kvw)
     group = spec.num_heads // spec.num_kv_heads  # query heads sharing one KV head
+    # FlashAttention tiles: [query rows x head_dim] outputs, each looping over the keys.
     tiling = MatmulShape(
-        shape.new_tokens * group, max(shape.sequence_contexts), hd, shape.batch * spec.num_kv_heads, True
+        shape.new_tokens * group, hd, max(shape.sequence_contexts), shape.batch * spec.num_kv_heads, True
     )
     return Kernel(
         name="attention",

@@ -1,0 +1,193 @@
+"""`dartsim calibrate` and `dartsim validate`: measured hardware files, and predictions
+checked against measurements (on this machine, and against published GPU figures)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dartsim.cli import emit
+
+
+def _progress(quiet: bool):  # type: ignore[no-untyped-def]
+    if quiet:
+        return None
+    return lambda message: sys.stderr.write(f"  {message}\n")
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    import yaml
+
+    from dartsim.errors import UserError
+    from dartsim.fileio import atomic_write_text, check_writable
+
+    check_writable(args.out)
+    if args.device == "cpu":
+        from dartsim.calibrate import cpu
+
+        sys.stderr.write("calibrating this host's CPU (eager PyTorch, fp32)\n")
+        doc, fit = cpu.preset(
+            cpu.measure(quick=args.quick, progress=_progress(args.quiet)), args.name or "cpu-host"
+        )
+    else:
+        from dartsim.calibrate import cuda
+
+        if not cuda.available():
+            raise UserError("--device cuda: no CUDA device is available on this machine")
+        if args.base is None:
+            raise UserError("--device cuda needs --base PRESET|FILE: the datasheet figures to start from")
+        from dartsim.specs.hardware import load_hardware_spec
+
+        base = load_hardware_spec(args.base)
+        sys.stderr.write(f"calibrating {cuda.device_name()} from {base.name}\n")
+        doc, fit = cuda.preset(
+            base, cuda.measure(quick=args.quick, progress=_progress(args.quiet)), args.name
+        )
+    text = "# written by dartsim calibrate; every measured field says how it was measured\n"
+    text += yaml.safe_dump(doc, sort_keys=False, width=100, allow_unicode=True)
+    atomic_write_text(args.out, text)
+    sys.stderr.write(f"GEMM fit: rms log error {fit.rms_log_error:.3f}\nwrote {args.out}\n")
+    return 0
+
+
+def _published(args: argparse.Namespace) -> int:
+    from dartsim.report.validation import render_published
+    from dartsim.validate import published
+
+    data = published.load_measurements(args.data)
+    if args.fit:
+        _write_fits(published.fit_presets(data, args.hw_dir), args.fit)
+        hw_dir = args.fit
+    else:
+        hw_dir = args.hw_dir
+    rows = published.evaluate(data, hw_dir)
+    emit(render_published(rows, data.about, data.split["rule"], data.sources, args.format), args.out)
+    return 0
+
+
+def _write_fits(fitted, folder: str) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    import yaml
+
+    from dartsim.fileio import atomic_write_text
+    from dartsim.specs.hardware import hardware_to_yaml_dict
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for hw, fit in fitted:
+        if fit is None:
+            sys.stderr.write(f"{hw.name}: no calibration rows or no calibrated field; not written\n")
+            continue
+        values = ", ".join(f"{k} = {v:g}" for k, v in fit.fields.items())
+        sys.stderr.write(f"{hw.name}: {values} (rms log error {fit.rms_log_error:.3f}, {fit.rows} rows)\n")
+        text = yaml.safe_dump(hardware_to_yaml_dict(hw), sort_keys=False, width=10000, allow_unicode=True)
+        atomic_write_text(out / f"{hw.name}.yaml", text)
+    sys.stderr.write(f"wrote fitted hardware files into {out}\n")
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from dartsim.errors import UserError
+    from dartsim.fileio import check_writable
+
+    if args.out:
+        check_writable(args.out)
+    if args.published:
+        return _published(args)
+    if args.hw is None:
+        raise UserError("validate needs --hw NAME|FILE (a hardware file of this host), or --published")
+    from dartsim.report.validation import host_rows, render_host
+    from dartsim.specs.hardware import load_hardware_spec
+    from dartsim.validate import host
+
+    hw = load_hardware_spec(args.hw)
+    selected = host.cases(quick=args.quick)
+    if args.only:
+        selected = [c for c in selected if args.only in c.name]
+        if not selected:
+            raise UserError(f"--only {args.only!r} matches no case")
+    from dartsim.calibrate.cpu import copy_bandwidth
+
+    sys.stderr.write(f"timing {len(selected)} cases on this host against {hw.name}\n")
+    before = copy_bandwidth(quick=args.quick)
+    results = host.run_cases(selected, hw, args.repeats, _progress(args.quiet))
+    after = copy_bandwidth(quick=args.quick)
+    preamble = (
+        f"Hardware file: `{hw.name}` ({hw.description}). Measured: real PyTorch execution on this "
+        f"machine, median of {args.repeats} runs after a warm-up. Predicted: dartsim's device model "
+        f"for the same work at fp32.\n\n{host.DESCRIPTION}\n\nThe host's copy bandwidth was "
+        f"{before / 1e9:.1f} GB/s before the cases and {after / 1e9:.1f} GB/s after them; the hardware "
+        f"file was calibrated at {hw.memory.peak_bandwidth_bytes_per_s / 1e9:.1f} GB/s. A shared machine's "
+        "bandwidth drifts: compare these before reading the errors."
+    )
+    emit(render_host(host_rows(results), hw.name, preamble, args.format), args.out)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    cal = sub.add_parser(
+        "calibrate",
+        help="measure this machine (cpu) or a GPU (cuda) and write a hardware file",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Runs microbenchmarks (streaming bandwidth, GEMMs across decode- and prefill-shaped\n"
+            "sizes, vector operations, per-kernel dispatch) and writes a hardware file whose\n"
+            "every measured field says what was measured, on what and how. The GEMM efficiency\n"
+            "fields are fitted to the measured GEMMs with the engine's own efficiency rule.\n"
+            "--device cpu builds the file from scratch; --device cuda starts from --base (the\n"
+            "datasheet figures) and replaces what it measures. About a minute (--quick: seconds)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  dartsim calibrate --device cpu --out my-host.yaml\n"
+            "  dartsim validate --hw my-host.yaml --out validation.md\n"
+            "  dartsim calibrate --device cuda --base h100-sxm --out my-h100.yaml"
+        ),
+    )
+    cal.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="what to measure (default cpu)")
+    cal.add_argument("--base", metavar="PRESET|FILE", help="cuda: the hardware file to start from")
+    cal.add_argument(
+        "--name", help="the name inside the written file (default cpu-host, or BASE-measured for cuda)"
+    )
+    cal.add_argument("--out", required=True, metavar="FILE.yaml", help="where to write the hardware file")
+    cal.add_argument("--quick", action="store_true", help="fewer shapes and repeats (seconds; for tests)")
+    cal.add_argument("--quiet", action="store_true", help="no progress lines")
+    cal.set_defaults(handler=run_calibrate)
+
+    val = sub.add_parser(
+        "validate",
+        help="predicted vs measured: on this CPU, or against published GPU measurements",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "On this machine: runs real PyTorch work (the bundled SmolLM2 prefill and decode;\n"
+            "single decoder layers at Llama-3.1-8B and 70B widths, dense and FFN-compact) and\n"
+            "times it beside dartsim's prediction on --hw, ending with the worst |error|.\n"
+            "With --published: every published GPU measurement shipped with dartsim, simulated\n"
+            "on its device's preset, reported as calibration and held-out parts separately."
+        ),
+        epilog=(
+            "examples:\n"
+            "  dartsim calibrate --device cpu --out host.yaml && dartsim validate --hw host.yaml\n"
+            "  dartsim validate --hw cpu-host --only smollm2 --repeats 3\n"
+            "  dartsim validate --published --out reports/validation-gpu.md"
+        ),
+    )
+    val.add_argument("--hw", metavar="NAME|FILE", help="this host's hardware file (e.g. from calibrate)")
+    val.add_argument("--published", action="store_true", help="check the published GPU measurements instead")
+    val.add_argument("--data", metavar="FILE", help="--published: another measurements file")
+    val.add_argument(
+        "--hw-dir", metavar="DIR", help="--published: take the device files from DIR instead of the presets"
+    )
+    val.add_argument(
+        "--fit",
+        metavar="DIR",
+        help="--published: fit each device's calibrated fields on its calibration rows, write the fitted "
+        "hardware files into DIR, and report with them",
+    )
+    val.add_argument("--repeats", type=int, default=5, help="timed runs per case (default 5)")
+    val.add_argument("--only", metavar="TEXT", help="only the cases whose name contains TEXT")
+    val.add_argument("--quick", action="store_true", help="a few small cases (for tests)")
+    val.add_argument("--format", choices=("md", "csv", "json"), default="md")
+    val.add_argument("--out", metavar="FILE", help="write atomically to FILE")
+    val.add_argument("--quiet", action="store_true", help="no progress lines")
+    val.set_defaults(handler=run_validate)

@@ -1,0 +1,417 @@
+"""Published GPU measurements against dartsim's predictions (`dartsim validate --published`).
+
+The measurements ship as `published-gpu.yaml` beside this module: every row cites its
+source with the exact text its number was read from, names the dartsim device and model
+presets it maps to, and says whether it belongs to the calibration part or the held-out
+part (the split rule is stated in the file and was fixed before any fit).
+
+A row is predicted with the engine on its device preset, dense, at its batch, precision
+and tensor-parallel degree:
+- ttft: the prefill step of `input_tokens` (the whole batch in one step);
+- tpot: the mean decode step over the output, taken as the mean of the first and last
+  decode steps (exact while step time is affine in the context, the property the replay's
+  memoisation rests on; a test checks it against a full replay);
+- e2e_latency: ttft + (output_tokens - 1) x tpot;
+- output_tokens_per_s: output_tokens / e2e_latency.
+
+The fit (`fit_presets`) changes only the fields a preset lists under `calibrated` among
+FITTABLE, per device, on that device's calibration rows, minimising the mean squared log
+error. The launch and collective fields enter every step's time linearly in graph mode
+(one step overhead per step, one gap per kernel, one fixed cost per collective), so each
+row's prediction is base + sum(coefficient x field), with the coefficients measured by
+simulating, and a coarse-then-fine grid searches them. The GEMM asymptote is not linear:
+a golden-section search over it refits the linear fields at every trial.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dartsim.engine.replay import ReplayConfig, ReplayStep, StepCoster
+from dartsim.errors import UserError
+from dartsim.specs.dtypes import get_dtype
+from dartsim.specs.hardware import HardwareSpec, hardware_preset_names, load_hardware_spec, override
+from dartsim.specs.model import load_model_spec, preset_names
+from dartsim.specs.strict_yaml import read_yaml
+from dartsim.workload import Precision, check_tensor_parallel
+
+DATA_FILE = "published-gpu.yaml"
+FORMAT = "dartsim-published-measurements"
+METRICS = {
+    "ttft": ("ms", "s"),
+    "tpot": ("ms", "s"),
+    "e2e_latency": ("ms", "s"),
+    "output_tokens_per_s": "tokens/s",
+}
+SPLITS = ("calibration", "held-out")
+UNIT_SCALE = {"ms": 1e-3, "s": 1.0, "tokens/s": 1.0}
+LINEAR_FIELDS = {
+    "launch.kernel_gap_us": (0.0, 10.0),
+    "launch.step_overhead_us": (0.0, 500.0),
+    "link.allreduce_call_us": (0.0, 100.0),
+}
+"""Fields that enter every step's time linearly in graph mode, with the range a fit
+searches (microseconds)."""
+NONLINEAR_FIELDS = {"compute.gemm.efficiency": (0.2, 1.0)}
+"""Fields searched by golden section, each trial refitting the linear fields."""
+FITTABLE = (*LINEAR_FIELDS, *NONLINEAR_FIELDS)
+COARSE_POINTS = 21
+FINE_POINTS = 11
+GOLDEN_STEPS = 9
+ROW_KEYS = {
+    "id": str,
+    "source": str,
+    "split": str,
+    "device": str,
+    "device_as_stated": str,
+    "model": str,
+    "model_as_stated": str,
+    "precision": dict,
+    "precision_as_stated": str,
+    "tp": int,
+    "batch": int,
+    "input_tokens": int,
+    "output_tokens": int,
+    "metric": str,
+    "value": (int, float),
+    "unit": str,
+    "quote": str,
+    "notes": str,
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One published measurement, validated."""
+
+    raw: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.raw[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def seconds_or_rate(self) -> float:
+        """The value in SI: seconds, or tokens per second."""
+        return float(self.value) * UNIT_SCALE[self.unit]
+
+    @property
+    def prec(self) -> Precision:
+        p = self.precision
+        return Precision(get_dtype(p["weight"]), get_dtype(p["activation"]), get_dtype(p["kv_cache"]))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    path: str
+    about: str
+    split: dict[str, str]
+    sources: dict[str, dict[str, str]]
+    rows: list[Row]
+
+
+def _default_path() -> Path:
+    return Path(str(resources.files("dartsim.validate").joinpath(DATA_FILE)))
+
+
+def load_measurements(path: str | None = None) -> Dataset:
+    """The published measurements (the shipped file, or `path`), checked row by row."""
+    where = Path(path) if path else _default_path()
+    raw = read_yaml(where)
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise UserError(f"{where}: not a dartsim published-measurements file (format: {FORMAT})")
+    for key in ("sources", "measurements", "split", "about"):
+        if key not in raw:
+            raise UserError(f"{where}: missing key {key!r}")
+    sources = raw["sources"]
+    if not isinstance(sources, dict):
+        raise UserError(f"{where}: 'sources' must be a mapping")
+    devices, models = set(hardware_preset_names()), set(preset_names())
+    rows, seen = [], set()
+    if not isinstance(raw["measurements"], list):
+        raise UserError(f"{where}: 'measurements' must be a list")
+    for index, item in enumerate(raw["measurements"]):
+        label = f"{where}: measurement {index}"
+        if not isinstance(item, dict):
+            raise UserError(f"{label} must be a mapping")
+        label = f"{where}: measurement {item.get('id', index)!r}"
+        for key, kind in ROW_KEYS.items():
+            if key not in item:
+                raise UserError(f"{label}: missing field {key!r}")
+            if isinstance(item[key], bool) or not isinstance(item[key], kind):
+                raise UserError(f"{label}: field {key!r} has the wrong type ({item[key]!r})")
+        unknown = set(item) - set(ROW_KEYS)
+        if unknown:
+            raise UserError(f"{label}: unknown field(s) {', '.join(sorted(unknown))}")
+        if item["id"] in seen:
+            raise UserError(f"{label}: duplicate id")
+        seen.add(item["id"])
+        checks = [
+            (item["source"] in sources, "source", f"names no entry of 'sources' ({item['source']!r})"),
+            (item["split"] in SPLITS, "split", f"must be one of {', '.join(SPLITS)}"),
+            (item["device"] in devices, "device", f"is not a hardware preset ({item['device']!r})"),
+            (item["model"] in models, "model", f"is not a model preset ({item['model']!r})"),
+            (item["metric"] in METRICS, "metric", f"must be one of {', '.join(METRICS)}"),
+            (item["value"] > 0 and math.isfinite(item["value"]), "value", "must be positive and finite"),
+            (item["tp"] >= 1 and item["batch"] >= 1, "tp", "and batch must be positive"),
+            (item["input_tokens"] >= 1 and item["output_tokens"] >= 1, "input_tokens", "and output >= 1"),
+            (set(item["precision"]) == {"weight", "activation", "kv_cache"}, "precision", "needs weight, "
+             "activation and kv_cache"),
+        ]  # fmt: skip
+        for ok, key, message in checks:
+            if not ok:
+                raise UserError(f"{label}: field {key!r} {message}")
+        allowed = METRICS[item["metric"]]
+        if item["unit"] not in ((allowed,) if isinstance(allowed, str) else allowed):
+            raise UserError(f"{label}: unit {item['unit']!r} does not fit metric {item['metric']!r}")
+        if item["metric"] == "tpot" and item["output_tokens"] < 2:
+            raise UserError(f"{label}: a tpot needs at least 2 output tokens")
+        row = Row(item)
+        try:
+            row.prec  # noqa: B018 - validates the formats
+            check_tensor_parallel(load_model_spec(item["model"]), item["tp"])
+        except UserError as exc:
+            raise UserError(f"{label}: {exc}") from None
+        rows.append(row)
+    return Dataset(str(where), str(raw["about"]), dict(raw["split"]), sources, rows)
+
+
+class _Predictor:
+    """Predictions of rows on one device, with simulated steps shared between rows."""
+
+    def __init__(self, hw: HardwareSpec) -> None:
+        self.hw = hw
+        self._steps: dict[tuple[Any, ...], float] = {}
+
+    def _step(self, row: Row, phase: str, context: int) -> float:
+        key = (row.model, row.tp, row.batch, tuple(row.precision.values()), phase, context, row.input_tokens)
+        if key not in self._steps:
+            spec = load_model_spec(row.model)
+            config = ReplayConfig(tp=row.tp, precision=row.prec)
+            coster = StepCoster(spec, self.hw, config)
+            dense = tuple([spec.intermediate_size] * spec.num_layers)
+            tokens = row.input_tokens if phase == "prefill" else 1
+            step = ReplayStep(phase, tokens, (context,) * row.batch, dense, False)
+            self._steps[key] = coster.simulate(step, step.contexts)[0].time_s
+        return self._steps[key]
+
+    def times(self, row: Row) -> tuple[float, float | None]:
+        """(ttft, tpot) in seconds, each only where the row's metric needs it (else 0);
+        tpot None for a single output token."""
+        ttft = 0.0 if row.metric == "tpot" else self._step(row, "prefill", row.input_tokens)
+        if row.output_tokens < 2:
+            return ttft, None
+        if row.metric == "ttft":
+            return ttft, 0.0
+        first = row.input_tokens + 1
+        last = row.input_tokens + row.output_tokens - 1
+        return ttft, (self._step(row, "decode", first) + self._step(row, "decode", last)) / 2
+
+    def predict(self, row: Row) -> float:
+        """The row's metric in SI (seconds, or tokens per second)."""
+        ttft, tpot = self.times(row)
+        return metric_value(row, ttft, tpot)
+
+
+def metric_value(row: Row, ttft: float, tpot: float | None) -> float:
+    if row.metric == "ttft":
+        return ttft
+    assert tpot is not None or row.output_tokens == 1
+    e2e = ttft + (row.output_tokens - 1) * (tpot or 0.0)
+    if row.metric == "tpot":
+        return tpot  # type: ignore[return-value]
+    if row.metric == "e2e_latency":
+        return e2e
+    return row.output_tokens / e2e
+
+
+def _hardware(device: str, hw_dir: str | None) -> HardwareSpec:
+    if hw_dir:
+        path = Path(hw_dir) / f"{device}.yaml"
+        if path.is_file():
+            return load_hardware_spec(str(path))
+    return load_hardware_spec(device)
+
+
+def evaluate(data: Dataset, hw_dir: str | None = None) -> list[dict[str, Any]]:
+    """Every row with its prediction and error ((predicted - measured) / measured)."""
+    predictors: dict[str, _Predictor] = {}
+    out = []
+    for row in data.rows:
+        if row.device not in predictors:
+            predictors[row.device] = _Predictor(_hardware(row.device, hw_dir))
+        predicted = predictors[row.device].predict(row)
+        measured = row.seconds_or_rate
+        out.append(
+            {
+                "id": row.id,
+                "source": row.source,
+                "split": row.split,
+                "device": row.device,
+                "model": row.model,
+                "tp": row.tp,
+                "batch": row.batch,
+                "input_tokens": row.input_tokens,
+                "output_tokens": row.output_tokens,
+                "precision": row.precision["weight"],
+                "metric": row.metric,
+                "measured": measured,
+                "predicted": predicted,
+                "error": (predicted - measured) / measured,
+            }
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class DeviceFit:
+    device: str
+    fields: dict[str, float]
+    """Fitted values, in the fields' YAML units."""
+    rows: int
+    rms_log_error: float
+
+
+def _linear_terms(
+    rows: Sequence[Row], hw: HardwareSpec, fields: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the (ttft, tpot) at all fitted fields 0, and their change per unit of each
+    field, [rows, 2] and [rows, fields, 2]."""
+    zero = override(hw, dict.fromkeys(fields, 0.0), "fit: zero")
+    base_pred = _Predictor(zero)
+    base = np.array([[t if t is not None else 0.0 for t in base_pred.times(r)] for r in rows])
+    slopes = np.zeros((len(rows), len(fields), 2))
+    for j, name in enumerate(fields):
+        unit = _Predictor(override(hw, {**dict.fromkeys(fields, 0.0), name: 1.0}, "fit: unit"))
+        for i, r in enumerate(rows):
+            t = unit.times(r)
+            slopes[i, j] = [t[0] - base[i, 0], (t[1] or 0.0) - base[i, 1]]
+    return base, slopes
+
+
+def _fit_linear(
+    rows: Sequence[Row], hw: HardwareSpec, fields: Sequence[str]
+) -> tuple[dict[str, float], float]:
+    """The linear fields minimising the mean squared log error, and that error."""
+    base, slopes = _linear_terms(rows, hw, fields)
+    measured = np.log([r.seconds_or_rate for r in rows])
+    bounds = [LINEAR_FIELDS[f] for f in fields]
+
+    def loss_of(combos: np.ndarray) -> np.ndarray:
+        ttft = base[:, None, 0] + np.einsum("rf,cf->rc", slopes[:, :, 0], combos)
+        tpot = base[:, None, 1] + np.einsum("rf,cf->rc", slopes[:, :, 1], combos)
+        predicted = np.stack([_vector_metric(r, ttft[i], tpot[i]) for i, r in enumerate(rows)])
+        return np.mean((np.log(np.maximum(predicted, 1e-12)) - measured[:, None]) ** 2, axis=0)
+
+    grids = [np.linspace(lo, hi, COARSE_POINTS) for lo, hi in bounds]
+    combos = np.array(list(itertools.product(*grids)))
+    loss = loss_of(combos)
+    best = combos[int(np.argmin(loss))]
+    steps = [(hi - lo) / (COARSE_POINTS - 1) for lo, hi in bounds]
+    fine = [
+        np.clip(np.linspace(b - st, b + st, FINE_POINTS), lo, hi)
+        for b, st, (lo, hi) in zip(best, steps, bounds, strict=True)
+    ]
+    combos = np.array(list(itertools.product(*fine)))
+    loss = loss_of(combos)
+    i = int(np.argmin(loss))
+    return {f: round(float(combos[i, j]), 3) for j, f in enumerate(fields)}, float(loss[i])
+
+
+def fit_device(rows: Sequence[Row], hw: HardwareSpec) -> DeviceFit | None:
+    """The calibrated fields of `hw` fitted to its calibration `rows` (None: nothing to fit)."""
+    linear = [f for f in LINEAR_FIELDS if f in hw.calibrated]
+    nonlinear = [f for f in NONLINEAR_FIELDS if f in hw.calibrated]
+    if not rows or not (linear or nonlinear):
+        return None
+    if not nonlinear:
+        values, loss = _fit_linear(rows, hw, linear)
+        return DeviceFit(hw.name, values, len(rows), math.sqrt(loss))
+    (name,) = nonlinear
+    lo, hi = NONLINEAR_FIELDS[name]
+    trials: dict[float, tuple[dict[str, float], float]] = {}
+
+    def trial(x: float) -> float:
+        x = round(x, 4)
+        if x not in trials:
+            trials[x] = _fit_linear(rows, override(hw, {name: x}, "fit: trial"), linear)
+        return trials[x][1]
+
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = lo, hi
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    for _ in range(GOLDEN_STEPS):
+        if trial(c) <= trial(d):
+            b, d = d, c
+            c = b - ratio * (b - a)
+        else:
+            a, c = c, d
+            d = a + ratio * (b - a)
+    x = min(trials, key=lambda k: trials[k][1])
+    values, loss = trials[x]
+    return DeviceFit(hw.name, {name: x, **values}, len(rows), math.sqrt(loss))
+
+
+def _vector_metric(row: Row, ttft: np.ndarray, tpot: np.ndarray) -> np.ndarray:
+    if row.metric == "ttft":
+        return ttft
+    if row.metric == "tpot":
+        return tpot
+    e2e = ttft + (row.output_tokens - 1) * tpot
+    return e2e if row.metric == "e2e_latency" else row.output_tokens / e2e
+
+
+def fit_presets(data: Dataset, hw_dir: str | None = None) -> list[tuple[HardwareSpec, DeviceFit | None]]:
+    """Every device of the data with its calibrated fields fitted on its calibration rows;
+    the returned specs carry the fitted values and say so in their sources."""
+    out = []
+    for device in sorted({r.device for r in data.rows}):
+        hw = _hardware(device, hw_dir)
+        rows = [r for r in data.rows if r.device == device and r.split == "calibration"]
+        fit = fit_device(rows, hw)
+        if fit is not None:
+            sources = sorted({r.source for r in rows})
+            note = (
+                f"{FIT_PHRASE} to the {fit.rows} calibration rows of "
+                f"{Path(data.path).name} on this device (sources: {', '.join(sources)}); "
+                f"rms log error {fit.rms_log_error:.3f}"
+            )
+            hw = _with_fitted(hw, fit.fields, note)
+        out.append((hw, fit))
+    return out
+
+
+FIT_PHRASE = "fitted by dartsim validate --published --fit"
+WAS = "; was: "
+
+
+def _with_fitted(hw: HardwareSpec, values: dict[str, float], note: str) -> HardwareSpec:
+    """`hw` with fitted values; each field's source says so, keeping what it said before
+    the first fit (a re-fit replaces the note instead of stacking them)."""
+    for path, value in values.items():
+        section = path.rpartition(".")[0]
+        prior = hw.sources.get(path) or hw.sources.get(section, "")
+        if prior.startswith(FIT_PHRASE) and WAS in prior:
+            prior = prior.split(WAS, 1)[1]
+        lo, hi = {**LINEAR_FIELDS, **NONLINEAR_FIELDS}[path]
+        edge = f" (at the edge of the searched range [{lo:g}, {hi:g}])" if value in (lo, hi) else ""
+        hw = override(hw, {path: value}, "x")
+        hw = replace(hw, sources={**hw.sources, path: f"{note}{edge}{WAS}{prior}"})
+    return hw
+
+
+def summary(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    errors = [abs(r["error"]) for r in rows]
+    if not errors:
+        return {"cases": 0, "median_abs_error": 0.0, "max_abs_error": 0.0}
+    return {"cases": len(errors), "median_abs_error": float(np.median(errors)), "max_abs_error": max(errors)}

@@ -1,0 +1,222 @@
+"""Calibration and validation: the published GPU set, the fit of calibrated fields, the
+GEMM and streaming fits, `dartsim calibrate` and `dartsim validate` on this machine."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dartsim.calibrate import published_gemm
+from dartsim.calibrate.cpu import streaming_line
+from dartsim.calibrate.gemm_fit import GemmSample, fit_gemm, predict_gemm_seconds
+from dartsim.engine.replay import ReplayConfig, ReplayStep
+from dartsim.engine.run import run_steps
+from dartsim.specs.dtypes import BF16, FP32
+from dartsim.specs.hardware import load_hardware_spec, override
+from dartsim.specs.model import load_model_spec
+from dartsim.validate import published
+
+
+@pytest.fixture(scope="module")
+def data() -> published.Dataset:
+    return published.load_measurements()
+
+
+def test_the_published_set_is_broad_and_cited(data: published.Dataset) -> None:
+    rows = data.rows
+    assert len(rows) >= 30
+    publishers = {data.sources[r.source]["publisher"] for r in rows}
+    assert len(publishers) >= 4
+    assert len({r.device for r in rows}) >= 4
+    assert {"ttft", "tpot"} <= {r.metric for r in rows}
+    for r in rows:
+        assert r.quote.strip() and data.sources[r.source]["url"].startswith("http")
+    for part in ("calibration", "held-out"):
+        assert sum(r.split == part for r in rows) >= 10
+
+
+def test_the_split_follows_its_stated_rule(data: published.Dataset) -> None:
+    """Held out: every row of another source than trtllm-0.9.0, and trtllm rows whose id
+    hashes to a first hex digit 0-4 (the rule the file states)."""
+    assert "sha256(id)" in data.split["rule"]
+    for r in data.rows:
+        expected = r.source != "trtllm-0.9.0" or hashlib.sha256(r.id.encode()).hexdigest()[0] in "01234"
+        assert (r.split == "held-out") == expected, r.id
+
+
+def test_every_published_row_simulates_and_both_parts_are_reported(data: published.Dataset) -> None:
+    from dartsim.report.validation import render_published
+
+    rows = published.evaluate(data)
+    assert len(rows) == len(data.rows)
+    assert all(math.isfinite(r["predicted"]) and r["predicted"] > 0 for r in rows)
+    text = render_published(rows, data.about, data.split["rule"], data.sources, "md")
+    for part in ("calibration", "held-out"):
+        assert f"**{part}**: median |error|" in text
+        assert text.rstrip().splitlines()[-1].startswith("held-out: median |error|")
+
+
+def test_the_tpot_shortcut_equals_a_full_replay(data: published.Dataset) -> None:
+    """A row's mean decode step (mean of the first and last step) against every step
+    simulated one by one."""
+    row = next(
+        r for r in data.rows if r.metric == "tpot" and r.model == "llama-2-7b" and r.output_tokens == 128
+    )
+    hw = load_hardware_spec(row.device)
+    _, tpot = published._Predictor(hw).times(row)
+    spec = load_model_spec(row.model)
+    dense = tuple([spec.intermediate_size] * spec.num_layers)
+    steps = [ReplayStep("prefill", row.input_tokens, (row.input_tokens,), dense, False)]
+    steps += [
+        ReplayStep("decode", 1, (c,), dense, False)
+        for c in range(row.input_tokens + 1, row.input_tokens + 128)
+    ]
+    full = run_steps(steps, spec, hw, ReplayConfig(precision=row.prec, memoize=False))
+    assert tpot == pytest.approx(full["tpot_s"], rel=1e-3)
+
+
+def test_the_fit_recovers_known_fields() -> None:
+    """Rows made by the engine itself with known launch, collective and GEMM fields: the
+    fit, started from other values, finds them again."""
+    truth = {
+        "launch.kernel_gap_us": 3.0,
+        "launch.step_overhead_us": 50.0,
+        "link.allreduce_call_us": 20.0,
+        "compute.gemm.efficiency": 0.6,
+    }
+    base = load_hardware_spec("h100-sxm")
+    true_hw = override(base, truth, "truth")
+    shapes = [("llama-3.2-3b", 1, 128, 2, "ttft"), ("llama-3.2-3b", 1, 2048, 64, "ttft"),
+              ("llama-3.2-3b", 1, 128, 64, "tpot"), ("llama-3.1-8b", 2, 128, 64, "tpot"),
+              ("llama-3.1-8b", 4, 512, 16, "tpot"), ("llama-3.1-8b", 2, 1024, 2, "ttft")]  # fmt: skip
+    rows = []
+    for i, (model, tp, inp, out, metric) in enumerate(shapes):
+        prec = {"weight": "fp8", "activation": "fp16", "kv_cache": "fp8"}
+        raw = {"id": f"r{i}", "model": model, "tp": tp, "batch": 1, "input_tokens": inp,
+               "output_tokens": out, "metric": metric, "unit": "s", "value": 1.0, "precision": prec,
+               "split": "calibration"}  # fmt: skip
+        raw["value"] = published._Predictor(true_hw).predict(published.Row(raw))
+        rows.append(published.Row(raw))
+    start = override(base, {"launch.kernel_gap_us": 0.5, "compute.gemm.efficiency": 0.9}, "start")
+    fit = published.fit_device(rows, start)
+    assert fit is not None and fit.rms_log_error < 0.01
+    assert fit.fields["launch.kernel_gap_us"] == pytest.approx(3.0, abs=0.3)
+    assert fit.fields["compute.gemm.efficiency"] == pytest.approx(0.6, abs=0.03)
+    assert fit.fields["link.allreduce_call_us"] == pytest.approx(20.0, abs=5.0)
+
+
+def test_fitted_presets_say_so_and_keep_what_they_replaced() -> None:
+    hw = load_hardware_spec("h100-sxm")
+    for field in ("launch.kernel_gap_us", "compute.gemm.efficiency"):
+        assert field in hw.calibrated
+        text = hw.sources[field]
+        assert text.startswith(published.FIT_PHRASE) and published.WAS in text
+        assert text.count(published.WAS) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m.pop("quote"), "missing field 'quote'"),
+        (lambda m: m.update(device="tpu-v9"), "is not a hardware preset ('tpu-v9')"),
+        (lambda m: m.update(unit="tokens/s"), "does not fit metric"),
+        (lambda m: m.update(split="maybe"), "must be one of calibration, held-out"),
+        (lambda m: m.update(tp=3), "does not divide"),
+    ],
+)
+def test_a_broken_measurement_file_is_one_line(run_cli, tmp_path: Path, change, message: str) -> None:  # type: ignore[no-untyped-def]
+    raw = yaml.safe_load(Path(published._default_path()).read_text())
+    raw["measurements"] = raw["measurements"][:2]
+    change(raw["measurements"][1])
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = run_cli("validate", "--published", "--data", str(path))
+    assert result.code == 2 and result.err.count("\n") == 1 and message in result.err
+
+
+def test_the_gemm_fit_recovers_a_known_curve() -> None:
+    hw = load_hardware_spec("cpu-host")
+    truth = override(hw, {"compute.gemm.efficiency": 0.7, "compute.gemm.k_overhead": 300.0,
+                          "compute.gemm.m_overhead": 20.0}, "truth")  # fmt: skip
+    shapes = [(m, 1024, k) for m in (4, 32, 128, 512) for k in (256, 1024, 4096)]
+    samples = [GemmSample(m, n, k, FP32, 1.0) for m, n, k in shapes]
+    samples = [dataclasses.replace(s, seconds=predict_gemm_seconds(s, truth, 5e-6)) for s in samples]
+    fit = fit_gemm(samples, hw, call_overhead_s=5e-6)
+    assert fit.rms_log_error < 0.01
+    assert fit.efficiency == pytest.approx(0.7, rel=0.05)
+    assert fit.k_overhead == pytest.approx(300.0, rel=0.15)
+    assert fit.m_overhead == pytest.approx(20.0, rel=0.15)
+
+
+def test_the_gpu_gemm_curve_is_the_fit_of_its_cited_microbenchmarks() -> None:
+    curve = published_gemm.fit_curve(load_hardware_spec("h100-sxm"))
+    for name in ("h100-sxm", "h200", "a100-sxm-80gb", "l40s"):
+        gemm = load_hardware_spec(name).compute.gemm
+        assert gemm.k_overhead == pytest.approx(curve.k_overhead)
+    h100 = load_hardware_spec("h100-sxm").compute.gemm
+    assert (h100.tile_m, h100.tile_n) == published_gemm.HOPPER_TILE
+    assert (
+        f"efficiency {curve.efficiency} and k_overhead {curve.k_overhead}"
+        in load_hardware_spec("h100-sxm").sources["compute.gemm"]
+    )
+    assert curve.rms_log_error < 0.05
+
+
+def test_the_streaming_line_separates_startup_from_bandwidth() -> None:
+    call = 4e-6
+    samples = [(size, call + 30e-6 + size / 10e9) for size in (400_000, 1_300_000, 4_000_000, 64_000_000)]
+    rate, startup = streaming_line(samples, call)
+    assert rate == pytest.approx(10e9, rel=1e-6) and startup == pytest.approx(30e-6, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_calibrate_writes_a_hardware_file_that_loads_and_validate_uses_it(run_cli, tmp_path: Path) -> None:
+    out = tmp_path / "host.yaml"
+    result = run_cli("calibrate", "--device", "cpu", "--quick", "--quiet", "--out", str(out))
+    assert result.code == 0, result.err
+    hw = load_hardware_spec(str(out))
+    assert hw.launch.synchronous and hw.launch.host_issue_s > 0
+    assert "dartsim calibrate --device cpu" in hw.sources["memory"]
+    assert "compute.gemm.k_overhead" in hw.calibrated
+    report = tmp_path / "v.md"
+    result = run_cli("validate", "--hw", str(out), "--quick", "--repeats", "1", "--only", "layer",
+                     "--quiet", "--out", str(report))  # fmt: skip
+    assert result.code == 0, result.err
+    text = report.read_text()
+    assert "llama-3.2-3b layer decode" in text and text.rstrip().splitlines()[-1].startswith(
+        "worst |error|: "
+    )
+
+
+def test_calibrate_refuses_an_unwritable_destination_before_measuring(run_cli, tmp_path: Path) -> None:
+    result = run_cli("calibrate", "--device", "cpu", "--out", str(tmp_path / "missing" / "x.yaml"))
+    assert result.code == 2 and "does not exist" in result.err
+
+
+def test_calibrate_cuda_without_a_gpu_is_one_line(run_cli, tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the CUDA path is exercised by the next test")
+    result = run_cli("calibrate", "--device", "cuda", "--base", "h100-sxm", "--out", str(tmp_path / "g.yaml"))
+    assert result.code == 2 and "no CUDA device" in result.err
+
+
+def test_calibrate_cuda_measures_a_gpu(run_cli, tmp_path: Path) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device on this machine")
+    out = tmp_path / "gpu.yaml"
+    result = run_cli(
+        "calibrate", "--device", "cuda", "--base", "h100-sxm", "--quick", "--quiet", "--out", str(out)
+    )
+    assert result.code == 0, result.err
+    hw = load_hardware_spec(str(out))
+    assert hw.launch.kernel_gap_s >= 0 and 0 < hw.memory.efficiency <= 1
+    assert hw.compute.gemm.efficiency > 0 and BF16.name in hw.compute.tensor_flops_per_s
