@@ -152,3 +152,27 @@ def test_sweep_report_is_current(run_cli, monkeypatch) -> None:  # type: ignore[
     )
     assert fresh.code == 0, fresh.err
     assert fresh.out == (REPO / "reports" / "sweep-70b.md").read_text()
+
+
+def test_mechanisms_report_is_current(run_cli) -> None:  # type: ignore[no-untyped-def]
+    fresh = run_cli("report", "mechanisms", "--model", "llama-3.1-70b", "--hw", "h100-sxm", "--tp", "1,4",
+                    "--keep", "0.3")  # fmt: skip
+    assert fresh.code == 0, fresh.err
+    assert fresh.out == (REPO / "reports" / "mechanisms-70b.md").read_text()
+
+
+def test_mechanisms_report_shows_launch_costs_and_the_stack_sensitivity() -> None:
+    """Each mechanism made ideal never slows the step; a CUDA-graph stack raises DART's
+    speedup over the fitted one, and host-bound eager issue flattens it."""
+    from dartsim.report.mechanisms import breakdown, sensitivity
+    from dartsim.specs.hardware import load_hardware_spec
+    from dartsim.specs.model import load_model_spec
+    from dartsim.workload import Precision
+
+    spec, hw = load_model_spec("llama-3.1-8b"), load_hardware_spec("h100-sxm")
+    b = breakdown(spec, hw, 1, Precision())
+    assert all(r["cost_s"] >= 0 for r in b["rows"]) and b["all_ideal_s"] < b["full_s"]
+    launch = next(r for r in b["rows"] if r["mechanism"].startswith("kernel launch"))
+    assert launch["cost_s"] > 0.1 * b["full_s"]
+    rows = {r["variant"].split(":")[0]: r["speedup"] for r in sensitivity(spec, hw, 1, 0.3, Precision())}
+    assert rows["CUDA-graph stack"] > rows["preset as fitted"] > rows["PyTorch eager"] >= 1.0

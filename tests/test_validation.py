@@ -59,6 +59,10 @@ def test_every_published_row_simulates_and_both_parts_are_reported(data: publish
     for part in ("calibration", "held-out"):
         assert f"**{part}**: median |error|" in text
         assert text.rstrip().splitlines()[-1].startswith("held-out: median |error|")
+    shipped = Path(__file__).resolve().parents[1] / "reports" / "validation-gpu.md"
+    assert text == shipped.read_text(), (
+        "reports/validation-gpu.md is stale: regenerate it (reports/README.md)"
+    )
 
 
 def test_the_tpot_shortcut_equals_a_full_replay(data: published.Dataset) -> None:

@@ -39,7 +39,8 @@ GEMV_QUICK_SHAPES = ((576, 576), (2048, 2048))
 GEMV_STREAM_BYTES = 400 * 2**20
 """Distinct weights streamed per GEMV sample: far beyond any last-level cache."""
 GEMM_MS = (1, 8, 32, 64, 128, 512)
-GEMM_KN = ((576, 576), (576, 1536), (1536, 576), (2048, 2048), (4096, 4096))
+GEMM_KN = ((576, 576), (576, 1536), (1536, 576), (2048, 2048), (4096, 4096), (4096, 14336))
+"""(k, n) of the calibration GEMMs: SmolLM2's widths, square ones, and one FFN-shaped."""
 GEMM_QUICK_MS = (1, 32, 256)
 GEMM_QUICK_KN = ((576, 1536), (2048, 2048))
 GEMM_WEIGHT_POOL_BYTES = 256 * 2**20

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from dartsim.cli import emit
-from dartsim.commands.common import add_format_and_out
+from dartsim.commands.common import add_format_and_out, add_precision, fraction
 
 
 def run_figure5(args: argparse.Namespace) -> int:
@@ -54,6 +54,32 @@ def run_host_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_mechanisms(args: argparse.Namespace) -> int:
+    from dartsim.commands.common import precision_from, split_list
+    from dartsim.errors import UserError
+    from dartsim.report.mechanisms import render_report
+    from dartsim.specs.hardware import load_hardware_spec
+    from dartsim.specs.model import load_model_spec
+    from dartsim.workload import check_tensor_parallel
+
+    spec = load_model_spec(args.model)
+    hw = load_hardware_spec(args.hw)
+    precision = precision_from(args)
+    hw.tensor_flops_per_s(precision.gemm_compute, f"--weight-dtype {args.weight_dtype}")
+    tps = []
+    for text in split_list(args.tp, "--tp"):
+        try:
+            tp = int(text)
+        except ValueError:
+            raise UserError(f"--tp: expected positive integers, got {text!r}") from None
+        if tp <= 0:
+            raise UserError(f"--tp: expected positive integers, got {tp}")
+        check_tensor_parallel(spec, tp)
+        tps.append(tp)
+    emit(render_report(spec, hw, tps, args.keep, precision), args.out)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser("report", help="figures and tables from recorded traces")
     report_sub = parser.add_subparsers(dest="report_command", metavar="REPORT", parser_class=type(parser))
@@ -83,7 +109,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="predicted vs measured step times for traces recorded on this host",
         description=(
             "Replays traces with a preset calibrated on the recording machine "
-            "(python benchmarks/calibrate_host.py) and compares step times with those measured."
+            "(dartsim calibrate --device cpu) and compares step times with those measured."
         ),
     )
     host.add_argument("traces", nargs="+", metavar="TRACE")
@@ -91,3 +117,25 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     host.add_argument("--prefetch", action="store_true", help="model weight streaming (off: a CPU has none)")
     add_format_and_out(host, ("md", "csv", "json"))
     host.set_defaults(handler=run_host_check)
+    mech = report_sub.add_parser(
+        "mechanisms",
+        help="what each device-model mechanism costs a decode step, and DART's speedup under other stacks",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Simulates a batch-1 decode step with every mechanism, then with one at a time made\n"
+            "ideal (launch, latency, collectives, compute efficiency, memory efficiency), and\n"
+            "compares a dense step with a DART-masked one under other launch and collective\n"
+            "assumptions (CUDA graphs, PyTorch eager, NCCL-like all-reduce, ring)."
+        ),
+        epilog="example:\n  dartsim report mechanisms --model llama-3.1-70b --hw h100-sxm --tp 1,4 --keep 0.3"
+        "\n  dartsim report mechanisms --model llama-3.1-8b --hw l40s --tp 1 --out mech-8b.md",
+    )
+    mech.add_argument(
+        "--model", default="llama-3.1-70b", help="model preset or config.json (default llama-3.1-70b)"
+    )
+    mech.add_argument("--hw", default="h100-sxm", help="hardware preset or YAML (default h100-sxm)")
+    mech.add_argument("--tp", default="1,4", help="comma-separated tensor-parallel degrees (default 1,4)")
+    mech.add_argument("--keep", type=fraction, default=0.3, help="kept fraction of FFN neurons (default 0.3)")
+    mech.add_argument("--out", metavar="FILE", help="write atomically to FILE")
+    add_precision(mech)
+    mech.set_defaults(handler=run_mechanisms)

@@ -1,5 +1,5 @@
 """Predicted against measured: replay traces recorded on this host with a hardware preset
-calibrated on it (benchmarks/calibrate_host.py), and compare step times.
+calibrated on it (dartsim calibrate --device cpu), and compare step times.
 
 Traces recorded with `--mask-apply zero` did the full dense FFN arithmetic (masking only
 zeroes u), so they are replayed dense; `compact` traces are replayed with their masks.
@@ -66,7 +66,7 @@ def render_rows(rows: Sequence[dict[str, Any]], hw: HardwareSpec, fmt: str) -> s
     ]
     return (
         f"# Predicted vs measured step times on {hw.name}\n\n"
-        f"Hardware file: `{Path(hw.source_file).name}` (calibrated by benchmarks/calibrate_host.py).\n"
+        f"Hardware file: `{Path(hw.source_file).name}` (calibrated by dartsim calibrate --device cpu).\n"
         "Measured: the step times recorded in each trace. Predicted: dartsim replay of the same\n"
         "steps at fp32, as recorded (zero-masked traces replayed dense).\n\n"
         + render.markdown_table(header, table)
