@@ -21,6 +21,16 @@ def read_text(path: Path, what: str = "file") -> str:
         raise UserError(f"{path}: cannot read: {exc}") from None
 
 
+_CREATE_MODE = 0o666
+"""What a new file may be, before the umask (as open() creates files)."""
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder and a rename."""
     atomic_write_with(path, lambda handle: handle.write(data))
@@ -43,6 +53,7 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[object], o
         raise UserError(f"{target}: cannot write, folder {folder} does not exist")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
+        os.fchmod(fd, _CREATE_MODE & ~_umask())  # mkstemp makes 0600; honour the umask
         with os.fdopen(fd, "wb") as handle:
             writer(handle)
             handle.flush()

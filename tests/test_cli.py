@@ -190,3 +190,19 @@ def test_trace_synth_writes_a_marked_synthetic_trace(run_cli, tmp_path: Path) ->
         str(tmp_path / "x.pt"),
     )
     assert too_many.code == 2 and "do not fit" in too_many.err and not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["hw", "list"], ["models"], ["table7"]])
+def test_commands_that_need_no_weights_do_not_import_torch(argv: list[str]) -> None:
+    """Start-up: these commands must not pay for importing torch (benchmarks/startup.py
+    prints the time ratio; this checks the cause, which timing on a busy machine cannot)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom dartsim.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "sys.stdout.flush()\nassert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

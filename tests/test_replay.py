@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from dartsim.dart.params import DartParams
+from dartsim.engine.costing import ReplayConfig
 from dartsim.engine.machine import device
-from dartsim.engine.replay import ReplayConfig, build_steps, check_retarget
 from dartsim.engine.run import choose_tp, run_steps
 from dartsim.engine.sim import simulate_step
+from dartsim.engine.steps import build_steps, check_retarget, expand
 from dartsim.errors import UserError
 from dartsim.specs.hardware import load_hardware_spec
 from dartsim.specs.model import load_model_spec
@@ -25,33 +26,95 @@ SMALL_T = DartParams(reference_tokens=20, tau=10)
 """A short reference so that short synthetic traces have room for re-triggers."""
 
 
-@pytest.fixture(scope="module")
-def smol_trace() -> dict:  # type: ignore[type-arg]
-    return synth_trace(load_model_spec("smollm2-135m"), 64, 2000, 3, 0.6, params=SMALL_T)
-
-
 @pytest.mark.slow
-def test_memoised_and_unmemoised_replays_agree(smol_trace) -> None:  # type: ignore[no-untyped-def]
+def test_memoised_and_unmemoised_replays_agree() -> None:
+    """Runs in closed form over a coarse context grid, from cached blocks, against every
+    step simulated kernel by kernel (a batch of two, so that unions and a finishing
+    sequence are covered; a grid of 128 tokens, so that runs cross many cells)."""
     spec = load_model_spec("smollm2-135m")
-    steps = build_steps([smol_trace], spec, False)
+    traces = [synth_trace(spec, 64, n, 2, 0.6, seed=i, params=SMALL_T) for i, n in enumerate((700, 520))]
+    steps = build_steps(traces, spec, False)
     hw = load_hardware_spec("h100-sxm")
-    memo = run_steps(steps, spec, hw, ReplayConfig(memoize=True))
+    memo = run_steps(steps, spec, hw, ReplayConfig(memoize=True, context_grid=128))
     full = run_steps(steps, spec, hw, ReplayConfig(memoize=False))
     assert memo["totals"]["bytes"] == full["totals"]["bytes"]
     assert memo["totals"]["flops"] == full["totals"]["flops"]
     assert memo["totals"]["time_s"] == pytest.approx(full["totals"]["time_s"], rel=1e-3)
     assert memo["tpot_p99_s"] == pytest.approx(full["tpot_p99_s"], rel=1e-3)
-    assert memo["simulated_steps"] < full["simulated_steps"] / 20
+    assert memo["step_times_s"] == pytest.approx(full["step_times_s"], rel=2e-3)
+    for a, b in zip(memo["layers"], full["layers"], strict=True):
+        assert a["mlp"]["bytes"] == b["mlp"]["bytes"] and a["attention"]["flops"] == b["attention"]["flops"]
+        assert a["mlp"]["time_s"] == pytest.approx(b["mlp"]["time_s"], rel=2e-3)
+    assert memo["simulated_steps"] < full["simulated_steps"] / 10
 
 
-def test_replay_totals_equal_the_workload_model(smol_trace) -> None:  # type: ignore[no-untyped-def]
+BLOCK_CASES = [
+    ("llama-3.1-8b", "h100-sxm", 1, ("decode", 1, (512,)), False),
+    ("llama-3.1-8b", "l40s", 1, ("prefill", 256, (256,)), True),
+    ("llama-3.1-70b", "h100-sxm", 4, ("decode", 1, (900, 1700, 33)), False),
+    ("llama-3.1-70b", "a100-sxm-80gb", 8, ("decode", 1, (4096,)), True),
+    ("smollm2-135m", "cpu-host", 1, ("prefill", 64, (64,)), False),
+]
+
+
+@pytest.mark.parametrize("case", BLOCK_CASES, ids=lambda c: f"{c[0]}-{c[1]}-tp{c[2]}-{c[3][0]}")
+def test_block_costing_equals_the_kernel_by_kernel_simulation(case) -> None:  # type: ignore[no-untyped-def]
+    """With additive timing a step is the sum of cached blocks; nothing changes."""
+    from dartsim.engine.costing import ReplayStep, StepCoster
+    from dartsim.specs.dtypes import FP16, FP32
+
+    model, hw_name, tp, (phase, new, contexts), observe = case
+    spec, hw = load_model_spec(model), load_hardware_spec(hw_name)
+    formats = {"cpu-host": Precision(FP32, FP32, FP32), "a100-sxm-80gb": Precision(FP16, FP16, FP16)}
+    prec = formats.get(hw_name, Precision())
+    kept = tuple((spec.intermediate_size * (3 + i % 5)) // 10 // tp * tp for i in range(spec.num_layers))
+    coster = StepCoster(spec, hw, ReplayConfig(tp=tp, precision=prec))
+    assert coster.additive
+    step = ReplayStep(phase, new, contexts, kept, observe)
+    fast = coster.decomposed(step, contexts)
+    full, _ = coster.simulate(step, contexts)
+    assert fast.time_s == pytest.approx(full.time_s, rel=1e-9)
+    assert (fast.bytes, fast.flops, fast.link_bytes) == (full.bytes, full.flops, full.link_bytes)
+    assert (fast.layer_bytes == full.layer_bytes).all() and (fast.layer_flops == full.layer_flops).all()
+    assert fast.layer_time == pytest.approx(full.layer_time, rel=1e-9)
+    assert fast.layer_bound == full.layer_bound
+
+
+def test_a_streamer_or_eager_issue_turns_block_costing_off() -> None:
+    from dartsim.engine.costing import StepCoster
+
+    spec, hw = load_model_spec("llama-3.1-8b"), load_hardware_spec("h100-sxm")
+    assert not StepCoster(spec, hw, ReplayConfig(prefetch=True)).additive
+    assert not StepCoster(spec, hw, ReplayConfig(launch="eager")).additive
+
+
+def test_runs_break_where_a_sequence_changes_epoch_or_leaves_the_batch() -> None:
+    from dartsim.engine.steps import step_count
+
+    spec = load_model_spec("smollm2-135m")
+    a = synth_trace(spec, 16, 200, 1, 0.6, seed=1, params=SMALL_T)
+    b = synth_trace(spec, 16, 120, 0, 0.6, seed=2, params=SMALL_T)
+    runs = build_steps([a, b], spec, False)
+    steps = expand(runs)
+    assert step_count(runs) == len(steps) == 2 + 199  # two prefills, then a's 199 decode steps
+    assert [len(s.contexts) for s in steps[2:]] == [2] * 119 + [1] * 80
+    assert all(s.contexts[0] == 17 + j for j, s in enumerate(steps[2:]))
+    epochs_a = a["steps"]["epoch"][1:].tolist()
+    for run in runs[2:]:
+        first = sum(r.count for r in runs[2 : runs.index(run)])
+        span = epochs_a[first : first + run.count]
+        assert len(set(span)) == 1, "a run spans one epoch of every sequence"
+    assert sum(len(s.mask_builds) for s in steps) == len(a["epochs"]["kept"]) + len(b["epochs"]["kept"])
+
+
+def test_replay_totals_equal_the_workload_model() -> None:
     """Conservation over a whole replay: every step's kernels from the workload model."""
     spec = load_model_spec("smollm2-135m")
     trace = synth_trace(spec, 16, 200, 1, 0.5, params=SMALL_T)
     steps = build_steps([trace], spec, False)
     result = run_steps(steps, spec, load_hardware_spec("l40s"), ReplayConfig(memoize=True))
     expected_bytes = expected_flops = 0
-    for step in steps:
+    for step in expand(steps):
         shape = StepShape(step.phase, len(step.contexts), step.new_tokens, max(step.contexts), step.contexts)
         kernels = step_kernels(spec, shape, list(step.kept), execution=Execution(dart_observe=step.observe))
         expected_bytes += sum(k.bytes for k in kernels)
@@ -297,7 +360,7 @@ def test_sweep_covers_the_grid_and_skips_what_cannot_run(run_cli, synth_file: Pa
 def test_tensor_parallel_replay_charges_the_busiest_shard() -> None:
     import torch
 
-    from dartsim.engine.replay import busiest_shard_kept
+    from dartsim.engine.steps import busiest_shard_kept
 
     mask = torch.zeros(2, 8, dtype=torch.bool)
     mask[0, :3] = True  # all three kept neurons on shard 0 of 2

@@ -149,3 +149,11 @@ def test_trace_info_summarises_and_fails_cleanly(run_cli, tmp_path: Path) -> Non
     (tmp_path / "bad.pt").write_bytes(b"not a zip")
     bad = run_cli("trace", "info", str(tmp_path / "bad.pt"))
     assert bad.code == 2 and bad.err.count("\n") == 1
+
+
+def test_mask_bits_follow_the_documented_layout() -> None:
+    """Neuron i is bit i % 8 of byte i // 8 (little bit order), as the schema states."""
+    mask = torch.zeros(1, 20, dtype=torch.bool)
+    mask[0, 9] = True
+    mask[0, 0] = True
+    assert pack_mask(mask).tolist() == [[1, 2, 0]]

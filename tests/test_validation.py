@@ -14,7 +14,7 @@ import yaml
 from dartsim.calibrate import published_gemm
 from dartsim.calibrate.cpu import streaming_line
 from dartsim.calibrate.gemm_fit import GemmSample, fit_gemm, predict_gemm_seconds
-from dartsim.engine.replay import ReplayConfig, ReplayStep
+from dartsim.engine.costing import ReplayConfig, ReplayStep
 from dartsim.engine.run import run_steps
 from dartsim.specs.dtypes import BF16, FP32
 from dartsim.specs.hardware import load_hardware_spec, override

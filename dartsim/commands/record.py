@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from dartsim.commands.common import positive_int
-from dartsim.dart.hooks import MASK_APPLY
 from dartsim.dart.params import (
+    MASK_APPLY,
     PAPER_ALPHA_E,
     PAPER_ALPHA_L,
     PAPER_BETA_E,
@@ -16,11 +16,11 @@ from dartsim.dart.params import (
     PAPER_DELTA,
     PAPER_SPARSITY,
     PUBLISHED_SPARSITY,
+    RECORD_MODES,
     VARIANTS,
     DartParams,
 )
 from dartsim.dart.prompts import TWO_TOPIC_PROMPT, read_prompt_file
-from dartsim.dart.recorder import MODES, RecordOptions
 from dartsim.errors import UserError
 
 DEFAULTS = DartParams()
@@ -65,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from dartsim.dart.session import record
 
     params = _params(args)
+    from dartsim.dart.recorder import RecordOptions
+
     options = RecordOptions(
         max_new_tokens=args.max_new_tokens,
         min_new_tokens=args.min_new_tokens,
@@ -174,7 +176,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     dart.add_argument(
         "--mode",
-        choices=MODES,
+        choices=RECORD_MODES,
         default="dart",
         help="dart (default); static: first mask only; dense: no mask",
     )

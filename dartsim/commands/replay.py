@@ -72,9 +72,10 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
 
 def _execute(args: argparse.Namespace, traces: list[dict[str, Any]], spec: Any, extra: dict[str, Any]) -> int:
     from dartsim.cli import emit
-    from dartsim.engine.replay import ReplayConfig, StepCoster, build_steps, check_retarget
+    from dartsim.engine.costing import ReplayConfig, StepCoster
     from dartsim.engine.report import contract, layers_csv, perfetto_events, render_table, retriggers_csv
     from dartsim.engine.run import choose_tp, densified, run_steps
+    from dartsim.engine.steps import build_steps, check_retarget, step_count
     from dartsim.errors import UserError
     from dartsim.fileio import atomic_write_text
     from dartsim.report import render
@@ -112,8 +113,8 @@ def _execute(args: argparse.Namespace, traces: list[dict[str, Any]], spec: Any, 
             a, b = (int(x) for x in args.perfetto_steps.split(":"))
         except ValueError:
             raise UserError(f"--perfetto-steps must be A:B, got {args.perfetto_steps!r}") from None
-        if not 0 <= a <= b < len(steps):
-            raise UserError(f"--perfetto-steps {a}:{b} outside the {len(steps)} steps")
+        if not 0 <= a <= b < step_count(steps):
+            raise UserError(f"--perfetto-steps {a}:{b} outside the {step_count(steps)} steps")
         coster = StepCoster(spec, hw, config)
         atomic_write_text(
             args.perfetto, render.json_text(perfetto_events(coster, steps, result["step_times_s"], a, b))

@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
-MASK_APPLY = ("zero", "compact")
 """zero: multiply u by the 0/1 mask (the reference); compact: slice the kept rows of
 W_gate and W_up and columns of W_down into smaller contiguous matrices."""
 

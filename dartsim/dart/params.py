@@ -11,6 +11,12 @@ from dataclasses import asdict, dataclass
 
 from dartsim.errors import UserError
 
+RECORD_MODES = ("dart", "static", "dense")
+"""What `dartsim record --mode` records: DART, its first mask kept for the whole run, or
+no mask at all."""
+MASK_APPLY = ("zero", "compact")
+"""How a recorded mask is applied to the model: zeroing u, or slicing the kept weights."""
+
 VARIANTS = ("paper", "published-code")
 SCORES = ("activation", "vocab-proxy")
 

@@ -21,8 +21,9 @@ import torch
 from dartsim import __version__
 from dartsim.dart import drift, policy
 from dartsim.dart.hf import LoadedModel
-from dartsim.dart.hooks import MASK_APPLY, MaskableLinear, decoder_layers, wrap_ffn
-from dartsim.dart.params import FIGURE5_WINDOW, PUBLISHED_ROUNDS, DartParams
+from dartsim.dart.hooks import MaskableLinear, decoder_layers, wrap_ffn
+from dartsim.dart.params import FIGURE5_WINDOW, MASK_APPLY, PUBLISHED_ROUNDS, DartParams
+from dartsim.dart.params import RECORD_MODES as MODES
 from dartsim.errors import UserError
 from dartsim.trace.schema import (
     CHECK_DTYPES,
@@ -33,7 +34,6 @@ from dartsim.trace.schema import (
     pack_mask,
 )
 
-MODES = ("dart", "static", "dense")
 """dart: masks with drift detection and re-triggers; static: the first mask for the whole
 run (drift is still checked and recorded, never acted on); dense: no mask at all (the
 reference is still built, for Figure 5)."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from dartsim.engine.costing import PARTS, ReplayConfig, ReplayStep, StepCoster
 from dartsim.engine.machine import device
-from dartsim.engine.replay import PARTS, ReplayConfig, ReplayStep, StepCoster
+from dartsim.engine.steps import step_at
 from dartsim.report import render
 from dartsim.specs.hardware import HardwareSpec
 from dartsim.specs.model import ModelSpec
@@ -129,7 +130,7 @@ def perfetto_events(
     tracks: dict[str, int] = {}
     events: list[dict[str, Any]] = []
     for index in range(first, last + 1):
-        step = steps[index]
+        step = step_at(steps, index)
         _, result = coster.simulate(step, step.contexts, timeline=True)
         events.append(
             {

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from dartsim.engine.replay import PARTS, ReplayConfig, ReplayStep, StepCoster
+from dartsim.engine.costing import PARTS, ReplayConfig, ReplayStep, StepCoster
+from dartsim.engine.steps import step_count
 from dartsim.errors import UserError
 from dartsim.specs.hardware import HardwareSpec
 from dartsim.specs.model import ModelSpec
@@ -76,6 +77,18 @@ def choose_tp(
     return tp
 
 
+def _middle_decode(steps: Sequence[ReplayStep]) -> int | None:
+    """Index (over all steps) of the first decode step from the middle of the run on."""
+    total = step_count(steps)
+    index = 0
+    for step in steps:
+        last = index + step.count - 1
+        if step.phase == "decode" and last >= total // 2:
+            return max(index, total // 2)
+        index += step.count
+    return None
+
+
 def run_steps(
     steps: Sequence[ReplayStep],
     spec: ModelSpec,
@@ -83,48 +96,51 @@ def run_steps(
     config: ReplayConfig,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Cost every step; returns the replay contract's numbers (without identity fields)."""
+    """Cost every step (runs of decode steps in closed form); returns the replay
+    contract's numbers (without identity fields)."""
     coster = StepCoster(spec, hw, config)
     layers = spec.num_layers
     layer_bytes = np.zeros((layers, 2), dtype=np.int64)
     layer_flops = np.zeros((layers, 2), dtype=np.int64)
     layer_time = np.zeros((layers, 2), dtype=np.float64)
     total_bytes = total_flops = total_link = 0
-    step_times = np.zeros(len(steps), dtype=np.float64)
+    n_steps = step_count(steps)
+    step_times = np.zeros(n_steps, dtype=np.float64)
+    prefill = np.zeros(n_steps, dtype=bool)
     retriggers = []
     bar = None
-    if progress and len(steps) >= PROGRESS_MIN_STEPS:
+    if progress and n_steps >= PROGRESS_MIN_STEPS:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(steps), desc="replaying", unit="step", file=sys.stderr)
-    middle = next((i for i in range(len(steps) // 2, len(steps)) if steps[i].phase == "decode"), None)
+        bar = tqdm(total=n_steps, desc="replaying", unit="step", file=sys.stderr)
+    middle = _middle_decode(steps)
     bounds = None
-    for i, step in enumerate(steps):
-        cost = coster.cost(step)
-        extra = 0.0
+    generated = 0
+    index = 0
+    for step in steps:
+        times, cost = coster.cost_run(step)
         for kept in step.mask_builds:
             seconds, moved, host = coster.retrigger_cost(kept)
-            extra += seconds
+            times[0] += seconds
             total_bytes += moved
-            retriggers.append({"step": i, "time_s": seconds, "bytes": moved, "host_bytes": host})
-        step_times[i] = cost.time_s + extra
+            retriggers.append({"step": index, "time_s": seconds, "bytes": moved, "host_bytes": host})
+        step_times[index : index + step.count] = times
+        prefill[index : index + step.count] = step.phase == "prefill"
+        generated += 1 if step.phase == "prefill" else len(step.contexts) * step.count
         total_bytes += cost.bytes
         total_flops += cost.flops
         total_link += cost.link_bytes
         layer_bytes += cost.layer_bytes
         layer_flops += cost.layer_flops
         layer_time += cost.layer_time
-        if i == middle:
-            bounds = cost.layer_bound
+        if middle is not None and index <= middle < index + step.count:
+            bounds = coster.cost(step.at(middle - index)).layer_bound
+        index += step.count
         if bar is not None:
-            bar.update(1)
+            bar.update(step.count)
     if bar is not None:
         bar.close()
-    phases = np.array([s.phase == "prefill" for s in steps])
-    decode_times = step_times[~phases]
-    generated = sum(len(s.contexts) for s in steps if s.phase == "decode") + sum(
-        1 for s in steps if s.phase == "prefill"
-    )
+    decode_times = step_times[~prefill]
     total_time = float(step_times.sum())
     layer_rows = []
     for layer in range(layers):
@@ -145,7 +161,7 @@ def run_steps(
             "time_s": total_time,
             "link_bytes": int(total_link),
         },
-        "ttft_s": float(step_times[phases].sum()),
+        "ttft_s": float(step_times[prefill].sum()),
         "tpot_s": float(decode_times.mean()) if decode_times.size else None,
         "tpot_p50_s": float(np.percentile(decode_times, 50)) if decode_times.size else None,
         "tpot_p99_s": float(np.percentile(decode_times, 99)) if decode_times.size else None,

@@ -146,7 +146,7 @@ def simulate_step(
 ) -> StepResult:
     """Run one step's kernels through the device model; returns timings and event sums.
     `prefetch` overrides the device's weight streaming."""
-    costs = _costs(kernels, dev)
+    costs = costed(kernels, dev)
     stream = dev.prefetch if prefetch is None else prefetch
     if stream or force_events:
         return _simulate_events(kernels, costs, dev, stream, timeline)
@@ -160,18 +160,23 @@ def _signature(kernel: Kernel) -> tuple[object, ...]:
             k.link_bytes, k.host_bytes, k.shape, k.collective)  # fmt: skip
 
 
-def _costs(kernels: Sequence[Kernel], dev: Device) -> list[tuple[KernelCost, float, str]]:
-    """Every kernel's cost, standalone time and bound; kernels that differ only in their
-    layer cost the same, so each distinct one is costed once."""
+def costed(
+    kernels: Sequence[Kernel],
+    dev: Device,
+    memo: dict[tuple[object, ...], tuple[KernelCost, float, str]] | None = None,
+) -> list[tuple[KernelCost, float, str]]:
+    """Every kernel's cost, standalone time and bound. Kernels that differ only in their
+    layer cost the same, so each distinct one is costed once (and once for good when a
+    `memo` is passed for the same device)."""
     launch = _Launch(dev)
-    memo: dict[tuple[object, ...], tuple[KernelCost, float, str]] = {}
+    cache = {} if memo is None else memo
     out = []
     for kernel in kernels:
         key = _signature(kernel)
-        entry = memo.get(key)
+        entry = cache.get(key)
         if entry is None:
             cost = kernel_cost(kernel, dev)
-            entry = memo[key] = (cost, *_standalone(cost, dev, launch))
+            entry = cache[key] = (cost, *_standalone(cost, dev, launch))
         out.append(entry)
     return out
 

@@ -8,8 +8,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from dartsim.engine.replay import ReplayConfig, build_steps, check_retarget
+from dartsim.engine.costing import ReplayConfig
 from dartsim.engine.run import choose_tp, densified, run_steps
+from dartsim.engine.steps import build_steps, check_retarget
 from dartsim.errors import UserError
 from dartsim.report import render
 from dartsim.specs.hardware import load_hardware_spec

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from dartsim.engine.replay import ReplayConfig, build_steps
+from dartsim.engine.costing import ReplayConfig
 from dartsim.engine.run import densified, run_steps
+from dartsim.engine.steps import build_steps
 from dartsim.report import render
 from dartsim.specs.dtypes import FP32
 from dartsim.specs.hardware import HardwareSpec

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from dartsim.errors import UserError
@@ -131,18 +132,14 @@ def packed_width(neurons: int) -> int:
 
 def pack_mask(mask: torch.Tensor) -> torch.Tensor:
     """Bool [..., m] -> uint8 [..., ceil(m/8)], neuron i in bit i % 8 of byte i // 8."""
-    m = mask.shape[-1]
-    padded = torch.zeros((*mask.shape[:-1], packed_width(m) * 8), dtype=torch.uint8)
-    padded[..., :m] = mask.to(torch.uint8)
-    groups = padded.reshape(*mask.shape[:-1], -1, 8)
-    weights = (2 ** torch.arange(8, dtype=torch.int32)).to(torch.int32)
-    return (groups.to(torch.int32) * weights).sum(dim=-1).to(torch.uint8)
+    packed = np.packbits(mask.numpy().astype(bool, copy=False), axis=-1, bitorder="little")
+    return torch.from_numpy(np.ascontiguousarray(packed))
 
 
 def unpack_mask(packed: torch.Tensor, neurons: int) -> torch.Tensor:
     """uint8 [..., ceil(m/8)] -> bool [..., m]; the inverse of `pack_mask`."""
-    bits = (packed.unsqueeze(-1) >> torch.arange(8, dtype=torch.uint8)) & 1
-    return bits.reshape(*packed.shape[:-1], -1)[..., :neurons].to(torch.bool)
+    bits = np.unpackbits(packed.numpy(), axis=-1, count=neurons, bitorder="little")
+    return torch.from_numpy(bits.astype(bool))
 
 
 class _Checker:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from dartsim import __version__
@@ -44,6 +45,18 @@ def _kept_counts(
     counts = policy.kept_neurons(pruning, m)
     extras = {"s_bar": s_bar, "importance": importance, "depth": depth, "pruning": pruning}
     return counts, extras
+
+
+def _top_k_rows(scores: np.ndarray, counts: list[int], out: np.ndarray | None = None) -> np.ndarray:
+    """Bool [L, m]: in each row, the `counts[row]` highest scores (a linear-time partition
+    per row; the same sets as torch.topk when scores have no ties), written into `out`."""
+    layers, m = scores.shape
+    mask = np.zeros((layers, m), dtype=bool) if out is None else out
+    mask[:] = False
+    for layer, k in enumerate(counts):
+        if k:
+            mask[layer, np.argpartition(scores[layer], m - k)[m - k :]] = True
+    return mask
 
 
 def synth_trace(
@@ -105,15 +118,19 @@ def synth_trace(
             epoch_of[first:stop] = e
     counts, extras = _kept_counts(spec, allocation, sparsity, p, gen)
     base = torch.rand(layers, m, generator=gen)
-    masks, kept_rows = [], []
-    for _ in first_steps:
-        scores = SCORE_PERSISTENCE * base + (1 - SCORE_PERSISTENCE) * torch.rand(layers, m, generator=gen)
-        mask = torch.zeros(layers, m, dtype=torch.bool)
-        for layer, k in enumerate(counts):
-            if k:
-                mask[layer, torch.topk(scores[layer], k).indices] = True
-        masks.append(pack_mask(mask))
+    kept_rows: list[torch.Tensor] = []
+    base.mul_(SCORE_PERSISTENCE)
+    # One buffer each for scores, the mask and all packed masks: allocating them per epoch
+    # fragments the heap and costs about the scores' size in resident memory per epoch.
+    scores = torch.empty(layers, m)
+    mask_buffer = np.empty((layers, m), dtype=bool)
+    packed = np.empty((len(first_steps), layers, packed_width(m)), dtype=np.uint8)
+    for e in range(len(first_steps)):
+        torch.rand(layers, m, generator=gen, out=scores).mul_(1 - SCORE_PERSISTENCE).add_(base)
+        _top_k_rows(scores.numpy(), counts, mask_buffer)
+        packed[e] = pack_mask(torch.from_numpy(mask_buffer)).numpy()
         kept_rows.append(torch.tensor(counts, dtype=torch.int32))
+    masks = torch.from_numpy(packed)
     epochs_n = len(first_steps)
     last_steps = []
     for e in range(epochs_n):
@@ -165,9 +182,7 @@ def synth_trace(
             "keep_ratio": (torch.stack(kept_rows).double() / m)
             if kept_rows
             else torch.zeros(0, layers, dtype=torch.float64),
-            "masks": torch.stack(masks)
-            if masks
-            else torch.zeros(0, layers, packed_width(m), dtype=torch.uint8),
+            "masks": masks,
             **{
                 k: (v if epochs_n else torch.zeros(0, layers, dtype=torch.float64)) for k, v in matrix.items()
             },

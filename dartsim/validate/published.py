@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from dartsim.engine.replay import ReplayConfig, ReplayStep, StepCoster
+from dartsim.engine.costing import ReplayConfig, ReplayStep, StepCoster
 from dartsim.errors import UserError
 from dartsim.specs.dtypes import get_dtype
 from dartsim.specs.hardware import HardwareSpec, hardware_preset_names, load_hardware_spec, override

@@ -33,18 +33,80 @@ __all__ = [
     "KernelFusion",
     "Precision",
     "StepShape",
+    "attention_block",
     "check_tensor_parallel",
     "device_spec",
     "kept_count",
     "layer_kernels",
+    "mlp_block",
     "retrigger_kernels",
+    "step_epilogue",
     "step_kernels",
+    "step_prologue",
 ]
 
 TOPK_COMPARISONS_PER_ELEMENT_LOG2 = 1
 """Top-k by sorting: m log2(m) comparisons, one FLOP each, on the vector unit."""
 MASK_BITS_PER_NEURON = 1
 """The compact path uploads the mask as a bitmap."""
+
+
+def attention_block(
+    spec: ModelSpec,
+    shape: StepShape,
+    layer: int,
+    precision: Precision | None = None,
+    fusion: KernelFusion | None = None,
+    execution: Execution | None = None,
+) -> list[Kernel]:
+    """The first half of decoder block `layer`: input norm, attention (with its all-reduce
+    under tensor parallelism) and the residual add. It does not depend on the FFN mask."""
+    prec = precision or Precision()
+    run = execution or Execution()
+    shard = device_spec(spec, run.tp)
+    T, d = shape.tokens, spec.hidden_size
+    attention = ops.attention_kernels(shard, shape, layer, prec, fusion or KernelFusion())
+    if run.tp > 1:
+        attention.append(all_reduce("attn_all_reduce", layer, Component.ATTENTION, T, d, prec, run))
+    return [
+        ops.rmsnorm("input_layernorm", layer, T, d, prec),
+        *attention,
+        ops.residual("attn_residual", layer, T, d, prec),
+    ]
+
+
+def mlp_block(
+    spec: ModelSpec,
+    shape: StepShape,
+    layer: int,
+    kept_neurons: int | None = None,
+    precision: Precision | None = None,
+    fusion: KernelFusion | None = None,
+    execution: Execution | None = None,
+) -> list[Kernel]:
+    """The second half of decoder block `layer`: post-attention norm, the FFN with `kept`
+    of its neurons (its all-reduce under tensor parallelism), the residual add, and DART's
+    observation work in dense collection steps."""
+    prec = precision or Precision()
+    run = execution or Execution()
+    m = spec.intermediate_size
+    k = m if kept_neurons is None else kept_neurons
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= m:
+        raise UserError(f"layer {layer}: kept neurons must be an integer in [0, {m}], got {k!r}")
+    shard = device_spec(spec, run.tp)
+    T, d = shape.tokens, spec.hidden_size
+    fuse = fusion or KernelFusion()
+    mlp = ops.mlp_kernels(shard, shape, layer, shard_kept(k, run.tp), prec, fuse, run.mask_apply == "gather")
+    if run.tp > 1:
+        mlp.append(all_reduce("mlp_all_reduce", layer, Component.MLP, T, d, prec, run))
+    kernels = [
+        ops.rmsnorm("post_attention_layernorm", layer, T, d, prec),
+        *mlp,
+        ops.residual("mlp_residual", layer, T, d, prec),
+    ]
+    if run.dart_observe:
+        kernels.append(ops.dart_observe(shard, shape, layer))
+    return kernels
 
 
 def layer_kernels(
@@ -62,31 +124,34 @@ def layer_kernels(
     are those of one device's shard, with an all-reduce after o_proj and after down_proj.
     `kept_neurons` counts the whole layer's kept neurons.
     """
+    mlp = mlp_block(spec, shape, layer, kept_neurons, precision, fusion, execution)
+    return [*attention_block(spec, shape, layer, precision, fusion, execution), *mlp]
+
+
+def step_prologue(
+    spec: ModelSpec, shape: StepShape, precision: Precision | None = None, execution: Execution | None = None
+) -> list[Kernel]:
+    """Before the blocks: the embedding lookup (and its all-reduce when vocabulary-split)."""
     prec = precision or Precision()
-    fuse = fusion or KernelFusion()
     run = execution or Execution()
-    m = spec.intermediate_size
-    k = m if kept_neurons is None else kept_neurons
-    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= m:
-        raise UserError(f"layer {layer}: kept neurons must be an integer in [0, {m}], got {k!r}")
-    tp = run.tp
-    shard = device_spec(spec, tp)
-    T, d = shape.tokens, spec.hidden_size
-    attention = ops.attention_kernels(shard, shape, layer, prec, fuse)
-    mlp = ops.mlp_kernels(shard, shape, layer, shard_kept(k, tp), prec, fuse, run.mask_apply == "gather")
-    if tp > 1:
-        attention.append(all_reduce("attn_all_reduce", layer, Component.ATTENTION, T, d, prec, run))
-        mlp.append(all_reduce("mlp_all_reduce", layer, Component.MLP, T, d, prec, run))
-    kernels = [
-        ops.rmsnorm("input_layernorm", layer, T, d, prec),
-        *attention,
-        ops.residual("attn_residual", layer, T, d, prec),
-        ops.rmsnorm("post_attention_layernorm", layer, T, d, prec),
-        *mlp,
-        ops.residual("mlp_residual", layer, T, d, prec),
-    ]
-    if run.dart_observe:
-        kernels.append(ops.dart_observe(shard, shape, layer))
+    kernels = [ops.embedding(spec, shape, prec, run.tp)]
+    if run.tp > 1:
+        d = spec.hidden_size
+        kernels.append(all_reduce("embed_all_reduce", None, Component.EMBEDDING, shape.tokens, d, prec, run))
+    return kernels
+
+
+def step_epilogue(
+    spec: ModelSpec, shape: StepShape, precision: Precision | None = None, execution: Execution | None = None
+) -> list[Kernel]:
+    """After the blocks: final norm and lm_head (and the gather of vocabulary-split logits)."""
+    prec = precision or Precision()
+    run = execution or Execution()
+    kernels = ops.lm_head(spec, shape, prec, device_spec(spec, run.tp).vocab_size)
+    if run.tp > 1:
+        kernels.append(
+            all_gather("logits_all_gather", Component.LM_HEAD, shape.batch, spec.vocab_size, prec, run)
+        )
     return kernels
 
 
@@ -104,23 +169,13 @@ def step_kernels(
 
     `kept_neurons[l]` is the number of FFN neurons layer l keeps (all when None).
     """
-    prec = precision or Precision()
-    run = execution or Execution()
     if kept_neurons is not None and len(kept_neurons) != spec.num_layers:
         raise UserError(f"kept neurons given for {len(kept_neurons)} layers, model has {spec.num_layers}")
-    d = spec.hidden_size
-    kernels = [ops.embedding(spec, shape, prec, run.tp)]
-    if run.tp > 1:
-        kernels.append(all_reduce("embed_all_reduce", None, Component.EMBEDDING, shape.tokens, d, prec, run))
+    kernels = step_prologue(spec, shape, precision, execution)
     for layer in range(spec.num_layers):
         k = None if kept_neurons is None else kept_neurons[layer]
-        kernels.extend(layer_kernels(spec, shape, layer, k, prec, fusion, run))
-    vocab_shard = device_spec(spec, run.tp).vocab_size
-    kernels.extend(ops.lm_head(spec, shape, prec, vocab_shard))
-    if run.tp > 1:
-        kernels.append(
-            all_gather("logits_all_gather", Component.LM_HEAD, shape.batch, spec.vocab_size, prec, run)
-        )
+        kernels.extend(layer_kernels(spec, shape, layer, k, precision, fusion, execution))
+    kernels.extend(step_epilogue(spec, shape, precision, execution))
     return kernels
 
 

@@ -1,0 +1,402 @@
+"""Costing replay steps: what one step (or a run of decode steps) takes on a device.
+
+A step is costed by simulating its kernels (engine/sim.py). Where the device's timing is
+additive, it is costed from cached parts instead, with the same result: without a weight
+streamer and with graph launch or a synchronous host, a step takes
+
+    step overhead + sum over kernels of (launch overhead + body) - one kernel gap
+
+(sim.py's rules), so a step is the sum of its blocks' costs: the prologue, each layer's
+attention block (the same in every layer at a given context), each layer's MLP block
+(depending only on its kept neurons and the step's tokens), and the epilogue. Each
+block is built by the workload model once and cached; a test checks that both ways give
+the same step.
+
+Steps that differ only in their (summed) context cost an affine function of it: within a
+key (phase, batch, new tokens, kept neurons per layer, DART observation) the coster costs
+grid points of the summed context and interpolates, while bytes and FLOPs stay exact (the
+check is explicit; a step for which it fails is costed on its own). A run of decode steps
+is accounted in closed form, cell of the grid by cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from dartsim.engine.machine import Device, KernelCost, device
+from dartsim.engine.sim import StepResult, costed, simulate_step
+from dartsim.specs.hardware import HardwareSpec
+from dartsim.specs.model import ModelSpec
+from dartsim.workload import Execution, Precision, StepShape, retrigger_kernels, step_kernels
+from dartsim.workload.kernels import Component, Kernel
+from dartsim.workload.model import attention_block, mlp_block, step_epilogue, step_prologue
+
+PARTS = ("attention", "mlp")
+"""Per-layer split reported by replay; norms and residual adds count towards totals only."""
+DEFAULT_CONTEXT_GRID = 1024
+"""Summed-context spacing of the costed grid points per memoised key (tokens)."""
+
+
+@dataclass(frozen=True)
+class ReplayStep:
+    """One step, or a run of `count` decode steps in which every sequence's context grows
+    by one per step (step j of the run has contexts advanced by j)."""
+
+    phase: str
+    new_tokens: int
+    contexts: tuple[int, ...]
+    kept: tuple[int, ...]
+    observe: bool
+    mask_builds: tuple[tuple[int, ...], ...] = ()
+    """Masks installed just before the (first) step (one per sequence whose epoch
+    changes): the kept counts of each, for the cost of building and installing it."""
+    count: int = 1
+
+    def at(self, j: int) -> ReplayStep:
+        """Step j of the run, alone."""
+        builds = self.mask_builds if j == 0 else ()
+        return replace(self, contexts=tuple(c + j for c in self.contexts), mask_builds=builds, count=1)
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """How a replay runs. `prefetch`, `launch` and `allreduce` left as None take the
+    hardware file's choices (on_chip.weight_prefetch, launch.mode, link.allreduce_algorithm)."""
+
+    tp: int = 1
+    prefetch: bool | None = None
+    mask_apply: str = "compact"
+    memoize: bool = True
+    context_grid: int = DEFAULT_CONTEXT_GRID
+    precision: Precision = field(default_factory=Precision)
+    launch: str | None = None
+    allreduce: str | None = None
+
+    def execution(self, hw: HardwareSpec, observe: bool = False) -> Execution:
+        """The workload model's Execution for this replay on `hw`."""
+        return Execution(
+            tp=self.tp,
+            mask_apply=self.mask_apply,
+            dart_observe=observe,
+            allreduce=self.allreduce or hw.link.allreduce_algorithm,
+            one_shot_max_bytes=int(hw.link.one_shot_max_bytes),
+        )
+
+
+@dataclass
+class StepCost:
+    """What one step costs: totals, and per layer [L, 2] (attention, mlp) arrays."""
+
+    time_s: float
+    bytes: int
+    flops: int
+    link_bytes: int
+    layer_bytes: np.ndarray
+    layer_flops: np.ndarray
+    layer_time: np.ndarray
+    layer_bound: list[tuple[str, str]]
+
+
+@dataclass
+class _Block:
+    """Summed costs of a list of kernels: totals, the (attention, mlp) parts, and per part
+    the demand of each bound."""
+
+    demand_s: float = 0.0
+    bytes: int = 0
+    flops: int = 0
+    link_bytes: int = 0
+    part_bytes: list[int] = field(default_factory=lambda: [0, 0])
+    part_flops: list[int] = field(default_factory=lambda: [0, 0])
+    part_demand: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    part_bounds: list[dict[str, float]] = field(default_factory=lambda: [{}, {}])
+
+    def add(self, kernel: Kernel, demand: float, bound: str) -> None:
+        self.demand_s += demand
+        self.bytes += kernel.bytes
+        self.flops += kernel.flops
+        self.link_bytes += kernel.link_bytes
+        if kernel.component in (Component.ATTENTION, Component.MLP):
+            j = 0 if kernel.component is Component.ATTENTION else 1
+            self.part_bytes[j] += kernel.bytes
+            self.part_flops[j] += kernel.flops
+            self.part_demand[j] += demand
+            tally = self.part_bounds[j]
+            tally[bound] = tally.get(bound, 0.0) + demand
+
+
+def _layer_arrays(
+    result: StepResult, layers: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """Per layer and part: bytes, FLOPs, time and bound.
+
+    With weight streaming a kernel's weights load while earlier kernels run, so the time a
+    kernel waits says little about what it costs. The step's simulated time is therefore
+    apportioned to kernels in proportion to their standalone demand (the largest of their
+    resource times plus launch); the shares add up to the step time.
+    """
+    blocks = [_Block() for _ in range(layers)]
+    total_demand = 0.0
+    for timing in result.timings:
+        total_demand += timing.demand_s
+        if timing.kernel.layer is not None:
+            blocks[timing.kernel.layer].add(timing.kernel, timing.demand_s, timing.bound)
+    return _arrays(blocks, result.time_s / total_demand if total_demand > 0 else 0.0)
+
+
+def _arrays(
+    blocks: Sequence[_Block], scale: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    b = np.array([blk.part_bytes for blk in blocks], dtype=np.int64)
+    f = np.array([blk.part_flops for blk in blocks], dtype=np.int64)
+    t = np.array([blk.part_demand for blk in blocks], dtype=np.float64) * scale
+    bounds = [
+        tuple(max(cell, key=lambda key: cell[key]) if cell else "none" for cell in blk.part_bounds)
+        for blk in blocks
+    ]
+    return b, f, t, bounds  # type: ignore[return-value]
+
+
+class StepCoster:
+    """Costs steps of one model on one device, memoising costed steps and blocks."""
+
+    def __init__(self, spec: ModelSpec, hw: HardwareSpec, config: ReplayConfig) -> None:
+        self.spec = spec
+        self.hw = hw
+        self.config = config
+        self.device: Device = device(hw, config.launch, config.prefetch)
+        self.execution = config.execution(hw)
+        launch = hw.launch
+        self.additive = not self.device.prefetch and (
+            self.device.launch_mode == "graph" or launch.synchronous
+        )
+        self._memo: dict[tuple[Any, ...], Any] = {}
+        self._kernel_costs: dict[tuple[object, ...], tuple[KernelCost, float, str]] = {}
+        self._blocks: dict[tuple[Any, ...], _Block] = {}
+        self.simulated_steps = 0
+
+    # -- one step -------------------------------------------------------------------------
+
+    def _shape(self, step: ReplayStep, contexts: tuple[int, ...]) -> StepShape:
+        return StepShape(step.phase, len(contexts), step.new_tokens, max(contexts), contexts)
+
+    def kernels(self, step: ReplayStep, contexts: tuple[int, ...]) -> list[Kernel]:
+        execution = self.config.execution(self.hw, step.observe)
+        shape = self._shape(step, contexts)
+        return step_kernels(self.spec, shape, list(step.kept), self.config.precision, execution=execution)
+
+    def simulate(
+        self, step: ReplayStep, contexts: tuple[int, ...], timeline: bool = False
+    ) -> tuple[StepCost, StepResult]:
+        """The step's kernels through the device model, kernel by kernel."""
+        result = simulate_step(self.kernels(step, contexts), self.device, timeline=timeline)
+        self.simulated_steps += 1
+        b, f, t, bounds = _layer_arrays(result, self.spec.num_layers)
+        cost = StepCost(result.time_s, result.dram_bytes, result.flops, result.link_bytes, b, f, t, bounds)
+        return cost, result
+
+    def _block(self, key: tuple[Any, ...], build: Any) -> _Block:
+        block = self._blocks.get(key)
+        if block is None:
+            block = _Block()
+            kernels = build()
+            for kernel, (_, demand, bound) in zip(
+                kernels, costed(kernels, self.device, self._kernel_costs), strict=True
+            ):
+                block.add(kernel, demand, bound)
+            self._blocks[key] = block
+        return block
+
+    def decomposed(self, step: ReplayStep, contexts: tuple[int, ...]) -> StepCost:
+        """The step from cached blocks (additive timing only: see the module docstring)."""
+        if not self.additive:
+            raise ValueError("block costing needs additive timing (no streamer; graph or synchronous launch)")
+        spec, prec, run = self.spec, self.config.precision, self.config.execution(self.hw, step.observe)
+        shape = self._shape(step, contexts)
+        tokens = (step.phase, len(contexts), step.new_tokens)
+        pro = self._block(("pro", *tokens), lambda: step_prologue(spec, shape, prec, run))
+        epi = self._block(("epi", *tokens), lambda: step_epilogue(spec, shape, prec, run))
+        att = self._block(
+            ("att", *tokens, contexts), lambda: attention_block(spec, shape, 0, prec, None, run)
+        )
+        mlps = [
+            self._block(
+                ("mlp", *tokens, kept, step.observe),
+                lambda k=kept: mlp_block(spec, shape, 0, k, prec, None, run),
+            )
+            for kept in step.kept
+        ]
+        layers = [
+            _Block(
+                a.demand_s + m.demand_s,
+                a.bytes + m.bytes,
+                a.flops + m.flops,
+                a.link_bytes + m.link_bytes,
+                [a.part_bytes[0], m.part_bytes[1]],
+                [a.part_flops[0], m.part_flops[1]],
+                [a.part_demand[0], m.part_demand[1]],
+                [a.part_bounds[0], m.part_bounds[1]],
+            )
+            for a, m in ((att, m) for m in mlps)
+        ]
+        demand = pro.demand_s + epi.demand_s + sum(blk.demand_s for blk in layers)
+        time_s = self.hw.launch.step_overhead_s + demand - self.hw.launch.kernel_gap_s
+        b, f, t, bounds = _arrays(layers, time_s / demand if demand > 0 else 0.0)
+        total_bytes = pro.bytes + epi.bytes + sum(blk.bytes for blk in layers)
+        total_flops = pro.flops + epi.flops + sum(blk.flops for blk in layers)
+        link = pro.link_bytes + epi.link_bytes + sum(blk.link_bytes for blk in layers)
+        return StepCost(time_s, total_bytes, total_flops, link, b, f, t, bounds)
+
+    def _at(self, step: ReplayStep, total_context: int) -> StepCost:
+        key = (step.phase, len(step.contexts), step.new_tokens, step.kept, step.observe, total_context)
+        cached = self._memo.get(key)
+        if cached is None:
+            contexts = _spread(total_context, len(step.contexts))
+            if self.additive:
+                cached = self.decomposed(step, contexts)
+                self.simulated_steps += 1
+            else:
+                cached = self.simulate(step, contexts)[0]
+            self._memo[key] = cached
+        return cached  # type: ignore[no-any-return]
+
+    def _cell(self, step: ReplayStep, total: int) -> tuple[int, int]:
+        """The grid cell [x0, x1) of the summed context `total`."""
+        batch = len(step.contexts)
+        grid = self.config.context_grid * batch
+        x0 = max(batch * step.new_tokens, (total // grid) * grid)
+        return x0, x0 + grid
+
+    def cost(self, step: ReplayStep) -> StepCost:
+        """One step (count 1)."""
+        if not self.config.memoize:
+            return self.simulate(step, step.contexts)[0]
+        total = sum(step.contexts)
+        x0, x1 = self._cell(step, total)
+        if x0 == total:
+            return self._at(step, total)
+        a, b = self._at(step, x0), self._at(step, x1)
+        num, den = total - x0, x1 - x0
+        ints = [_affine_int(a.bytes, b.bytes, num, den), _affine_int(a.flops, b.flops, num, den)]
+        ints.append(_affine_int(a.link_bytes, b.link_bytes, num, den))
+        lb = _affine_array(a.layer_bytes, b.layer_bytes, num, den)
+        lf = _affine_array(a.layer_flops, b.layer_flops, num, den)
+        if any(v is None for v in ints) or lb is None or lf is None:
+            # Not affine (sub-byte formats round per tensor): cost this step exactly.
+            return self.simulate(step, step.contexts)[0]
+        w = num / den
+        return StepCost(
+            time_s=a.time_s + w * (b.time_s - a.time_s),
+            bytes=ints[0],  # type: ignore[arg-type]
+            flops=ints[1],  # type: ignore[arg-type]
+            link_bytes=ints[2],  # type: ignore[arg-type]
+            layer_bytes=lb,
+            layer_flops=lf,
+            layer_time=a.layer_time + w * (b.layer_time - a.layer_time),
+            layer_bound=a.layer_bound if w < 0.5 else b.layer_bound,
+        )
+
+    # -- a run of decode steps --------------------------------------------------------------
+
+    def cost_run(self, step: ReplayStep) -> tuple[np.ndarray, StepCost]:
+        """Every step time of the run, and the run's summed cost (layer arrays summed, the
+        bounds of its first step)."""
+        if step.count == 1 or not self.config.memoize:
+            costs = [self.cost(step.at(j)) for j in range(step.count)]
+            return np.array([c.time_s for c in costs]), _summed(costs)
+        batch = len(step.contexts)
+        totals = sum(step.contexts) + batch * np.arange(step.count, dtype=np.int64)
+        times = np.empty(step.count, dtype=np.float64)
+        parts: list[StepCost] = []
+        j = 0
+        while j < step.count:
+            x0, x1 = self._cell(step, int(totals[j]))
+            end = j + int(np.searchsorted(totals[j:], x1, side="left"))
+            seg = totals[j:end] - x0
+            a, b = self._at(step, x0), self._at(step, x1)
+            summed = _closed_form(a, b, seg, x1 - x0)
+            if summed is None:  # not exactly affine: step by step
+                costs = [self.cost(step.at(i)) for i in range(j, end)]
+                times[j:end] = [c.time_s for c in costs]
+                parts.append(_summed(costs))
+            else:
+                times[j:end] = a.time_s + (b.time_s - a.time_s) * seg / (x1 - x0)
+                parts.append(summed)
+            j = end
+        total = _summed(parts)
+        total.layer_bound = self.cost(step.at(0)).layer_bound
+        return times, total
+
+    def retrigger_cost(self, kept: tuple[int, ...]) -> tuple[float, int, int]:
+        """(time_s, DRAM bytes, host bytes) of installing a mask with these kept counts."""
+        key = ("retrigger", kept)
+        if key not in self._memo:
+            kernels = retrigger_kernels(self.spec, list(kept), self.config.precision, self.execution)
+            result = simulate_step(kernels, self.device, prefetch=False)
+            self._memo[key] = (result.time_s, result.dram_bytes, result.host_bytes)
+        return self._memo[key]  # type: ignore[no-any-return]
+
+
+def _closed_form(a: StepCost, b: StepCost, offsets: np.ndarray, span: int) -> StepCost | None:
+    """The sum over steps at `offsets` into a cell of width `span` of the affine
+    interpolation between `a` and `b`; None when some step's integer counts would not be
+    exact (the per-step path decides then)."""
+    n = len(offsets)
+    s = int(offsets.sum())
+    ints = []
+    for lo, hi in ((a.bytes, b.bytes), (a.flops, b.flops), (a.link_bytes, b.link_bytes)):
+        if (hi - lo) % span and np.any(((hi - lo) * offsets) % span):
+            return None
+        ints.append(n * lo + (hi - lo) * s // span)
+    arrays = []
+    for lo, hi in ((a.layer_bytes, b.layer_bytes), (a.layer_flops, b.layer_flops)):
+        diff = hi - lo
+        if np.any(diff % span) and np.any(np.multiply.outer(offsets, diff) % span):
+            return None
+        arrays.append(n * lo + diff * s // span)
+    return StepCost(
+        time_s=n * a.time_s + (b.time_s - a.time_s) * s / span,
+        bytes=ints[0],
+        flops=ints[1],
+        link_bytes=ints[2],
+        layer_bytes=arrays[0],
+        layer_flops=arrays[1],
+        layer_time=n * a.layer_time + (b.layer_time - a.layer_time) * s / span,
+        layer_bound=a.layer_bound,
+    )
+
+
+def _summed(costs: Sequence[StepCost]) -> StepCost:
+    first = costs[0]
+    return StepCost(
+        time_s=sum(c.time_s for c in costs),
+        bytes=sum(c.bytes for c in costs),
+        flops=sum(c.flops for c in costs),
+        link_bytes=sum(c.link_bytes for c in costs),
+        layer_bytes=sum((c.layer_bytes for c in costs[1:]), first.layer_bytes.copy()),
+        layer_flops=sum((c.layer_flops for c in costs[1:]), first.layer_flops.copy()),
+        layer_time=sum((c.layer_time for c in costs[1:]), first.layer_time.copy()),
+        layer_bound=first.layer_bound,
+    )
+
+
+def _spread(total: int, batch: int) -> tuple[int, ...]:
+    """`batch` contexts summing to `total`, as equal as possible (largest first)."""
+    q, extra = divmod(total, batch)
+    return tuple(q + 1 if i < extra else q for i in range(batch))
+
+
+def _affine_int(a: int, b: int, num: int, den: int) -> int | None:
+    value, rest = divmod((b - a) * num, den)
+    return None if rest else a + value
+
+
+def _affine_array(a: np.ndarray, b: np.ndarray, num: int, den: int) -> np.ndarray | None:
+    scaled = (b - a) * num
+    if np.any(scaled % den):
+        return None
+    return a + scaled // den

@@ -1,0 +1,191 @@
+"""From traces to the steps a replay costs.
+
+A trace (or several, as one batch) becomes a list of steps: each trace's prefill, then the
+decode steps in lockstep (a sequence that has finished drops out of the batch), grouped
+into runs over which nothing changes but the contexts (each grows by one per step): the
+same sequences, the same mask epochs, no mask build. Per layer a step fetches the FFN
+neurons of the union of the running sequences' kept sets.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from dartsim.engine.costing import ReplayStep
+from dartsim.errors import UserError
+from dartsim.specs.model import ModelSpec
+from dartsim.trace.schema import unpack_mask
+from dartsim.workload import kept_count
+
+PHASE_DECODE = 1
+
+
+def depth_map(source_layers: int, target_layers: int) -> list[int]:
+    """For each target layer, the source layer at the same normalised depth."""
+    if target_layers == 1 or source_layers == 1:
+        return [0] * target_layers
+    return [round(layer / (target_layers - 1) * (source_layers - 1)) for layer in range(target_layers)]
+
+
+@dataclass
+class TraceView:
+    """One trace as the replay needs it: steps, epoch of each step, per-epoch masks."""
+
+    trace: dict[str, Any]
+
+    @property
+    def steps(self) -> dict[str, torch.Tensor]:
+        return self.trace["steps"]
+
+    def mask(self, epoch: int) -> torch.Tensor:
+        """Bool [L, m] kept set of one epoch (unpacked on demand: only unions need it)."""
+        width = self.trace["model"]["intermediate_size"]
+        return unpack_mask(self.trace["epochs"]["masks"][epoch], width)
+
+    def kept(self, epoch: int) -> torch.Tensor:
+        return self.trace["epochs"]["kept"][epoch]
+
+
+def check_retarget(traces: Sequence[dict[str, Any]], target: ModelSpec) -> tuple[bool, str]:
+    """Whether the traces' model differs from `target`; errors if they cannot be replayed on it."""
+    names = {t["model"]["name"] for t in traces}
+    shapes = {(t["model"]["num_layers"], t["model"]["intermediate_size"]) for t in traces}
+    if len(names) > 1 or len(shapes) > 1:
+        raise UserError(f"traces from different models cannot form one batch: {', '.join(sorted(names))}")
+    longest = max(int(t["steps"]["context_len"].max()) for t in traces)
+    if longest > target.max_position_embeddings:
+        raise UserError(
+            f"the traces reach a context of {longest} positions, beyond {target.name}'s "
+            f"{target.max_position_embeddings}: they cannot be retargeted to it"
+        )
+    source = traces[0]["model"]
+    same = (
+        source["num_layers"] == target.num_layers
+        and source["intermediate_size"] == target.intermediate_size
+        and source["hidden_size"] == target.hidden_size
+    )
+    return (not same), source["name"]
+
+
+def busiest_shard_kept(mask: torch.Tensor, tp: int) -> torch.Tensor:
+    """Per layer, `tp` times the kept neurons of the busiest of `tp` contiguous FFN shards
+    (Megatron splits neurons by index range): [L, m] bool -> [L] int. Passed as a layer's
+    kept count, the workload model's even split then gives that device's exact share."""
+    layers, width = mask.shape
+    per_shard = mask.reshape(layers, tp, width // tp).sum(dim=-1)
+    return per_shard.max(dim=-1).values * tp
+
+
+def build_steps(
+    traces: Sequence[dict[str, Any]], target: ModelSpec, retarget: bool, tp: int = 1
+) -> list[ReplayStep]:
+    """The batch's steps: each trace's prefill alone, then runs of decode steps in
+    lockstep (see the module docstring).
+
+    Under tensor parallelism (`tp` > 1) on the traces' own model, each layer's kept count
+    is that of the busiest device given where the kept neurons fall; a retargeted trace's
+    neuron indices mean nothing on the target, so its kept neurons are split evenly.
+    """
+    views = [TraceView(t) for t in traces]
+    source_layers = traces[0]["model"]["num_layers"]
+    source_width = traces[0]["model"]["intermediate_size"]
+    layer_of = depth_map(source_layers, target.num_layers) if retarget else list(range(target.num_layers))
+    m = target.intermediate_size
+    dense = tuple([m] * target.num_layers)
+    union_cache: dict[tuple[tuple[int, int], ...], tuple[int, ...]] = {}
+
+    def kept_for(active: tuple[tuple[int, int], ...]) -> tuple[int, ...]:
+        """Kept neurons per target layer: the union of the active sequences' masks."""
+        if any(epoch < 0 for _, epoch in active):
+            return dense
+        if active not in union_cache:
+            first, first_epoch = active[0]
+            shard_aware = tp > 1 and not retarget and source_width % tp == 0
+            if len(active) == 1 and not shard_aware:
+                counts = views[first].kept(first_epoch)
+            else:
+                union = views[first].mask(first_epoch)
+                for index, epoch in active[1:]:
+                    union |= views[index].mask(epoch)
+                counts = busiest_shard_kept(union, tp) if shard_aware else union.sum(dim=-1)
+            ratios = counts.double() / source_width
+            union_cache[active] = tuple(
+                kept_count(float(ratios[layer_of[i]]), m) for i in range(target.num_layers)
+            )
+        return union_cache[active]
+
+    def observing(view: TraceView, epoch: int) -> bool:
+        return epoch < 0 and view.trace["dart"].get("mode", "dart") != "dense"
+
+    steps: list[ReplayStep] = []
+    decode: list[tuple[np.ndarray, np.ndarray]] = []
+    for index, view in enumerate(views):
+        s = view.steps
+        if int(s["phase"][0]) != 0:
+            raise UserError("a trace must start with its prefill step")
+        epoch = int(s["epoch"][0])
+        prompt_in_ref = bool(view.trace["dart"].get("prompt_in_reference", False))
+        steps.append(
+            ReplayStep(
+                "prefill",
+                int(s["tokens"][0]),
+                (int(s["context_len"][0]),),
+                kept_for(((index, epoch),)),
+                prompt_in_ref and observing(view, epoch),
+            )
+        )
+        rest = s["phase"][1:].numpy() == PHASE_DECODE
+        decode.append((s["context_len"][1:].numpy()[rest].astype(np.int64), s["epoch"][1:].numpy()[rest]))
+    longest = max(len(c) for c, _ in decode)
+    breaks = {0, longest}
+    for ctx, ep in decode:
+        breaks.add(len(ctx))
+        changed = (ep[1:] != ep[:-1]) | (ctx[1:] != ctx[:-1] + 1)
+        breaks.update((np.nonzero(changed)[0] + 1).tolist())
+    bounds = sorted(b for b in breaks if b <= longest)
+    last_epoch = [int(v.steps["epoch"][0]) for v in views]
+    for start, end in itertools.pairwise(bounds):
+        active = tuple((i, int(ep[start])) for i, (_, ep) in enumerate(decode) if start < len(ep))
+        contexts = tuple(int(decode[i][0][start]) for i, _ in active)
+        builds = []
+        for i, epoch in active:
+            if epoch >= 0 and epoch != last_epoch[i]:
+                builds.append(kept_for(((i, epoch),)))
+            last_epoch[i] = epoch
+        steps.append(
+            ReplayStep(
+                "decode",
+                1,
+                contexts,
+                kept_for(active),
+                any(observing(views[i], e) for i, e in active),
+                tuple(builds),
+                count=end - start,
+            )
+        )
+    return steps
+
+
+def step_count(steps: Sequence[ReplayStep]) -> int:
+    """Steps in a list of runs."""
+    return sum(step.count for step in steps)
+
+
+def expand(steps: Sequence[ReplayStep]) -> list[ReplayStep]:
+    """Every step of a list of runs, one by one."""
+    return [step.at(j) for step in steps for j in range(step.count)]
+
+
+def step_at(steps: Sequence[ReplayStep], index: int) -> ReplayStep:
+    """Step `index` (counting every step of every run), alone."""
+    for step in steps:
+        if index < step.count:
+            return step.at(index)
+        index -= step.count
+    raise IndexError("step index beyond the run")
