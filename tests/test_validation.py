@@ -178,6 +178,21 @@ def test_the_streaming_line_separates_startup_from_bandwidth() -> None:
     assert rate == pytest.approx(10e9, rel=1e-6) and startup == pytest.approx(30e-6, rel=1e-6)
 
 
+def test_a_noisy_startup_estimate_is_capped_and_says_so() -> None:
+    from dartsim.calibrate.cpu import CpuMeasurements, preset
+    from dartsim.calibrate.gemm_fit import GemmSample
+    from dartsim.specs.dtypes import FP32
+
+    call = 4e-6
+    # a 200 us intercept: what a busy machine produced once on three GEMV sizes
+    gemvs = [(size, call + 200e-6 + size / 10e9) for size in (400_000, 1_300_000, 4_000_000)]
+    gemms = [GemmSample(m, 1024, 1024, FP32, 1e-5 * m) for m in (1, 16, 64, 256)]
+    meas = CpuMeasurements(12e9, gemvs, gemms, call, 1e10, 5e-6, 1e-4, "", 2, 2, "2026-11-23", "2.13.0")
+    doc, _ = preset(meas)
+    assert doc["memory"]["latency_ns"] == 100_000.0
+    assert "capped" in doc["memory"]["latency_ns_source"] and "200 us" in doc["memory"]["latency_ns_source"]
+
+
 @pytest.mark.slow
 def test_calibrate_writes_a_hardware_file_that_loads_and_validate_uses_it(run_cli, tmp_path: Path) -> None:
     out = tmp_path / "host.yaml"

@@ -31,6 +31,7 @@ from typing import Any
 from dartsim.calibrate.gemm_fit import GemmFit, GemmSample, fit_gemm
 from dartsim.calibrate.timing import inner_for, time_call
 from dartsim.specs.dtypes import FP32
+from dartsim.specs.hardware_schema import FIELDS
 
 COPY_BYTES = 256 * 2**20
 GEMV_SHAPES = ((192, 576), (576, 576), (1536, 576), (576, 1536), (2048, 2048), (4096, 4096))
@@ -211,6 +212,14 @@ def preset(meas: CpuMeasurements, name: str = "cpu-host") -> tuple[dict[str, Any
     )
     peak = max(2 * s.m * s.n * s.k / s.seconds for s in meas.gemms)
     stream_bw, startup_s = streaming_line(meas.gemvs, meas.call_overhead_s)
+    capped = ""
+    latency = next(f for f in FIELDS if f.path == "memory.latency_ns")
+    if latency.high is not None and startup_s * 1e9 > latency.high:
+        capped = (
+            f"; the fitted intercept ({startup_s * 1e6:.0f} us) exceeded the field's bound and was "
+            "capped at it: the GEMV timings were too noisy to estimate a start-up"
+        )
+        startup_s = latency.high / 1e9
     efficiency = min(1.0, float(stream_bw / meas.copy_bytes_per_s))
     doc: dict[str, Any] = {
         "name": name,
@@ -245,7 +254,7 @@ def preset(meas: CpuMeasurements, name: str = "cpu-host") -> tuple[dict[str, Any
             "latency_ns_source": (
                 "measured: the intercept of the same line, less one library call "
                 f"({meas.call_overhead_s * 1e6:.1f} us): the start-up of each streamed matrix before it "
-                "runs at full bandwidth (prefetchers, page walks, threads waking)"
+                f"runs at full bandwidth (prefetchers, page walks, threads waking){capped}"
             ),
             "burst_bytes_source": "assumption: 64-byte cache lines",
         },

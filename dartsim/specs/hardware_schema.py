@@ -86,7 +86,7 @@ FIELDS: tuple[Field, ...] = (
     _num("memory.peak_bandwidth_gb_per_s", "memory.peak_bandwidth_bytes_per_s", GB, 1e5),
     _int("memory.channels", "memory.channels", 4096),
     _frac("memory.efficiency", "memory.efficiency"),
-    _zero_ok("memory.latency_ns", "memory.latency_s", NS, 1e5, "DRAM latency is below a microsecond"),
+    _zero_ok("memory.latency_ns", "memory.latency_s", NS, 1e5, "a memory access starts within microseconds"),
     _int("memory.burst_bytes", "memory.burst_bytes", 4096, "a DRAM burst is tens of bytes", default=64),
     Field(
         "memory.row_miss_overhead_bytes",
