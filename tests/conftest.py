@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
 
 from dartsim.cli import main
 from dartsim.specs.model import ModelSpec, load_model_spec
+
+if TYPE_CHECKING:
+    from dartsim.dart.hf import LoadedModel
 
 
 @dataclass
@@ -41,3 +45,11 @@ def llama8b() -> ModelSpec:
 @pytest.fixture(scope="session")
 def llama70b() -> ModelSpec:
     return load_model_spec("llama-3.1-70b")
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> LoadedModel:
+    """The bundled SmolLM2-135M-Instruct on the CPU (loaded once per session)."""
+    from dartsim.dart.hf import load_for_recording
+
+    return load_for_recording(None, "cpu", 0)

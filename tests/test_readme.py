@@ -47,6 +47,7 @@ def test_every_readme_example_runs(run_cli, line: str, workdir: Path, monkeypatc
     result = run_cli(*args)
     assert result.code == 0, result.err
     assert result.out or "--out" in args
+    assert "before its first mask" not in result.err, "a README example records no sparsity"
 
 
 def test_there_are_examples_to_run() -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from dartsim.dart.hf import LoadedModel, load_for_recording
+from dartsim.dart.hf import LoadedModel
 from dartsim.dart.hooks import wrap_ffn
 from dartsim.dart.params import DartParams
 from dartsim.dart.recorder import RecordOptions
@@ -24,11 +24,6 @@ SHORT = DartParams(sparsity=0.5, tau=5, reference_tokens=10, c0=1)
 PROMPT = "Explain how a bicycle works, then describe the history of jazz."
 QUICK = ("--max-new-tokens", "12", "--tau", "5", "--reference-tokens", "5", "--quiet")
 """CLI options for a 12-token recording that still builds a mask."""
-
-
-@pytest.fixture(scope="module")
-def smollm2() -> LoadedModel:
-    return load_for_recording(None, "cpu", 0)
 
 
 def _short(loaded: LoadedModel, tmp: Path, name: str, **option_overrides: object):  # type: ignore[no-untyped-def]
@@ -140,7 +135,7 @@ def test_an_interrupt_leaves_a_valid_incomplete_trace(
 ) -> None:  # type: ignore[no-untyped-def]
     from dartsim.dart import recorder as recorder_module
 
-    original = recorder_module.DartRecorder._forward
+    original = recorder_module.DartRecorder.forward
     calls = {"n": 0}
 
     def interrupt_later(self, ids, cache, position):  # type: ignore[no-untyped-def]
@@ -149,7 +144,7 @@ def test_an_interrupt_leaves_a_valid_incomplete_trace(
             raise KeyboardInterrupt
         return original(self, ids, cache, position)
 
-    monkeypatch.setattr(recorder_module.DartRecorder, "_forward", interrupt_later)
+    monkeypatch.setattr(recorder_module.DartRecorder, "forward", interrupt_later)
     target = tmp_path / "cut.pt"
     with pytest.raises(KeyboardInterrupt):
         _short(smollm2, tmp_path, "cut.pt")
@@ -162,7 +157,7 @@ def test_an_interrupt_leaves_a_valid_incomplete_trace(
 def test_an_exception_is_recorded_then_raised(smollm2: LoadedModel, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from dartsim.dart import recorder as recorder_module
 
-    original = recorder_module.DartRecorder._forward
+    original = recorder_module.DartRecorder.forward
     calls = {"n": 0}
 
     def fail_later(self, ids, cache, position):  # type: ignore[no-untyped-def]
@@ -171,7 +166,7 @@ def test_an_exception_is_recorded_then_raised(smollm2: LoadedModel, tmp_path: Pa
             raise RuntimeError("simulated device failure")
         return original(self, ids, cache, position)
 
-    monkeypatch.setattr(recorder_module.DartRecorder, "_forward", fail_later)
+    monkeypatch.setattr(recorder_module.DartRecorder, "forward", fail_later)
     with pytest.raises(RuntimeError, match="simulated"):
         _short(smollm2, tmp_path, "err.pt")
     trace = load_trace(tmp_path / "err.pt")
@@ -277,8 +272,8 @@ def tiny_random(smollm2: LoadedModel) -> LoadedModel:
 
 
 def test_published_code_variant_records(tiny_random: LoadedModel, tmp_path: Path) -> None:
-    params = DartParams.published_code(reference_tokens=10, masking_step=10)
-    assert (params.tau, params.c0, params.sparsity, params.score) == (5, 1, 0.5, "vocab-proxy")
+    params = DartParams.preset("published-code", masking_step=10)
+    assert (params.tau, params.c0, params.sparsity, params.ranking) == (5, 1, 0.5, "max")
     result = record(
         tiny_random, PROMPT, params, RecordOptions(max_new_tokens=60, min_new_tokens=60), tmp_path / "pc.pt"
     )
@@ -288,15 +283,24 @@ def test_published_code_variant_records(tiny_random: LoadedModel, tmp_path: Path
     # threshold mu - max(0.1 sigma, 0.1)
     expected = checks["mu"] - torch.clamp(0.1 * checks["sigma"], min=0.1)
     assert torch.allclose(checks["threshold"], expected)
-    # published-code importance is min-max normalised: the extremes are exactly 0 and 1
-    importance = trace["epochs"]["importance"][0]
-    assert float(importance.min()) == 0.0 and float(importance.max()) == 1.0
-    # after a trigger the model runs dense for masking_step tokens, then masks again
+    # published-code importance is min-max normalised with eps 1e-6 in the denominator:
+    # 1 for the least sensitive layer, eps / (range + eps) for the most sensitive one
+    importance, s_bar = trace["epochs"]["importance"][0], trace["epochs"]["s_bar"][0]
+    spread = float(s_bar.max() - s_bar.min())
+    assert float(importance.max()) == 1.0
+    assert float(importance.min()) == pytest.approx(1e-6 / (spread + 1e-6), rel=1e-9)
+    # the first mask is in force from forward masking_step, its reference spans P + M positions
+    epochs = trace["epochs"]
+    prompt_len = trace["generation"]["prompt_len"]
+    assert int(epochs["first_step"][0]) == params.masking_step
+    assert int(epochs["reference_tokens"][0]) == prompt_len + params.masking_step
+    # after a trigger at forward f the masks are back at forward f + masking_step
     for step, epoch in zip(
         trace["retriggers"]["step"].tolist(), trace["retriggers"]["epoch"].tolist(), strict=True
     ):
         if epoch >= 0:
-            assert int(trace["epochs"]["first_step"][epoch]) == step + params.masking_step + 1
+            assert int(epochs["first_step"][epoch]) == step + params.masking_step
+            assert int(epochs["reference_tokens"][epoch]) == params.masking_step
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")

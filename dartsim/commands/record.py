@@ -15,9 +15,10 @@ from dartsim.dart.params import (
     PAPER_BETA_L,
     PAPER_DELTA,
     PAPER_SPARSITY,
+    PRESETS,
     PUBLISHED_SPARSITY,
+    RANKINGS,
     RECORD_MODES,
-    VARIANTS,
     DartParams,
 )
 from dartsim.dart.prompts import TWO_TOPIC_PROMPT, read_prompt_file
@@ -41,11 +42,23 @@ def _params(args: argparse.Namespace) -> DartParams:
         "p_max": args.p_max,
         "prompt_in_reference": args.prompt_in_reference,
         "masking_step": args.masking_step,
+        "ranking": args.ranking,
+        "reproduce_published_defects": False if args.fix_published_defects else None,
     }
     given = {k: v for k, v in values.items() if v is not None}
-    if args.variant == "published-code":
-        return DartParams.published_code(**given)
-    return DartParams(**given)
+    return DartParams.preset(args.preset, **given)
+
+
+def _first_mask_after(params: DartParams) -> str:
+    if params.variant == "published-code":
+        return f"forward {params.masking_step - 1}"
+    if params.prompt_in_reference:
+        return "the prompt"
+    return f"{params.reference_tokens} dense tokens"
+
+
+def _first_mask_option(params: DartParams) -> str:
+    return "--masking-step" if params.variant == "published-code" else "--reference-tokens"
 
 
 def _prompts(args: argparse.Namespace) -> list[str]:
@@ -107,6 +120,12 @@ def run(args: argparse.Namespace) -> int:
         trace = result.trace
         assert trace is not None
         retriggers = trace["retriggers"]["step"].numel()
+        if trace["epochs"]["kept"].shape[0] == 0 and options.mode != "dense":
+            sys.stderr.write(
+                f"warning: {target}: the run ended after {result.generated} tokens, before its first mask "
+                f"(built after {_first_mask_after(params)}): the trace records no sparsity; "
+                f"raise --max-new-tokens (and --min-new-tokens) or lower {_first_mask_option(params)}\n"
+            )
         sys.stderr.write(
             f"wrote {target}: {result.generated} tokens in {result.seconds:.1f} s, "
             f"{trace['epochs']['kept'].shape[0]} mask epochs, {retriggers} re-triggers, "
@@ -134,7 +153,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "  dartsim record --prompt 'Explain GPUs.' --sparsity 0.5 --out gpus.pt\n"
             "  dartsim record --prompt-file prompts.jsonl --out traces/   one trace per line\n"
             "  dartsim record --model llama-3.2-3b --max-new-tokens 20 --out shape.pt  (random weights)\n"
-            "  dartsim record --variant published-code --out pc.pt"
+            "  dartsim record --preset published-code --no-chat-template --out pc.pt"
         ),
     )
     what = parser.add_argument_group("model and prompt")
@@ -169,10 +188,25 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     gen.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default cpu")
     dart = parser.add_argument_group("DART")
     dart.add_argument(
+        "--preset",
         "--variant",
-        choices=VARIANTS,
+        dest="preset",
+        choices=PRESETS,
         default="paper",
-        help="paper (default) or the authors' published code",
+        help="paper (default): the paper's algorithm and values; published-code: what the "
+        "authors' code (seeder-research/DART 19c4a57) does, step by step (--variant is an alias)",
+    )
+    dart.add_argument(
+        "--ranking",
+        choices=RANKINGS,
+        help="published-code neuron ranking (default max, what the authors' drift scripts run; "
+        "their argparse default is combined); the paper ranks by sum-of-squares",
+    )
+    dart.add_argument(
+        "--fix-published-defects",
+        action="store_true",
+        help="published-code: correct the two allocation defects of the authors' code (layer 0 "
+        "takes another layer's kept count; sensitivities rotated by one layer after a re-trigger)",
     )
     dart.add_argument(
         "--mode",
@@ -216,7 +250,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     dart.add_argument(
         "--masking-step",
         type=positive_int,
-        help=f"published-code: dense tokens after a trigger (default {DEFAULTS.masking_step})",
+        help="published-code: the first mask is built from the prompt and the forwards before "
+        f"this one, and after a re-trigger this many forwards later (default {DEFAULTS.masking_step})",
     )
     parser.add_argument("--out", required=True, metavar="FILE", help="trace file to write")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

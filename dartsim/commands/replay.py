@@ -153,10 +153,17 @@ def run_replay(args: argparse.Namespace) -> int:
     if not complete:
         unfinished = ", ".join(str(p) for p, t in zip(args.traces, traces, strict=True) if not t["complete"])
         sys.stderr.write(f"note: replaying incomplete trace(s) {unfinished}: the recording was cut short\n")
+    from dartsim.trace.summary import dense_step_fraction
+
+    checks = sum(int(t["drift_checks"]["step"].numel()) for t in traces)
+    detected = sum(int(t["drift_checks"]["detected"].sum()) for t in traces)
     extra = {
         "traces": [str(p) for p in args.traces],
         "synthetic": any(t["synthetic"] for t in traces),
         "complete": complete,
+        "drift_detection_rate": detected / checks if checks else None,
+        "dense_step_fraction": sum(dense_step_fraction(t) * t["steps"]["epoch"].numel() for t in traces)
+        / sum(t["steps"]["epoch"].numel() for t in traces),
     }
     return _execute(args, traces, spec, extra)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +40,23 @@ def build_reference(attention: torch.Tensor, tau: int) -> Reference:
     return Reference(mean=mean, mu=mu, sigma=sigma, window_similarities=tuple(sims))
 
 
+def build_reference_published(attention: torch.Tensor, tau: int) -> Reference:
+    """The published code's reference (neuronDefuser.py:754-866): consecutive windows of
+    tau from the first position, the positions after the last whole window left out of the
+    windows but kept in the mean, and the unbiased (K - 1) standard deviation (NaN for a
+    single window, which makes the threshold NaN: such a reference never fires)."""
+    att = attention.double()
+    tokens = att.shape[0]
+    size = tau if tokens >= tau else max(1, tokens)
+    count = tokens // size
+    mean = att.mean(dim=0)
+    sims = [window_similarity(att[i * size : (i + 1) * size], mean) for i in range(count)]
+    values = torch.tensor(sims, dtype=torch.float64)
+    mu = float(values.mean())
+    sigma = float(values.std()) if count > 1 else math.nan
+    return Reference(mean=mean, mu=mu, sigma=sigma, window_similarities=tuple(sims))
+
+
 def window_similarity(window: torch.Tensor, reference_mean: torch.Tensor) -> float:
     """a = cos(mean of the window's attention outputs, the reference mean)."""
     return _cos(window.double().mean(dim=0), reference_mean.double())
@@ -47,6 +65,7 @@ def window_similarity(window: torch.Tensor, reference_mean: torch.Tensor) -> flo
 def threshold(reference: Reference, delta: float, variant: str) -> float:
     """The similarity at or below which a window counts as drift."""
     if variant == "published-code":
+        # Python's max keeps a NaN first argument, as the published code's does.
         return reference.mu - max(PUBLISHED_THRESHOLD_FLOOR * reference.sigma, PUBLISHED_THRESHOLD_FLOOR)
     return reference.mu - delta * reference.sigma
 
@@ -75,7 +94,8 @@ def check_window(
     """Eq. 7 for one window of tau attention outputs, and the counter after it."""
     a = window_similarity(window, reference.mean)
     limit = threshold(reference, delta, variant)
-    detected = a <= limit
+    # The paper flags a - mu <= -delta sigma; the published code a strict cos < threshold.
+    detected = a < limit if variant == "published-code" else a <= limit
     new_counter = update_counter(counter, detected)
     return DriftCheck(
         similarity=a,

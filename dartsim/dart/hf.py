@@ -53,6 +53,8 @@ class LoadedModel:
     source: str
     random_weights: bool
     dtype: str
+    cache_folder: Path | None = None
+    """Where values derived from these exact weights may be cached (the bundled model)."""
 
 
 def _quiet() -> contextlib.AbstractContextManager[object]:
@@ -132,7 +134,7 @@ def load_bundled(device: str) -> LoadedModel:
     raw = json.loads((folder / "config.json").read_text())
     spec = model_spec_from_config(raw, BUNDLED, str(_bundled_gguf()))
     return LoadedModel(
-        model.to(device).eval(), tokenizer, spec, f"{BUNDLED_PACKAGE}/{BUNDLED_GGUF}", False, "fp32"
+        model.to(device).eval(), tokenizer, spec, f"{BUNDLED_PACKAGE}/{BUNDLED_GGUF}", False, "fp32", folder
     )
 
 

@@ -12,13 +12,18 @@ from dataclasses import asdict, dataclass
 from dartsim.errors import UserError
 
 RECORD_MODES = ("dart", "static", "dense")
-"""What `dartsim record --mode` records: DART, its first mask kept for the whole run, or
-no mask at all."""
+"""What `dartsim record --mode` records: DART; its first mask kept for the whole run (drift
+is still checked and recorded, never acted on); or no mask at all (the reference is still
+built, for Figure 5)."""
 MASK_APPLY = ("zero", "compact")
 """How a recorded mask is applied to the model: zeroing u, or slicing the kept weights."""
 
 VARIANTS = ("paper", "published-code")
-SCORES = ("activation", "vocab-proxy")
+PRESETS = VARIANTS
+"""Named sets of DART values (`dartsim record --preset`)."""
+RANKINGS = ("sum-of-squares", "magnitude", "max", "mean", "combined", "product")
+"""How neurons are scored: the paper's sum of u^2, or a ranking method of the published
+code (dart/policy.py rank_scores)."""
 
 PAPER_ALPHA_E = 0.25  # Eq. 5, paper section 4 "Implementation Details"
 PAPER_ALPHA_L = 0.35
@@ -33,6 +38,8 @@ PUBLISHED_TAU = 5
 PUBLISHED_C0 = 1
 PUBLISHED_ROUNDS = 10  # redistribution rounds of the published allocation
 PUBLISHED_THRESHOLD_FLOOR = 0.1  # threshold mu - max(0.1 sigma, 0.1)
+PUBLISHED_MASKING_STEP = 50  # run_knowledge_drift_multi_prompt.sh (run_knowledge_drift.sh: 30)
+PUBLISHED_RANKING = "max"  # what the authors' drift scripts run; argparse's default is combined
 FIGURE5_WINDOW = 10  # the paper's Figure 5 sliding window
 
 
@@ -55,15 +62,23 @@ class DartParams:
     p_min: float = PUBLISHED_P_MIN
     p_max: float = PUBLISHED_P_MAX
     prompt_in_reference: bool = False
-    masking_step: int = 50
-    score: str = "activation"
+    masking_step: int = PUBLISHED_MASKING_STEP
+    ranking: str = "sum-of-squares"
     retrigger: bool = True
+    reproduce_published_defects: bool = True
+    """published-code: reproduce the authors' two allocation defects (a shadowed loop
+    variable gives layer 0 another layer's count; after a re-trigger the sensitivities are
+    rotated by one layer); False corrects them."""
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise UserError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
-        if self.score not in SCORES:
-            raise UserError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
+        if self.ranking not in RANKINGS:
+            raise UserError(f"ranking must be one of {', '.join(RANKINGS)}, got {self.ranking!r}")
+        if self.variant == "paper" and self.ranking != "sum-of-squares":
+            raise UserError(f"ranking {self.ranking!r} belongs to the published-code preset")
+        if self.variant == "published-code" and not self.prompt_in_reference:
+            raise UserError("the published code always scores the prompt; drop --no-prompt-in-reference")
         if not (0.0 <= self.sparsity < 1.0) or math.isnan(self.sparsity):
             raise UserError(f"sparsity must lie in [0, 1), got {self.sparsity}")
         for name in ("tau", "reference_tokens", "c0", "masking_step"):
@@ -101,13 +116,27 @@ class DartParams:
 
     @classmethod
     def published_code(cls, **overrides: object) -> DartParams:
-        """The published code's defaults (tau 5, fire at c >= 1, 50% sparsity)."""
+        """The published code's values (seeder-research/DART at 19c4a57): tau 5, fire at the
+        first detection (c0 1), 50% sparsity, the first mask at forward masking_step from
+        the prompt and the tokens generated before it, ranking `max`."""
         base: dict[str, object] = {
             "variant": "published-code",
             "sparsity": PUBLISHED_SPARSITY,
             "tau": PUBLISHED_TAU,
             "c0": PUBLISHED_C0,
-            "score": "vocab-proxy",
+            "ranking": PUBLISHED_RANKING,
+            "prompt_in_reference": True,
+            "masking_step": PUBLISHED_MASKING_STEP,
         }
         base.update(overrides)
         return cls(**base)  # type: ignore[arg-type]
+
+    @classmethod
+    def preset(cls, name: str, **overrides: object) -> DartParams:
+        """A named set of values: `paper` (the paper's where it gives them, dartsim's
+        documented choices where it does not) or `published-code`."""
+        if name == "published-code":
+            return cls.published_code(**overrides)
+        if name == "paper":
+            return cls(**overrides)  # type: ignore[arg-type]
+        raise UserError(f"unknown DART preset {name!r}; valid names: {', '.join(PRESETS)}")

@@ -54,13 +54,16 @@ def importance_paper(s_bar: torch.Tensor) -> torch.Tensor:
     return 1.0 - s / total
 
 
+PUBLISHED_EPSILON = 1e-6
+"""compute_adaptive_topk's epsilon (seeder-research/DART src/neuronDefuser.py:486): in the
+min-max denominator, the convergence test and the eligibility bounds."""
+
+
 def importance_published(s_bar: torch.Tensor) -> torch.Tensor:
-    """The published code's min-max form R = 1 - (S - min) / (max - min): [L] -> [L]."""
+    """The published code's min-max form R = 1 - (S - min) / (max - min + eps): [L] -> [L]
+    (neuronDefuser.py:555-559; the most sensitive layer gets R of about 0)."""
     s = s_bar.double()
-    spread = s.max() - s.min()
-    if spread <= 0:
-        return torch.ones_like(s)
-    return 1.0 - (s - s.min()) / spread
+    return 1.0 - (s - s.min()) / (s.max() - s.min() + PUBLISHED_EPSILON)
 
 
 def depth_factor(
@@ -124,21 +127,113 @@ def allocate_published(
     p_max: float,
     rounds: int,
 ) -> torch.Tensor:
-    """The published code's allocation: a proportional start rho L R D / sum(R D), clipped,
-    then at most `rounds` rounds handing the clipped excess to the unclipped layers."""
-    num_layers = importance.numel()
-    everyone = torch.arange(num_layers)
-    target = sparsity * num_layers
-    p = (target * _weights(importance, depth, everyone)).clamp(p_min, p_max)
+    """The published code's allocation (compute_adaptive_topk, neuronDefuser.py:583-641):
+    with weights P = R D, a proportional start rho L P / sum(P), clipped; then at most
+    `rounds` rounds that hand the leftover to every layer that can still move (a positive
+    one to all layers below p_max - eps, layers at p_min included; a negative one to all
+    above p_min + eps), in proportion to P, clipping again; if the eligible layers' P sums
+    to eps or less, the leftover is split evenly among them."""
+    weights = importance.double() * depth.double()
+    num_layers = weights.numel()
+    budget = sparsity * num_layers
+    total = float(weights.sum())
+    start = weights / total if total > 0 else torch.full_like(weights, 1.0 / num_layers)
+    p = (budget * start).clamp(p_min, p_max)
     for _ in range(rounds):
-        residual = target - float(p.sum())
-        if abs(residual) <= ALLOCATION_TOLERANCE:
+        leftover = budget - float(p.sum())
+        if abs(leftover) < PUBLISHED_EPSILON:
             break
-        free = torch.nonzero((p > p_min) & (p < p_max)).flatten()
-        if free.numel() == 0:
+        eligible = p < p_max - PUBLISHED_EPSILON if leftover > 0 else p > p_min + PUBLISHED_EPSILON
+        if not bool(eligible.any()):
             break
-        p[free] = (p[free] + residual * _weights(importance, depth, free)).clamp(p_min, p_max)
+        share = weights * eligible
+        if float(share.sum()) > PUBLISHED_EPSILON:
+            p = (p + leftover * share / share.sum()).clamp(p_min, p_max)
+        else:
+            p = p.clone()
+            p[eligible] += leftover / int(eligible.sum())
+            p = p.clamp(p_min, p_max)
     return p
+
+
+def kept_neurons_published(pruning: torch.Tensor, width: int) -> list[int]:
+    """int(round((1 - p) m)) per layer, halves to even as numpy rounds
+    (neuronDefuser.py:692)."""
+    return [round((1.0 - float(p)) * width) for p in pruning]
+
+
+def published_sensitivity_order(num_layers: int, epoch: int, reproduce_defects: bool) -> list[int]:
+    """The layer whose sensitivity sits at each position of compute_adaptive_topk's arrays.
+
+    The code iterates its history dict in insertion order and treats position i as layer i.
+    After a re-trigger the last layer's entry is inserted first (the reset happens inside
+    its attention hook, before its FFN), so the order becomes [L-1, 0, ..., L-2]: layer i's
+    budget then uses layer i-1's sensitivity. The first mask is in order."""
+    if epoch == 0 or not reproduce_defects or num_layers == 1:
+        return list(range(num_layers))
+    return [num_layers - 1, *range(num_layers - 1)]
+
+
+def published_kept_counts(
+    s_bar: torch.Tensor,
+    depth: torch.Tensor,
+    sparsity: float,
+    p_min: float,
+    p_max: float,
+    rounds: int,
+    width: int,
+    epoch: int,
+    reproduce_defects: bool,
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """(importance, pruning, kept counts) per layer as the published code computes them for
+    mask epoch `epoch`, its two defects reproduced or corrected:
+
+    - the sensitivity order after a re-trigger (see published_sensitivity_order);
+    - `layer_name` shadowed by the loop variable in compute_adaptive_topk
+      (neuronDefuser.py:526, returned at 698): layer 0 receives the count of the layer whose
+      sensitivity sits last (the last layer for the first mask, layer L-2 afterwards).
+    """
+    order = published_sensitivity_order(s_bar.numel(), epoch, reproduce_defects)
+    importance = importance_published(s_bar.double()[order])
+    pruning = allocate_published(importance, depth, sparsity, p_min, p_max, rounds)
+    counts = kept_neurons_published(pruning, width)
+    if reproduce_defects:
+        counts[0] = counts[order[-1]]
+    return importance, pruning, counts
+
+
+RANKINGS = ("sum-of-squares", "magnitude", "max", "mean", "combined", "product")
+"""Neuron scores: the paper's sum of u^2 over the window, and the published code's
+ranking methods (neuronDefuser.py:138-167)."""
+
+
+def rank_scores(
+    sum_of_squares: torch.Tensor,
+    proxy_max: torch.Tensor | None,
+    proxy_mean: torch.Tensor | None,
+    ranking: str,
+) -> torch.Tensor:
+    """Scores to rank neurons by, from A = sum_t u^2 [.., m] and the published code's
+    vocabulary proxies Pmax, Pmean (max and mean over the vocabulary of |W_down^T E^T|):
+    magnitude sqrt(A), max Pmax sqrt(A), mean Pmean sqrt(A), combined sqrt(A) (Pmax +
+    Pmean), product A Pmax Pmean; sum-of-squares is the paper's A."""
+    a = sum_of_squares.double()
+    if ranking == "sum-of-squares":
+        return a
+    norm = a.sqrt()
+    if ranking == "magnitude":
+        return norm
+    if proxy_max is None or proxy_mean is None:
+        raise ValueError(f"ranking {ranking!r} needs the vocabulary proxies")
+    if ranking == "max":
+        return proxy_max * norm
+    if ranking == "mean":
+        return proxy_mean * norm
+    if ranking == "combined":
+        return norm * (proxy_max + proxy_mean)
+    if ranking == "product":
+        return a * proxy_max * proxy_mean
+    raise ValueError(f"unknown ranking {ranking!r}; valid: {', '.join(RANKINGS)}")
 
 
 def kept_neurons(pruning: torch.Tensor, width: int) -> list[int]:

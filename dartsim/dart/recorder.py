@@ -1,44 +1,36 @@
-"""Running DART on a Hugging Face model, one token at a time, and recording what happens.
+"""Observing and masking a Hugging Face model for DART, one forward at a time.
 
-The recorder owns the DART state machine: dense collection (scores, sensitivities and the
-attention outputs of the reference tokens), mask epochs, drift checks every tau tokens,
-and re-triggers. Every forward step and every mask build is timed. A `TraceBuilder`
-collects the record; `NullTraceBuilder` skips all bookkeeping so that the cost of tracing
-itself can be measured.
+The recorder installs the hooks that collect what DART needs (neuron scores, layer
+sensitivities, the last layer's attention outputs), builds and applies masks, and times
+every forward and mask build. When to collect, mask, check and re-trigger is a variant's
+timeline (dart/paper_timeline.py, dart/published_timeline.py), driven by dart/timeline.py.
 """
 
 from __future__ import annotations
 
 import math
-import platform
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from dartsim import __version__
-from dartsim.dart import drift, policy
+from dartsim.dart import policy
 from dartsim.dart.hf import LoadedModel
 from dartsim.dart.hooks import MaskableLinear, decoder_layers, wrap_ffn
-from dartsim.dart.params import FIGURE5_WINDOW, MASK_APPLY, PUBLISHED_ROUNDS, DartParams
+from dartsim.dart.params import MASK_APPLY, PUBLISHED_ROUNDS, DartParams
 from dartsim.dart.params import RECORD_MODES as MODES
+from dartsim.dart.trace_builder import TraceBuilder
 from dartsim.errors import UserError
-from dartsim.trace.schema import (
-    CHECK_DTYPES,
-    FORMAT_NAME,
-    PHASES,
-    SCHEMA_VERSION,
-    model_section,
-    pack_mask,
-)
 
-"""dart: masks with drift detection and re-triggers; static: the first mask for the whole
-run (drift is still checked and recorded, never acted on); dense: no mask at all (the
-reference is still built, for Figure 5)."""
+if TYPE_CHECKING:
+    from dartsim.dart.timeline import Timeline
+
 VOCAB_PROXY_CHUNK = 4096
 """Vocabulary rows per block when computing the published code's vocabulary proxy."""
+VOCAB_PROXY_CACHE = "vocab-proxies-v1.safetensors"
 
 
 @dataclass
@@ -67,7 +59,7 @@ class RecordOptions:
 
 
 @dataclass
-class _Accumulator:
+class Accumulator:
     """What a collection gathers per layer: neuron scores, sensitivity sums, attention outputs."""
 
     layers: int
@@ -78,137 +70,19 @@ class _Accumulator:
     ratio_sum: torch.Tensor = field(init=False)
     tokens: int = 0
     attention: list[torch.Tensor] = field(default_factory=list)
+    layer_tokens: torch.Tensor = field(init=False)
+    """Tokens whose sensitivity each layer saw (the published code's last layer joins a
+    collection one forward earlier than the others)."""
+    captured: list[dict[str, list[torch.Tensor]]] | None = None
+    """With capture on: per layer, the float64 rows of u (as scored, m wide), y and the FFN
+    output F of every collected token (for dart/reference.py)."""
 
     def __post_init__(self) -> None:
         self.scores = torch.zeros(self.layers, self.width, dtype=torch.float64)
         self.sens_sum = torch.zeros(self.layers, dtype=torch.float64)
         self.cos_sum = torch.zeros(self.layers, dtype=torch.float64)
         self.ratio_sum = torch.zeros(self.layers, dtype=torch.float64)
-
-
-class TraceBuilder:
-    """Collects everything a v1 trace holds, step by step."""
-
-    def __init__(self) -> None:
-        self.steps: dict[str, list[Any]] = {
-            k: [] for k in ("phase", "tokens", "context_len", "epoch", "time_s")
-        }
-        self.epochs: list[dict[str, Any]] = []
-        self.checks: list[dict[str, Any]] = []
-        self.retriggers: list[dict[str, int]] = []
-        self.figure5: list[float] = []
-
-    def step(self, phase: str, tokens: int, context_len: int, epoch: int, seconds: float) -> None:
-        self.steps["phase"].append(PHASES.index(phase))
-        self.steps["tokens"].append(tokens)
-        self.steps["context_len"].append(context_len)
-        self.steps["epoch"].append(epoch)
-        self.steps["time_s"].append(seconds)
-        if epoch >= 0:
-            self.epochs[epoch]["last_step"] = len(self.steps["phase"]) - 1
-
-    def epoch(self, record: dict[str, Any]) -> None:
-        record["masks"] = pack_mask(record.pop("mask_bool"))
-        self.epochs.append(record)
-
-    def check(self, step: int, result: drift.DriftCheck) -> None:
-        self.checks.append({"step": step, **result.__dict__})
-
-    def retrigger(self, step: int) -> None:
-        self.retriggers.append({"step": step, "epoch": -1})
-
-    def retrigger_resolved(self, epoch: int) -> None:
-        if self.retriggers and self.retriggers[-1]["epoch"] == -1:
-            self.retriggers[-1]["epoch"] = epoch
-
-    def similarity(self, value: float) -> None:
-        self.figure5.append(value)
-
-    @property
-    def step_count(self) -> int:
-        return len(self.steps["phase"])
-
-    def tensors(self, layers: int, width: int) -> dict[str, Any]:
-        """The steps, epochs, checks, re-triggers and Figure 5 sections as tensors."""
-        from dartsim.trace.schema import packed_width
-
-        dtypes = {
-            "phase": torch.uint8,
-            "tokens": torch.int32,
-            "context_len": torch.int32,
-            "epoch": torch.int32,
-            "time_s": torch.float64,
-        }
-        steps = {k: torch.tensor(v, dtype=dtypes[k]) for k, v in self.steps.items()}
-        e = self.epochs
-        epochs = {
-            "first_step": torch.tensor([r["first_step"] for r in e], dtype=torch.int32),
-            "last_step": torch.tensor(
-                [r.get("last_step", r["first_step"] - 1) for r in e], dtype=torch.int32
-            ),
-            "trigger_step": torch.tensor([r["trigger_step"] for r in e], dtype=torch.int32),
-            "reference_tokens": torch.tensor([r["reference_tokens"] for r in e], dtype=torch.int32),
-            "build_time_s": torch.tensor([r["build_time_s"] for r in e], dtype=torch.float64),
-            "kept": torch.stack([r["kept"] for r in e]) if e else torch.zeros(0, layers, dtype=torch.int32),
-            "masks": torch.stack([r["masks"] for r in e])
-            if e
-            else torch.zeros(0, layers, packed_width(width), dtype=torch.uint8),
-        }
-        for key in ("keep_ratio", "s_bar", "importance", "depth", "pruning"):
-            epochs[key] = (
-                torch.stack([r[key] for r in e]) if e else torch.zeros(0, layers, dtype=torch.float64)
-            )
-        checks = {k: torch.tensor([c[k] for c in self.checks], dtype=t) for k, t in CHECK_DTYPES.items()}
-        retriggers = {
-            "step": torch.tensor([r["step"] for r in self.retriggers], dtype=torch.int32),
-            "epoch": torch.tensor([r["epoch"] for r in self.retriggers], dtype=torch.int32),
-        }
-        figure5 = {
-            "window": FIGURE5_WINDOW,
-            "similarity": torch.tensor(self.figure5, dtype=torch.float64),
-        }
-        return {
-            "steps": steps,
-            "epochs": epochs,
-            "drift_checks": checks,
-            "retriggers": retriggers,
-            "figure5": figure5,
-        }
-
-
-class NullTraceBuilder(TraceBuilder):
-    """Keeps only what the run itself needs (the step count and epoch indices)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._count = 0
-        self._epochs = 0
-
-    def step(self, phase: str, tokens: int, context_len: int, epoch: int, seconds: float) -> None:
-        self._count += 1
-
-    def epoch(self, record: dict[str, Any]) -> None:
-        self._epochs += 1
-
-    def check(self, step: int, result: drift.DriftCheck) -> None:
-        pass
-
-    def retrigger(self, step: int) -> None:
-        pass
-
-    def retrigger_resolved(self, epoch: int) -> None:
-        pass
-
-    def similarity(self, value: float) -> None:
-        pass
-
-    @property
-    def step_count(self) -> int:
-        return self._count
-
-    @property
-    def epoch_count(self) -> int:
-        return self._epochs
+        self.layer_tokens = torch.zeros(self.layers, dtype=torch.float64)
 
 
 def _sync(device: str) -> None:
@@ -219,7 +93,13 @@ def _sync(device: str) -> None:
 class DartRecorder:
     """DART on one sequence of a loaded model: prefill, then greedy (or sampled) decoding."""
 
-    def __init__(self, loaded: LoadedModel, params: DartParams, options: RecordOptions) -> None:
+    def __init__(
+        self, loaded: LoadedModel, params: DartParams, options: RecordOptions, capture: bool = False
+    ) -> None:
+        self.capture = capture
+        """Keep every collected activation (short recordings only: tokens x layers x (m + 2d))."""
+        self.captures: list[dict[str, Any]] = []
+        """With capture on: per mask built, its epoch index, activations and the masks."""
         self.loaded = loaded
         self.model = loaded.model
         self.params = params
@@ -232,9 +112,13 @@ class DartRecorder:
         self.depth = policy.depth_factor(
             self.layers, params.alpha_e, params.alpha_l, params.beta_e, params.beta_l
         )
-        self.proxy = self._vocab_proxy() if params.score == "vocab-proxy" else None
-        self.acc: _Accumulator | None = None
-        self.masks: list[torch.Tensor] | None = None  # float 0/1 [m] per layer (zero mode)
+        needs_proxy = params.ranking not in ("sum-of-squares", "magnitude")
+        self.proxy_max, self.proxy_mean = self._vocab_proxies() if needs_proxy else (None, None)
+        self.acc: Accumulator | None = None
+        self.masks: list[torch.Tensor | None] | None = None  # float 0/1 [m] per layer (zero mode)
+        self.on_last_attention: Callable[[torch.Tensor], None] | None = None
+        """Called inside the last layer's attention hook, before its FFN runs (the published
+        code checks drift there)."""
         self.kept_idx: list[torch.Tensor] | None = None
         self._y: dict[int, torch.Tensor] = {}
         self._attention: torch.Tensor | None = None
@@ -274,6 +158,10 @@ class DartRecorder:
                 return
             y = self._y.pop(index)[0]
             f = output.detach()[0]
+            acc.layer_tokens[index] += y.reshape(-1, y.shape[-1]).shape[0]
+            if acc.captured is not None:
+                acc.captured[index]["y"].extend(y.reshape(-1, y.shape[-1]).double().cpu().unbind(0))
+                acc.captured[index]["f"].extend(f.reshape(-1, f.shape[-1]).double().cpu().unbind(0))
             if self.params.variant == "paper":
                 acc.sens_sum[index] += policy.sensitivity_per_token(y, y + f).sum()
             else:
@@ -288,15 +176,23 @@ class DartRecorder:
     def _u_observer(self, index: int) -> Callable[[torch.Tensor], torch.Tensor]:
         def observe(u: torch.Tensor) -> torch.Tensor:
             if self.masks is not None and self.options.mask_apply == "zero":
-                u = u * self.masks[index]
+                mask = self.masks[index]
+                if mask is not None:
+                    u = u * mask
             acc = self.acc
             if acc is not None:
-                squares = u.detach().reshape(-1, u.shape[-1]).double().pow(2).sum(dim=0)
+                rows = u.detach().reshape(-1, u.shape[-1]).double()
+                squares = rows.pow(2).sum(dim=0)
                 if squares.numel() == self.width:
                     acc.scores[index] += squares
                 else:  # compact: k-wide u, scattered back to neuron indices
                     assert self.kept_idx is not None
                     acc.scores[index].index_add_(0, self.kept_idx[index].cpu(), squares.cpu())
+                    wide = torch.zeros(rows.shape[0], self.width, dtype=torch.float64)
+                    wide[:, self.kept_idx[index].cpu()] = rows.cpu()
+                    rows = wide
+                if acc.captured is not None:
+                    acc.captured[index]["u"].extend(rows.cpu().unbind(0))
             return u
 
         return observe
@@ -304,21 +200,48 @@ class DartRecorder:
     def _attention_hook(self, _module: Any, _args: Any, output: Any) -> None:
         out = output[0] if isinstance(output, tuple) else output
         self._attention = out.detach()[0].double().cpu()
+        if self.on_last_attention is not None:
+            self.on_last_attention(self._attention)
 
     # -- masks ----------------------------------------------------------------------------
 
-    def _vocab_proxy(self) -> torch.Tensor:
-        """The published code's per-neuron vocabulary proxy, max_v |E W_down|: -> [L, m]."""
+    def _vocab_proxies(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The published code's per-neuron vocabulary proxies: the max and the mean over the
+        vocabulary of |E W_down| (E the input embedding): -> [L, m] each. About 35 s for
+        SmolLM2 on two cores, so the bundled model's are cached beside its weights."""
+        from safetensors.torch import load_file, save_file
+
+        folder = self.loaded.cache_folder
+        cached = folder / VOCAB_PROXY_CACHE if folder is not None else None
+        if cached is not None and cached.is_file():
+            stored = load_file(str(cached))
+            return stored["max"], stored["mean"]
         emb = self.model.get_input_embeddings().weight.detach()
-        rows = []
+        maxes, means = [], []
         with torch.no_grad():
             for _, _, down in self.ffn:
                 best = torch.zeros(self.width, dtype=emb.dtype, device=emb.device)
+                total = torch.zeros(self.width, dtype=torch.float64, device=emb.device)
                 for start in range(0, emb.shape[0], VOCAB_PROXY_CHUNK):
-                    block = emb[start : start + VOCAB_PROXY_CHUNK] @ down.weight
-                    best = torch.maximum(best, block.abs().amax(dim=0))
-                rows.append(best.double().cpu())
-        return torch.stack(rows)
+                    block = (emb[start : start + VOCAB_PROXY_CHUNK] @ down.weight).abs()
+                    best = torch.maximum(best, block.amax(dim=0))
+                    total += block.double().sum(dim=0)
+                maxes.append(best.double().cpu())
+                means.append((total / emb.shape[0]).cpu())
+        proxy_max, proxy_mean = torch.stack(maxes), torch.stack(means)
+        if cached is not None:
+            staging = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+            save_file({"max": proxy_max, "mean": proxy_mean}, str(staging))
+            os.replace(staging, cached)
+        return proxy_max, proxy_mean
+
+    def layer_dense(self, index: int) -> None:
+        """Run one layer's FFN dense from now on (the rest keep their masks)."""
+        if self.masks is not None:
+            self.masks[index] = None
+        gate, up, down = self.ffn[index]
+        for module in (gate, up, down):
+            module.set_kept(None)
 
     def _set_kept(self, kept: list[torch.Tensor] | None) -> None:
         self.kept_idx = kept
@@ -345,14 +268,15 @@ class DartRecorder:
                 up.set_kept(on_device)
                 down.set_kept(on_device)
 
-    def _s_bar(self, acc: _Accumulator) -> torch.Tensor:
-        n = max(acc.tokens, 1)
+    def _s_bar(self, acc: Accumulator) -> torch.Tensor:
         if self.params.variant == "paper":
-            return acc.sens_sum / n
-        return (1.0 - acc.cos_sum / n) * (acc.ratio_sum / n)
+            return acc.sens_sum / max(acc.tokens, 1)
+        seen = acc.layer_tokens.clamp_min(1)
+        return (1.0 - acc.cos_sum / seen) * (acc.ratio_sum / seen)
 
-    def _build_mask(self, acc: _Accumulator, apply: bool) -> tuple[dict[str, Any], drift.Reference]:
-        """Allocate budgets, pick top-k neurons and (when `apply`) put the masks in force."""
+    def mask_record(self, acc: Accumulator, epoch: int, apply: bool) -> dict[str, Any]:
+        """Allocate budgets, score and pick the top-k neurons of every layer, and (when
+        `apply`) put the masks in force; timed. `epoch` counts the masks built before."""
         p = self.params
         _sync(self.device)
         start = time.perf_counter()
@@ -360,23 +284,20 @@ class DartRecorder:
         if p.variant == "paper":
             importance = policy.importance_paper(s_bar)
             pruning = policy.allocate_paper(importance, self.depth, p.sparsity, p.p_min, p.p_max)
+            counts = policy.kept_neurons(pruning, self.width)
         else:
-            importance = policy.importance_published(s_bar)
-            pruning = policy.allocate_published(
-                importance, self.depth, p.sparsity, p.p_min, p.p_max, PUBLISHED_ROUNDS
-            )
-        counts = policy.kept_neurons(pruning, self.width)
-        scores = acc.scores
-        if self.proxy is not None:
-            scores = scores.sqrt() * self.proxy
+            importance, pruning, counts = policy.published_kept_counts(
+                s_bar, self.depth, p.sparsity, p.p_min, p.p_max, PUBLISHED_ROUNDS, self.width, epoch,
+                p.reproduce_published_defects,
+            )  # fmt: skip
+        scores = policy.rank_scores(acc.scores, self.proxy_max, self.proxy_mean, p.ranking)
         masks = torch.stack([policy.top_k_mask(scores[i], counts[i]) for i in range(self.layers)])
         if apply:
             self._set_kept([torch.nonzero(row).flatten() for row in masks])
         _sync(self.device)
-        elapsed = time.perf_counter() - start
-        usable = (len(acc.attention) // p.tau) * p.tau
-        reference = drift.build_reference(torch.stack(acc.attention[-usable:]), p.tau)
-        record = {
+        if acc.captured is not None:
+            self.captures.append({"epoch": epoch, "activations": acc.captured, "masks": masks.clone()})
+        return {
             "kept": torch.tensor(counts, dtype=torch.int32),
             "keep_ratio": torch.tensor(counts, dtype=torch.float64) / self.width,
             "s_bar": s_bar.clone(),
@@ -384,14 +305,29 @@ class DartRecorder:
             "depth": self.depth.clone(),
             "pruning": pruning.clone(),
             "mask_bool": masks,
-            "build_time_s": elapsed,
-            "reference_tokens": usable,
+            "build_time_s": time.perf_counter() - start,
         }
-        return record, reference
 
     # -- the run --------------------------------------------------------------------------
 
-    def _forward(self, ids: torch.Tensor, cache: Any, position: int) -> tuple[torch.Tensor, float]:
+    def new_accumulator(self) -> Accumulator:
+        acc = Accumulator(self.layers, self.width)
+        if self.capture:
+            acc.captured = [{"u": [], "y": [], "f": []} for _ in range(self.layers)]
+        return acc
+
+    def clear_masks(self) -> None:
+        """Every layer dense again."""
+        self._set_kept(None)
+
+    def last_attention(self) -> torch.Tensor:
+        """The last layer's attention outputs of the latest forward: [tokens, d]."""
+        if self._attention is None:
+            raise RuntimeError("no forward has run")
+        return self._attention
+
+    def forward(self, ids: torch.Tensor, cache: Any, position: int) -> tuple[torch.Tensor, float]:
+        """One timed forward from `position`: the last position's logits and the seconds."""
         positions = torch.arange(position, position + ids.shape[1], device=ids.device).unsqueeze(0)
         _sync(self.device)
         start = time.perf_counter()
@@ -400,7 +336,8 @@ class DartRecorder:
         _sync(self.device)
         return out.logits[0, -1].detach(), time.perf_counter() - start
 
-    def _choose(self, logits: torch.Tensor, allow_eos: bool, eos: set[int], gen: torch.Generator) -> int:
+    def choose(self, logits: torch.Tensor, allow_eos: bool, eos: set[int], gen: torch.Generator) -> int:
+        """The next token: greedy at temperature 0, otherwise sampled with `gen`."""
         scores = logits.double().cpu()
         if not allow_eos and eos:
             scores[list(eos)] = -math.inf
@@ -416,154 +353,20 @@ class DartRecorder:
         eos_ids: set[int],
         summary: dict[str, Any],
         on_token: Callable[[int], None] | None = None,
+        on_logits: Callable[[torch.Tensor], None] | None = None,
     ) -> None:
-        """Generate up to max_new_tokens after the prompt, filling `builder` and `summary`
-        (generated ids, whether EOS stopped it) as it goes, so that after an exception or
-        an interrupt both still hold every completed step."""
-        from transformers.cache_utils import DynamicCache
+        """Generate under the variant's timeline (see dart/timeline.py generate)."""
+        from dartsim.dart.timeline import generate
 
-        p, o = self.params, self.options
-        gen = torch.Generator().manual_seed(o.seed)
-        device = next(self.model.parameters()).device
-        cache = DynamicCache()
-        summary.update(generated_ids=[], stopped_at_eos=False)
-        epoch = -1
-        trigger_step = -1
-        counter = 0
-        first_reference: drift.Reference | None = None
-        history: list[torch.Tensor] = []
+        if self.params.variant == "published-code":
+            from dartsim.dart.published_timeline import PublishedTimeline
 
-        def new_acc() -> _Accumulator:
-            return _Accumulator(self.layers, self.width)
-
-        def put_mask_in_force(acc: _Accumulator, trigger_step: int) -> None:
-            nonlocal epoch, counter, reference, first_reference, state, window
-            apply = o.mode != "dense"
-            record, ref = self._build_mask(acc, apply)
-            reference = ref
-            if first_reference is None:
-                first_reference = ref
-            counter = 0
-            window = new_acc()
-            if not apply:
-                state = "dense"
-                self.acc = None
-                return
-            record["first_step"] = builder.step_count
-            record["trigger_step"] = trigger_step
-            builder.epoch(record)
-            epoch += 1
-            builder.retrigger_resolved(epoch)
-            state = "masked"
-            self.acc = window
-
-        reference: drift.Reference | None = None
-        window = new_acc()
-        collection = new_acc()
-        need = p.reference_tokens
-        state = "collect"
-        self.acc = collection if p.prompt_in_reference else None
-
-        ids = torch.tensor([prompt_ids], device=device)
-        logits, seconds = self._forward(ids, cache, 0)
-        position = len(prompt_ids)
-        builder.step("prefill", len(prompt_ids), position, -1, seconds)
-        if p.prompt_in_reference:
-            collection.tokens += len(prompt_ids)
-            # The prompt's attention outputs of its last whole windows form the reference.
-            assert self._attention is not None
-            collection.attention.extend(self._attention[-need:].unbind(0))
-            if len(collection.attention) < p.tau:
-                raise UserError(
-                    f"the prompt has {len(prompt_ids)} tokens, fewer than tau={p.tau}: it "
-                    "cannot serve as the reference (drop --prompt-in-reference)"
-                )
-            put_mask_in_force(collection, -1)
+            timeline: Timeline = PublishedTimeline(self, builder)
         else:
-            self.acc = collection
+            from dartsim.dart.paper_timeline import PaperTimeline
 
-        generated: list[int] = []
-        while True:
-            allow_eos = not o.ignore_eos and len(generated) >= o.min_new_tokens
-            token = self._choose(logits, allow_eos, eos_ids, gen)
-            generated.append(token)
-            summary["generated_ids"] = generated
-            if on_token is not None:
-                on_token(token)
-            if token in eos_ids and allow_eos:
-                summary["stopped_at_eos"] = True
-                break
-            if len(generated) >= o.max_new_tokens:
-                break
-            if self.acc is not None:
-                self.acc.tokens += 1
-            ids = torch.tensor([[token]], device=device)
-            logits, seconds = self._forward(ids, cache, position)
-            position += 1
-            step_index = builder.step_count
-            builder.step("decode", 1, position, epoch if state == "masked" else -1, seconds)
-            assert self._attention is not None
-            att = self._attention[-1]
-            history.append(att)
-            if self.acc is not None:
-                self.acc.attention.append(att)
-            if first_reference is not None and len(history) >= FIGURE5_WINDOW:
-                recent = torch.stack(history[-FIGURE5_WINDOW:])
-                builder.similarity(drift.window_similarity(recent, first_reference.mean))
-            else:
-                builder.similarity(math.nan)
-
-            if state == "collect":
-                if len(collection.attention) >= need:
-                    put_mask_in_force(collection, trigger_step)
-            elif state == "masked" and len(window.attention) == p.tau:
-                assert reference is not None
-                result = drift.check_window(
-                    torch.stack(window.attention), reference, counter, p.delta, p.c0, p.variant
-                )
-                counter = result.counter
-                builder.check(step_index, result)
-                if result.fired and o.mode == "dart" and p.retrigger:
-                    builder.retrigger(step_index)
-                    trigger_step = step_index
-                    self._set_kept(None)
-                    state = "collect"
-                    if p.variant == "paper":
-                        collection = window  # the detection window joins the new reference
-                        need = p.reference_tokens
-                    else:
-                        collection = new_acc()  # published code: discard it, run dense
-                        need = p.masking_step
-                    self.acc = collection
-                else:
-                    window = new_acc()
-                    self.acc = window
-        self.close()
-
-
-def run_metadata(loaded: LoadedModel, params: DartParams, options: RecordOptions) -> dict[str, Any]:
-    """The model, DART and library-version sections of a trace."""
-    import transformers
-
-    spec = loaded.spec
-    return {
-        "format": FORMAT_NAME,
-        "schema_version": SCHEMA_VERSION,
-        "synthetic": False,
-        "created_by": f"dartsim {__version__}",
-        "seed": options.seed,
-        "versions": {
-            "dartsim": __version__,
-            "torch": str(torch.__version__),
-            "transformers": str(transformers.__version__),
-            "python": platform.python_version(),
-        },
-        "model": model_section(
-            spec,
-            loaded.source,
-            loaded.random_weights,
-            loaded.dtype,
-            str(next(loaded.model.parameters()).device.type),
-        ),
-        "dart": {**params.as_dict(), "mode": options.mode, "mask_apply": options.mask_apply},
-    }
+            timeline = PaperTimeline(self, builder)
+        try:
+            generate(self, timeline, prompt_ids, builder, eos_ids, summary, on_token, on_logits)
+        finally:
+            self.close()

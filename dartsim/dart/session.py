@@ -4,19 +4,15 @@ trace, and keep everything recorded so far if the run is interrupted or fails.""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dartsim.dart.hf import LoadedModel
 from dartsim.dart.params import DartParams
-from dartsim.dart.recorder import (
-    DartRecorder,
-    NullTraceBuilder,
-    RecordOptions,
-    TraceBuilder,
-    run_metadata,
-)
+from dartsim.dart.recorder import DartRecorder, RecordOptions
+from dartsim.dart.trace_builder import NullTraceBuilder, TraceBuilder, run_metadata
 from dartsim.errors import UserError
 from dartsim.trace.io import save_trace
 
@@ -66,6 +62,7 @@ def record(
     chat_template: bool = True,
     progress: bool = False,
     trace_enabled: bool = True,
+    on_logits: Callable[[Any], None] | None = None,
 ) -> RecordResult:
     """Record one DART run. With `trace_enabled=False` nothing is kept (overhead baseline).
 
@@ -99,6 +96,7 @@ def record(
             eos_ids(loaded),
             summary,
             on_token=(lambda _t: bar.update(1)) if bar else None,
+            on_logits=on_logits,
         )
     except KeyboardInterrupt as exc:
         status, failure = "interrupted", exc
@@ -136,7 +134,7 @@ def assemble(
     import torch
 
     generated = list(summary["generated_ids"])
-    trace = run_metadata(loaded, params, options)
+    trace = run_metadata(loaded, params, options.mode, options.mask_apply, options.seed)
     trace.update(
         complete=status == "complete",
         status=status,

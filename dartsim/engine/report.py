@@ -63,6 +63,12 @@ def render_table(data: dict[str, Any]) -> str:
         lines.append(f"RETARGETED from {data['retargeted_from']}: keep ratios mapped by normalised depth")
     if data.get("synthetic"):
         lines.append("SYNTHETIC workload")
+    if "dense_step_fraction" in data:
+        rate = data.get("drift_detection_rate")
+        lines.append(
+            f"DART             dense-step fraction {data['dense_step_fraction']:.2f}, drift detection rate "
+            + ("n/a (no drift check)" if rate is None else f"{rate:.2f}")
+        )
     lines += [
         f"tokens           {data['tokens']}",
         f"DRAM traffic     {t['bytes'] / GB:.3f} GB per device (1 GB = 1e9 B)",

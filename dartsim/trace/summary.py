@@ -25,6 +25,19 @@ def mean_keep_ratio_per_layer(trace: dict[str, Any]) -> list[float] | None:
     return ((weights[:, None] * ratios).sum(dim=0) / weights.sum()).tolist()
 
 
+def drift_detection_rate(trace: dict[str, Any]) -> float | None:
+    """Fraction of drift checks that counted as drift (None without checks). A detector
+    that flags nearly every masked window measures the clock, not drift."""
+    detected = trace["drift_checks"]["detected"]
+    return float(detected.double().mean()) if detected.numel() else None
+
+
+def dense_step_fraction(trace: dict[str, Any]) -> float:
+    """Fraction of forward steps that ran the FFN dense (collection windows included)."""
+    epochs = trace["steps"]["epoch"]
+    return float((epochs == -1).double().mean()) if epochs.numel() else 0.0
+
+
 def summarize(trace: dict[str, Any], path: Path) -> dict[str, Any]:
     steps = trace["steps"]
     gen = trace["generation"]
@@ -54,6 +67,8 @@ def summarize(trace: dict[str, Any], path: Path) -> dict[str, Any]:
         "dense_steps": int((steps["epoch"] == -1).sum()),
         "mask_epochs": int(trace["epochs"]["kept"].shape[0]),
         "drift_checks": int(trace["drift_checks"]["step"].numel()),
+        "drift_detection_rate": drift_detection_rate(trace),
+        "dense_step_fraction": dense_step_fraction(trace),
         "retriggers": int(retrigger_steps.numel()),
         "retrigger_positions": [int(context[s]) for s in retrigger_steps],
         "retriggers_per_1k_tokens": 1000.0 * retrigger_steps.numel() / max(gen["generated_len"], 1),
@@ -75,9 +90,18 @@ def render_summary(info: dict[str, Any]) -> str:
         f"DART             variant {info['variant']}, mode {info['mode']}, sparsity {info['sparsity']}",
         f"tokens           {info['prompt_tokens']} prompt + {info['generated_tokens']} generated"
         + (" (stopped at EOS)" if info["stopped_at_eos"] else ""),
-        f"steps            {info['steps']} ({info['dense_steps']} with the FFN dense)",
-        f"mask epochs      {info['mask_epochs']}",
-        f"drift checks     {info['drift_checks']}",
+        f"steps            {info['steps']} ({info['dense_steps']} with the FFN dense: "
+        f"dense-step fraction {info['dense_step_fraction']:.2f})",
+        f"mask epochs      {info['mask_epochs']}"
+        + (
+            "  (the run ended before its first mask: no sparsity recorded)" if not info["mask_epochs"] else ""
+        ),
+        f"drift checks     {info['drift_checks']}"
+        + (
+            f" (drift detection rate {info['drift_detection_rate']:.2f})"
+            if info["drift_detection_rate"] is not None
+            else ""
+        ),
         f"re-triggers      {info['retriggers']} ({info['retriggers_per_1k_tokens']:.1f} per 1k tokens)"
         + (f" at positions {', '.join(map(str, info['retrigger_positions']))}" if info["retriggers"] else ""),
         f"recorded time    {info['recorded_time_s']:.3f} s of forward steps, "
