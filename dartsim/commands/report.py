@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from dartsim.cli import emit
-from dartsim.commands.common import add_format_and_out, add_precision, fraction
+from dartsim.commands.common import add_format_and_out, add_precision, fraction, positive_int
 
 
 def run_figure5(args: argparse.Namespace) -> int:
@@ -80,6 +80,83 @@ def run_mechanisms(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_study(path: str) -> dict[str, object]:
+    import json
+
+    from dartsim.errors import UserError
+    from dartsim.fileio import read_text
+
+    try:
+        payload = json.loads(read_text(Path(path), "study results"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: malformed JSON: {exc.msg}") from None
+    if not isinstance(payload, dict) or payload.get("study") != "detector" or "rows" not in payload:
+        raise UserError(f"{path}: not the results of a detector study")
+    return payload
+
+
+def _resumable(args: argparse.Namespace, model: str, prompts: list[str]) -> dict[str, dict[str, object]]:
+    """Rows of an earlier run of the same study saved in --json (none if the file is absent)."""
+    from dartsim.errors import UserError
+
+    if not Path(args.json).exists():
+        return {}
+    payload = _load_study(args.json)
+    same = (payload.get("model"), payload.get("tokens_per_run"), payload.get("prompts"))
+    if same != (model, args.tokens, prompts):
+        raise UserError(
+            f"{args.json}: saved for another study (model, tokens, prompts {same}); "
+            "remove it or drop --resume"
+        )
+    return {row["label"]: row for row in payload["rows"]}  # type: ignore[index,union-attr]
+
+
+def run_detector(args: argparse.Namespace) -> int:
+    from dartsim.commands.common import split_list
+    from dartsim.errors import UserError
+    from dartsim.report.detector import render
+    from dartsim.report.render import json_text
+
+    if args.from_json is not None:
+        emit(render(_load_study(args.from_json)), args.out)
+        return 0
+
+    from dartsim.dart.hf import load_for_recording
+    from dartsim.dart.prompts import SAMPLE_PROMPTS
+    from dartsim.fileio import atomic_write_text
+    from dartsim.study.detector import GRID, QUICK_GRID, run_study, study_payload
+
+    names = split_list(args.prompts, "--prompts")
+    unknown = [n for n in names if n not in SAMPLE_PROMPTS]
+    if unknown:
+        raise UserError(f"--prompts: unknown prompt {unknown[0]!r}; valid: {', '.join(SAMPLE_PROMPTS)}")
+    if args.json is not None and Path(args.json).resolve() == Path(args.out or "-").resolve():
+        raise UserError("--json and --out must be different files")
+    if args.resume and args.json is None:
+        raise UserError("--resume continues the study saved in --json FILE; give --json")
+    loaded = load_for_recording(args.model, "cpu", 0)
+    grid = QUICK_GRID if args.quick else GRID
+
+    def say(message: str) -> None:
+        if not args.quiet:
+            sys.stderr.write(message + "\n")
+
+    prompts = {n: SAMPLE_PROMPTS[n] for n in names}
+    done = _resumable(args, loaded.spec.name, names) if args.resume else None
+
+    def checkpoint(rows: list[dict[str, object]]) -> None:
+        if args.json is not None:
+            partial = study_payload(rows, loaded.spec.name, args.tokens, names, complete=False)
+            atomic_write_text(args.json, json_text(partial))
+
+    rows = run_study(loaded, prompts, grid, args.tokens, say, done, checkpoint)
+    payload = study_payload(rows, loaded.spec.name, args.tokens, names)
+    if args.json is not None:
+        atomic_write_text(args.json, json_text(payload))
+    emit(render(payload), args.out)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser("report", help="figures and tables from recorded traces")
     report_sub = parser.add_subparsers(dest="report_command", metavar="REPORT", parser_class=type(parser))
@@ -130,6 +207,43 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         epilog="example:\n  dartsim report mechanisms --model llama-3.1-70b --hw h100-sxm --tp 1,4 --keep 0.3"
         "\n  dartsim report mechanisms --model llama-3.1-8b --hw l40s --tp 1 --out mech-8b.md",
     )
+    detector = report_sub.add_parser(
+        "detector",
+        help="the drift-detector study: DART under many detector settings, with its quality cost",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Records DART on the bundled model (or --model) under a grid of detector settings\n"
+            "(delta, c0, T, tau, sparsity, prompt in the reference, the first mask only, the\n"
+            "authors' code's values) on the sample prompts, and measures each run against the\n"
+            "dense model: drift detection rate, re-triggers per 1k tokens, dense-step fraction,\n"
+            "top-1 agreement and KL. Judges each setting by criteria fixed in advance\n"
+            "(dartsim/study/criteria.py). The full grid takes about an hour on two CPU cores."
+        ),
+        epilog="examples:\n  dartsim report detector --json reports/detector.json --out reports/detector.md"
+        "\n  dartsim report detector --quick --tokens 24 --prompts two-topic --out smoke.md"
+        "\n  dartsim report detector --from-json reports/detector.json --out reports/detector.md",
+    )
+    detector.add_argument(
+        "--prompts",
+        default="two-topic,explain-and-contrast,compare-and-assess-impact,apply-to-sector-with-policy,"
+        "trace-development-and-ethics",
+        help="comma-separated sample prompt names (default: those of the shipped traces)",
+    )
+    detector.add_argument("--tokens", type=positive_int, default=300, help="tokens per run (default 300)")
+    detector.add_argument("--model", help="model as for dartsim record (default: the bundled SmolLM2)")
+    detector.add_argument("--quick", action="store_true", help="two short settings (a smoke test)")
+    detector.add_argument(
+        "--json", metavar="FILE", help="also write the raw results as JSON (updated after every setting)"
+    )
+    detector.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the settings already saved in --json (after an interrupt)",
+    )
+    detector.add_argument("--from-json", metavar="FILE", help="render saved results instead of running")
+    detector.add_argument("--quiet", action="store_true", help="no progress lines")
+    detector.add_argument("--out", metavar="FILE", help="write atomically to FILE")
+    detector.set_defaults(handler=run_detector)
     mech.add_argument(
         "--model", default="llama-3.1-70b", help="model preset or config.json (default llama-3.1-70b)"
     )

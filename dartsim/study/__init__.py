@@ -1,0 +1,1 @@
+"""Studies that run the real model many times (the drift-detector study)."""
