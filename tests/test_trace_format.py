@@ -113,7 +113,7 @@ def test_not_a_trace(tmp_path: Path) -> None:
         ),
         (lambda t: t["epochs"]["kept"].__setitem__((0, 0), 0), "'epochs.masks' disagree with epochs.kept"),
         (lambda t: t["model"].__setitem__("num_layers", 0), "'model.num_layers' must be a positive integer"),
-        (lambda t: t["steps"]["epoch"].__setitem__(1, 5), "'steps.epoch' must be -1 or an epoch index"),
+        (lambda t: t["steps"]["epoch"].__setitem__(1, 5), "'steps.epoch' must index the 1 epochs"),
         (lambda t: t.pop("complete"), "'complete' must be true or false"),
     ],
 )

@@ -52,8 +52,7 @@ def tiny_trace(layers: int = 3, width: int = 20) -> dict[str, Any]:
         "steps": {
             "phase": torch.tensor([0, 1, 1, 1, 1, 1, 1], dtype=torch.uint8),
             "tokens": torch.tensor([6, 1, 1, 1, 1, 1, 1], dtype=torch.int32),
-            "context_len": torch.arange(6, 6 + steps, dtype=torch.int32)
-            + torch.tensor([0] + [1] * 6, dtype=torch.int32),
+            "context_len": torch.arange(6, 6 + steps, dtype=torch.int32),
             "epoch": torch.tensor([-1, -1, -1, 0, 0, 0, 0], dtype=torch.int32),
             "time_s": torch.full((steps,), 0.01, dtype=torch.float64),
         },

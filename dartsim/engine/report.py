@@ -11,6 +11,7 @@ from dartsim.engine.steps import step_at
 from dartsim.report import render
 from dartsim.specs.hardware import HardwareSpec
 from dartsim.specs.model import ModelSpec
+from dartsim.text import printable
 from dartsim.units import GB, TFLOP, format_seconds
 
 
@@ -55,7 +56,8 @@ def _fmt_rate(seconds: float | None) -> str:
 def render_table(data: dict[str, Any]) -> str:
     t = data["totals"]
     lines = [
-        f"model {data['model']} on {data['hw']}{_tp_text(data)}, batch {data['batch']}, "
+        f"model {printable(data['model'])} on {printable(data['hw'])}{_tp_text(data)}, "
+        f"batch {data['batch']}, "
         f"masks applied by {data['mask_apply']}, weight prefetch {'on' if data['prefetch'] else 'off'}, "
         f"{data['launch']} launch",
     ]

@@ -114,6 +114,9 @@ class ModelSpec:
         return self.num_layers * per_layer + self.embedding_params() + self.hidden_size
 
 
+DEFAULT_MAX_POSITIONS = 2048
+"""Context length assumed when a config does not give max_position_embeddings (Llama 1)."""
+
 _INT_FIELDS = (
     "num_hidden_layers",
     "hidden_size",
@@ -123,12 +126,29 @@ _INT_FIELDS = (
 )
 
 
-def _positive_int(raw: dict[str, Any], key: str, where: str) -> int:
-    if key not in raw:
+MODEL_FIELD_LIMITS: dict[str, tuple[int, str]] = {
+    "num_hidden_layers": (1024, "the deepest published decoders have about 130 layers"),
+    "hidden_size": (1 << 17, "published decoders stay below 32k"),
+    "intermediate_size": (1 << 20, "published FFNs stay below 64k neurons"),
+    "num_attention_heads": (1 << 12, "published decoders have at most a few hundred heads"),
+    "num_key_value_heads": (1 << 12, "published decoders have at most a few hundred heads"),
+    "head_dim": (1 << 12, "published heads are 64 to 256 wide"),
+    "vocab_size": (1 << 22, "published vocabularies stay below 300k tokens"),
+    "max_position_embeddings": (1 << 24, "a 16M-token context is far beyond any published model"),
+}
+"""Upper bounds on config fields: generous enough for any real model, small enough that a
+hostile or mistyped file cannot make dartsim allocate or loop without end."""
+
+
+def _positive_int(raw: dict[str, Any], key: str, where: str, default: int | None = None) -> int:
+    if key not in raw and default is None:
         raise UserError(f"{where}: missing field {key!r}")
-    value = raw[key]
+    value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise UserError(f"{where}: field {key!r} must be a positive integer, got {value!r}")
+    limit, why = MODEL_FIELD_LIMITS[key]
+    if value > limit:
+        raise UserError(f"{where}: field {key!r} = {value} exceeds {limit} ({why})")
     return value
 
 
@@ -147,28 +167,21 @@ def model_spec_from_config(raw: dict[str, Any], name: str, where: str) -> ModelS
         raise UserError(f"{where}: field 'hidden_act' must be 'silu' (SwiGLU), got {act!r}")
     values = {key: _positive_int(raw, key, where) for key in _INT_FIELDS}
     heads = values["num_attention_heads"]
-    kv_heads = raw.get("num_key_value_heads", heads)
-    if isinstance(kv_heads, bool) or not isinstance(kv_heads, int) or kv_heads <= 0:
-        raise UserError(f"{where}: field 'num_key_value_heads' must be a positive integer, got {kv_heads!r}")
+    kv_heads = _positive_int(raw, "num_key_value_heads", where, default=heads)
     if heads % kv_heads:
         raise UserError(
             f"{where}: num_attention_heads={heads} is not divisible by num_key_value_heads={kv_heads}"
         )
-    head_dim = raw.get("head_dim")
-    if head_dim is None:
+    if raw.get("head_dim") is None:
         if values["hidden_size"] % heads:
             raise UserError(
                 f"{where}: hidden_size={values['hidden_size']} is not divisible by "
                 f"num_attention_heads={heads} and no head_dim is given"
             )
         head_dim = values["hidden_size"] // heads
-    elif isinstance(head_dim, bool) or not isinstance(head_dim, int) or head_dim <= 0:
-        raise UserError(f"{where}: field 'head_dim' must be a positive integer, got {head_dim!r}")
-    max_pos = raw.get("max_position_embeddings", 2048)
-    if isinstance(max_pos, bool) or not isinstance(max_pos, int) or max_pos <= 0:
-        raise UserError(
-            f"{where}: field 'max_position_embeddings' must be a positive integer, got {max_pos!r}"
-        )
+    else:
+        head_dim = _positive_int(raw, "head_dim", where)
+    max_pos = _positive_int(raw, "max_position_embeddings", where, default=DEFAULT_MAX_POSITIONS)
     # Qwen2 projections carry q/k/v biases without saying so in the config.
     attention_bias = bool(raw.get("attention_bias", model_type == "qwen2"))
     return ModelSpec(

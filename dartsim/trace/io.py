@@ -12,7 +12,7 @@ import torch
 
 from dartsim.errors import UserError
 from dartsim.fileio import atomic_write_bytes
-from dartsim.trace.schema import validate_trace
+from dartsim.trace.validate import validate_trace
 
 
 def save_trace(trace: dict[str, Any], path: str | Path) -> int:
@@ -29,6 +29,29 @@ def save_trace(trace: dict[str, Any], path: str | Path) -> int:
     return len(data)
 
 
+MAX_TRACE_BYTES = 4 << 30
+"""Largest trace file read (4 GiB): per-step scalars and per-epoch masks of a 1M-token run
+take tens of MB, so anything near this is not a trace dartsim wrote."""
+
+
+def _check_archive(p: Path) -> None:
+    """Refuse, before anything is decompressed, an archive that would expand beyond its own
+    size: torch.save stores entries uncompressed, so a compressed entry is not its work."""
+    size = p.stat().st_size
+    if size > MAX_TRACE_BYTES:
+        raise UserError(f"{p}: {size} bytes is larger than any trace ({MAX_TRACE_BYTES} bytes at most)")
+    with zipfile.ZipFile(p) as archive:
+        entries = archive.infolist()
+        for entry in entries:
+            if entry.compress_type != zipfile.ZIP_STORED:
+                raise UserError(
+                    f"{p}: refused: entry {entry.filename!r} is compressed; traces are written "
+                    "uncompressed (torch.save), so this file was not"
+                )
+        if sum(e.file_size for e in entries) > size:
+            raise UserError(f"{p}: refused: its entries claim more bytes than the file holds")
+
+
 def load_trace(path: str | Path) -> dict[str, Any]:
     """Load and validate a trace. A missing, truncated or corrupt file, a file that carries
     pickled code, or a wrong schema version is a one-line user error."""
@@ -37,6 +60,10 @@ def load_trace(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{p}: no such trace file")
     if not zipfile.is_zipfile(p):
         raise UserError(f"{p}: truncated or corrupt trace (not a torch zip archive)")
+    try:
+        _check_archive(p)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise UserError(f"{p}: truncated or corrupt trace ({exc})") from None
     try:
         trace = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

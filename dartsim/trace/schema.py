@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from dartsim.errors import UserError
 from dartsim.specs.model import ModelSpec, model_spec_from_config
 
 FORMAT_NAME = "dartsim-trace"
@@ -108,8 +107,9 @@ def model_section(
     }
 
 
-def model_spec_of(trace: dict[str, Any]) -> ModelSpec:
-    """The model a trace was recorded on, from the dimensions it records."""
+def model_spec_of(trace: dict[str, Any], where: str | None = None) -> ModelSpec:
+    """The model a trace was recorded on, from the dimensions it records; errors name
+    `where` (the trace file) when given."""
     m = trace["model"]
     config = {
         "model_type": m["model_type"],
@@ -122,7 +122,7 @@ def model_spec_of(trace: dict[str, Any]) -> ModelSpec:
         "vocab_size": m["vocab_size"],
         "max_position_embeddings": m["max_position_embeddings"],
     }
-    return model_spec_from_config(config, m["name"], str(m.get("source", "trace")))
+    return model_spec_from_config(config, m["name"], where or str(m.get("source", "trace")))
 
 
 def packed_width(neurons: int) -> int:
@@ -140,117 +140,3 @@ def unpack_mask(packed: torch.Tensor, neurons: int) -> torch.Tensor:
     """uint8 [..., ceil(m/8)] -> bool [..., m]; the inverse of `pack_mask`."""
     bits = np.unpackbits(packed.numpy(), axis=-1, count=neurons, bitorder="little")
     return torch.from_numpy(bits.astype(bool))
-
-
-class _Checker:
-    def __init__(self, where: str) -> None:
-        self.where = where
-
-    def fail(self, field: str, message: str) -> UserError:
-        return UserError(f"{self.where}: field {field!r} {message}")
-
-    def section(self, trace: dict[str, Any], key: str) -> dict[str, Any]:
-        value = trace.get(key)
-        if not isinstance(value, dict):
-            raise self.fail(key, f"must be a mapping, got {type(value).__name__}")
-        return value
-
-    def tensor(
-        self,
-        section: dict[str, Any],
-        name: str,
-        key: str,
-        dtype: torch.dtype,
-        shape: tuple[int | None, ...],
-    ) -> torch.Tensor:
-        field = f"{name}.{key}"
-        value = section.get(key)
-        if not isinstance(value, torch.Tensor):
-            raise self.fail(field, f"must be a tensor, got {type(value).__name__}")
-        if value.dtype != dtype:
-            raise self.fail(field, f"must have dtype {dtype}, got {value.dtype}")
-        if value.dim() != len(shape) or any(
-            want is not None and got != want for got, want in zip(value.shape, shape, strict=True)
-        ):
-            raise self.fail(field, f"has shape {tuple(value.shape)}, expected {shape}")
-        return value
-
-
-def validate_trace(trace: Any, where: str) -> dict[str, Any]:
-    """Check a loaded trace against schema v1; errors name the file and the field."""
-    if not isinstance(trace, dict) or trace.get("format") != FORMAT_NAME:
-        raise UserError(f"{where}: not a dartsim trace (no format {FORMAT_NAME!r} field)")
-    version = trace.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise UserError(
-            f"{where}: trace schema version {version!r} is not supported "
-            f"(this dartsim reads version {SCHEMA_VERSION})"
-        )
-    c = _Checker(where)
-    model = c.section(trace, "model")
-    for key in _MODEL_INT_FIELDS:
-        value = model.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise c.fail(f"model.{key}", f"must be a positive integer, got {value!r}")
-    if not isinstance(model.get("name"), str):
-        raise c.fail("model.name", "must be a string")
-    layers, width = model["num_layers"], model["intermediate_size"]
-
-    steps = c.section(trace, "steps")
-    count = None
-    for key, dtype in STEP_DTYPES.items():
-        t = c.tensor(steps, "steps", key, dtype, (count,))
-        count = t.shape[0]
-    assert count is not None
-    if count == 0:
-        raise c.fail("steps", "is empty: the trace holds no forward step")
-    if int(steps["phase"].max()) >= len(PHASES):
-        raise c.fail("steps.phase", f"holds a phase code outside 0..{len(PHASES) - 1}")
-    if int(steps["tokens"].min()) <= 0 or int(steps["context_len"].min()) <= 0:
-        raise c.fail("steps.tokens", "and steps.context_len must be positive")
-    if bool((steps["tokens"] > steps["context_len"]).any()):
-        raise c.fail("steps.tokens", "exceeds steps.context_len in some step")
-
-    epochs = c.section(trace, "epochs")
-    n_epochs = None
-    for key, dtype in EPOCH_VECTOR_DTYPES.items():
-        n_epochs = c.tensor(epochs, "epochs", key, dtype, (n_epochs,)).shape[0]
-    for key, dtype in EPOCH_MATRIX_DTYPES.items():
-        c.tensor(epochs, "epochs", key, dtype, (n_epochs, layers))
-    masks = c.tensor(epochs, "epochs", "masks", torch.uint8, (n_epochs, layers, packed_width(width)))
-    kept = epochs["kept"]
-    if n_epochs:
-        if int(kept.min()) < 0 or int(kept.max()) > width:
-            raise c.fail("epochs.kept", f"must lie in [0, {width}]")
-        popcount = torch.stack([unpack_mask(masks[e], width).sum(dim=-1) for e in range(n_epochs)]).to(
-            torch.int32
-        )
-        if not torch.equal(popcount, kept):
-            raise c.fail("epochs.masks", "disagree with epochs.kept (bit counts differ)")
-        first, last = epochs["first_step"], epochs["last_step"]
-        if bool(((first < 0) | (last >= count) | (first > last + 1)).any()):
-            raise c.fail("epochs.first_step", f"and last_step must index the {count} steps")
-    epoch_of_step = steps["epoch"]
-    if int(epoch_of_step.min()) < -1 or int(epoch_of_step.max()) >= (n_epochs or 0):
-        raise c.fail("steps.epoch", f"must be -1 or an epoch index below {n_epochs}")
-
-    checks = c.section(trace, "drift_checks")
-    n_checks = None
-    for key, dtype in CHECK_DTYPES.items():
-        n_checks = c.tensor(checks, "drift_checks", key, dtype, (n_checks,)).shape[0]
-    retriggers = c.section(trace, "retriggers")
-    n_re = None
-    for key, dtype in RETRIGGER_DTYPES.items():
-        n_re = c.tensor(retriggers, "retriggers", key, dtype, (n_re,)).shape[0]
-    if n_re and (int(retriggers["step"].min()) < 0 or int(retriggers["step"].max()) >= count):
-        raise c.fail("retriggers.step", f"must index the {count} steps")
-
-    generation = c.section(trace, "generation")
-    for key in ("prompt_len", "generated_len"):
-        value = generation.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise c.fail(f"generation.{key}", f"must be a non-negative integer, got {value!r}")
-    c.section(trace, "dart")
-    if not isinstance(trace.get("complete"), bool):
-        raise c.fail("complete", "must be true or false")
-    return trace

@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from dartsim.text import printable
+
 
 def steps_per_epoch(trace: dict[str, Any]) -> torch.Tensor:
     """How many forward steps ran under each mask epoch: [E]."""
@@ -49,16 +51,16 @@ def summarize(trace: dict[str, Any], path: Path) -> dict[str, Any]:
     return {
         "file": str(path),
         "size_bytes": path.stat().st_size,
-        "status": trace["status"],
+        "status": printable(trace["status"]),
         "complete": trace["complete"],
         "synthetic": trace["synthetic"],
-        "model": model["name"],
-        "model_source": model["source"],
+        "model": printable(model["name"]),
+        "model_source": printable(model["source"]),
         "random_weights": model["random_weights"],
         "layers": model["num_layers"],
         "ffn_width": model["intermediate_size"],
-        "variant": trace["dart"].get("variant"),
-        "mode": trace["dart"].get("mode"),
+        "variant": printable(trace["dart"].get("variant")),
+        "mode": printable(trace["dart"].get("mode")),
         "sparsity": trace["dart"].get("sparsity"),
         "prompt_tokens": gen["prompt_len"],
         "generated_tokens": gen["generated_len"],
