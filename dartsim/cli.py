@@ -31,6 +31,28 @@ def emit(text: str, out: str | None) -> None:
     sys.stderr.write(f"wrote {out}\n")
 
 
+OUTPUT_OPTIONS = ("out", "perfetto", "json", "fit")
+"""Namespace attributes that name something a command writes, checked before it starts."""
+
+
+def check_destinations(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an output that cannot be written: an unwritable or missing
+    folder, or a folder where a file is expected (and the reverse). A command marks an
+    option that names a folder with `set_defaults(output_folders=(...))`; `record` checks
+    its own --out, which is a file or a folder depending on the number of prompts."""
+    from dartsim.fileio import check_folder_writable, check_writable
+
+    folders = getattr(args, "output_folders", ())
+    for name in OUTPUT_OPTIONS:
+        value = getattr(args, name, None)
+        if not isinstance(value, str) or name in getattr(args, "self_checked_outputs", ()):
+            continue
+        if name in folders:
+            check_folder_writable(value)
+        else:
+            check_writable(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dartsim.commands import hardware, models, record, replay, report, table7, trace, validate
 
@@ -72,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
+        check_destinations(args)
         return handler(args)
     except UserError as exc:
         sys.stderr.write(f"dartsim: error: {exc}\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Callable
@@ -21,6 +22,8 @@ def read_text(path: Path, what: str = "file") -> str:
         raise UserError(f"{path}: cannot read: {exc}") from None
 
 
+TEMP_SUFFIX = ".tmp"
+"""Temporary files are `.NAME.XXXXXXXX.tmp` beside their destination."""
 _CREATE_MODE = 0o666
 """What a new file may be, before the umask (as open() creates files)."""
 
@@ -47,11 +50,18 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[object], o
     The temporary file is removed if `writer` raises, so the destination either keeps its
     old content or gets the complete new one.
     """
-    target = Path(path)
+    given = Path(path)
+    target = Path(os.path.realpath(given)) if given.is_symlink() else given  # write through a link
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
-        raise UserError(f"{target}: cannot write, folder {folder} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+        raise UserError(f"{given}: cannot write, folder {folder} does not exist")
+    if target.is_dir():
+        raise UserError(f"{given}: is a folder, expected a file to write")
+    remove_stale_temporaries(folder, target.name)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=folder)
+    except OSError as exc:
+        raise UserError(f"{given}: cannot write: {exc.strerror or exc}") from None
     try:
         os.fchmod(fd, _CREATE_MODE & ~_umask())  # mkstemp makes 0600; honour the umask
         with os.fdopen(fd, "wb") as handle:
@@ -59,16 +69,19 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[object], o
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(exc, OSError):
+            raise UserError(f"{given}: cannot write: {exc.strerror or exc}") from None
         raise
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:
     """Fail early, before long work, if `path` cannot be written as a file: its folder is
     missing or not writable, or the path is a folder."""
-    target = Path(path)
+    given = Path(path)
+    target = Path(os.path.realpath(given)) if given.is_symlink() else given
     folder = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
         raise UserError(f"{target}: is a folder, expected a file to write")
@@ -76,3 +89,34 @@ def check_writable(path: str | os.PathLike[str]) -> None:
         raise UserError(f"{target}: cannot write, folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UserError(f"{target}: cannot write, folder {folder} is not writable")
+
+
+def check_folder_writable(path: str | os.PathLike[str]) -> None:
+    """Fail early if `path` cannot be used as an output folder: it exists and is not a
+    folder, or the nearest existing ancestor (where it would be created) is not writable."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise UserError(f"{target}: exists and is not a folder (an output folder is expected)")
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{target}: cannot create the folder, {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{target}: cannot write, folder {existing} is not writable")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str], name: str, older_than_s: float = 3600.0) -> int:
+    """Remove temporary files of earlier writes to `folder/name` left by a killed process
+    (SIGKILL skips every clean-up) and older than `older_than_s`; returns how many."""
+    import time
+
+    base = Path(folder) if str(folder) else Path(".")
+    now = time.time()
+    removed = 0
+    for stale in base.glob(f".{glob.escape(name)}.*{TEMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            if now - stale.stat().st_mtime > older_than_s:
+                stale.unlink()
+                removed += 1
+    return removed

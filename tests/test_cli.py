@@ -206,3 +206,10 @@ def test_commands_that_need_no_weights_do_not_import_torch(argv: list[str]) -> N
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_sweep_names_a_malformed_tp_rather_than_saying_nothing_fits(run_cli) -> None:  # type: ignore[no-untyped-def]
+    trace = str(Path(__file__).resolve().parents[1] / "traces" / "two-topic-70.pt")
+    result = run_cli("sweep", trace, "--hw", "l40s", "--tp", "0", "--quiet")
+    assert result.code == 2 and "--tp must be a positive integer or 'auto', got '0'" in result.err
+    assert "fits none" not in result.err

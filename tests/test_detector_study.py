@@ -101,3 +101,16 @@ def test_report_detector_rejects_results_of_another_kind(run_cli, tmp_path: Path
     wrong.write_text('{"study": "other"}')
     result = run_cli("report", "detector", "--from-json", str(wrong))
     assert result.code == 2 and "not the results of a detector study" in result.err
+
+
+SHIPPED_STUDY = Path(__file__).resolve().parents[1] / "reports" / "detector.json"
+
+
+def test_the_shipped_detector_report_is_its_saved_results_rendered(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """reports/detector.md: dartsim report detector --from-json reports/detector.json"""
+    payload = json.loads(SHIPPED_STUDY.read_text())
+    assert payload["complete"], "reports/detector.json is from an unfinished study"
+    fresh = tmp_path / "detector.md"
+    result = run_cli("report", "detector", "--from-json", str(SHIPPED_STUDY), "--out", str(fresh))
+    assert result.code == 0, result.err
+    assert fresh.read_text() == (SHIPPED_STUDY.parent / "detector.md").read_text()

@@ -154,6 +154,39 @@ def test_an_interrupt_leaves_a_valid_incomplete_trace(
     assert [p.name for p in tmp_path.iterdir()] == ["cut.pt"]
 
 
+def test_sigterm_during_record_keeps_what_was_recorded(  # type: ignore[no-untyped-def]
+    smollm2: LoadedModel, tmp_path: Path, monkeypatch, run_cli
+) -> None:
+    """A scheduler's SIGTERM stops `dartsim record` the way Ctrl-C does: the steps so far are
+    saved as an incomplete trace, exit status 143, and the old handler is back afterwards."""
+    import os
+    import signal
+
+    from dartsim.dart import hf
+    from dartsim.dart import recorder as recorder_module
+
+    monkeypatch.setattr(hf, "load_for_recording", lambda *_args, **_kw: smollm2)
+    original = recorder_module.DartRecorder.forward
+    calls = {"n": 0}
+
+    def terminate_later(self, ids, cache, position):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 15:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, ids, cache, position)
+
+    monkeypatch.setattr(recorder_module.DartRecorder, "forward", terminate_later)
+    before = signal.getsignal(signal.SIGTERM)
+    target = tmp_path / "cut.pt"
+    result = run_cli("record", "--max-new-tokens", "40", "--quiet", "--out", str(target))
+    assert result.code == 143 and "terminated" in result.err, result.err
+    trace = load_trace(target)
+    assert not trace["complete"] and trace["status"] == "interrupted"
+    assert 14 <= trace["steps"]["phase"].numel() <= 15
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["cut.pt"]
+
+
 def test_an_exception_is_recorded_then_raised(smollm2: LoadedModel, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from dartsim.dart import recorder as recorder_module
 

@@ -23,6 +23,8 @@ from dartsim.dart.params import (
 )
 from dartsim.dart.prompts import TWO_TOPIC_PROMPT, read_prompt_file
 from dartsim.errors import UserError
+from dartsim.fileio import check_folder_writable, check_writable
+from dartsim.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_as_interrupt
 
 DEFAULTS = DartParams()
 
@@ -92,31 +94,34 @@ def run(args: argparse.Namespace) -> int:
     prompts = _prompts(args)
     out = Path(args.out)
     if len(prompts) > 1:
-        out.mkdir(parents=True, exist_ok=True)
+        check_folder_writable(out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{out}: cannot create the folder: {exc.strerror or exc}") from None
         targets = [out / f"prompt-{i:03d}.pt" for i in range(len(prompts))]
     else:
         if out.is_dir():
             raise UserError(f"{out}: is a folder; --out needs a file name for one prompt")
-        if not out.parent.is_dir() and str(out.parent):
-            raise UserError(f"{out}: cannot write, folder {out.parent} does not exist")
+        check_writable(out)
         targets = [out]
     loaded = load_for_recording(args.model, args.device, args.seed)
     for prompt, target in zip(prompts, targets, strict=True):
         try:
-            result = record(
-                loaded,
-                prompt,
-                params,
-                options,
-                target,
-                chat_template=args.chat_template,
-                progress=not args.quiet,
-            )
-        except KeyboardInterrupt:
-            sys.stderr.write(
-                f"dartsim: interrupted; {target} holds the steps recorded so far, marked incomplete\n"
-            )
-            return 130
+            with sigterm_as_interrupt():
+                result = record(
+                    loaded,
+                    prompt,
+                    params,
+                    options,
+                    target,
+                    chat_template=args.chat_template,
+                    progress=not args.quiet,
+                )
+        except KeyboardInterrupt as exc:
+            how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+            sys.stderr.write(f"dartsim: {how}; {target} holds the steps recorded so far, marked incomplete\n")
+            return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
         trace = result.trace
         assert trace is not None
         retriggers = trace["retriggers"]["step"].numel()
@@ -255,4 +260,4 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     parser.add_argument("--out", required=True, metavar="FILE", help="trace file to write")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, self_checked_outputs=("out",))

@@ -67,6 +67,7 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
         help="inclusive step range for --perfetto (default 0:3)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(output_folders=("out",))
     add_precision(parser)
 
 
@@ -123,7 +124,10 @@ def _execute(args: argparse.Namespace, traces: list[dict[str, Any]], spec: Any, 
     texts = {"json": render.json_text(data), "table": render_table(data), "csv": layers_csv(data)}
     if args.out:
         folder = Path(args.out)
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{folder}: cannot create the folder: {exc.strerror or exc}") from None
         atomic_write_text(folder / "replay.json", texts["json"])
         atomic_write_text(folder / "summary.txt", texts["table"])
         atomic_write_text(folder / "layers.csv", texts["csv"])
@@ -217,6 +221,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 def run_sweep(args: argparse.Namespace) -> int:
     from dartsim.cli import emit
     from dartsim.commands.common import split_list
+    from dartsim.engine.run import parse_tp
     from dartsim.engine.sweep import render_sweep, sweep
     from dartsim.errors import UserError
     from dartsim.specs.model import load_model_spec
@@ -224,6 +229,10 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     traces = [load_trace(p) for p in args.traces]
     spec = load_model_spec(args.model) if args.model else _trace_spec(traces[0])
+    tps = split_list(args.tp, "--tp")
+    for tp in tps:
+        if tp != "auto":
+            parse_tp(tp)  # a malformed degree is a user error, not a point that does not fit
     modes = split_list(args.mask_apply, "--mask-apply")
     for mode in modes:
         if mode not in ("compact", "gather"):
@@ -232,7 +241,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         traces,
         spec,
         split_list(args.hw, "--hw"),
-        split_list(args.tp, "--tp"),
+        tps,
         modes,
         precision_from(args),
         args.prefetch,

@@ -70,11 +70,15 @@ def _write_fits(fitted, folder: str) -> None:  # type: ignore[no-untyped-def]
 
     import yaml
 
+    from dartsim.errors import UserError
     from dartsim.fileio import atomic_write_text
     from dartsim.specs.hardware import hardware_to_yaml_dict
 
     out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out}: cannot create the folder: {exc.strerror or exc}") from None
     for hw, fit in fitted:
         if fit is None:
             sys.stderr.write(f"{hw.name}: no calibration rows or no calibrated field; not written\n")
@@ -190,4 +194,4 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     val.add_argument("--format", choices=("md", "csv", "json"), default="md")
     val.add_argument("--out", metavar="FILE", help="write atomically to FILE")
     val.add_argument("--quiet", action="store_true", help="no progress lines")
-    val.set_defaults(handler=run_validate)
+    val.set_defaults(handler=run_validate, output_folders=("fit",))

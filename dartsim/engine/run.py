@@ -40,6 +40,17 @@ def memory_needed_bytes(spec: ModelSpec, precision: Precision, tp: int, kv_posit
     return weights + kv_per_position * kv_positions
 
 
+def parse_tp(requested: str) -> int:
+    """A --tp value other than 'auto' as a positive integer, or a one-line user error."""
+    try:
+        tp = int(requested)
+    except ValueError:
+        raise UserError(f"--tp must be a positive integer or 'auto', got {requested!r}") from None
+    if tp <= 0:
+        raise UserError(f"--tp must be a positive integer or 'auto', got {requested!r}")
+    return tp
+
+
 def choose_tp(
     spec: ModelSpec, hw: HardwareSpec, precision: Precision, requested: str, kv_positions: int
 ) -> int:
@@ -60,12 +71,7 @@ def choose_tp(
                 f"{spec.name} does not fit {hw.name} at any tensor-parallel degree up to {TP_CANDIDATES[-1]}"
             )
         return fits[0]
-    try:
-        tp = int(requested)
-    except ValueError:
-        raise UserError(f"--tp must be a positive integer or 'auto', got {requested!r}") from None
-    if tp <= 0:
-        raise UserError(f"--tp must be a positive integer or 'auto', got {requested!r}")
+    tp = parse_tp(requested)
     check_tensor_parallel(spec, tp)
     need = memory_needed_bytes(spec, precision, tp, kv_positions)
     if need > capacity:
