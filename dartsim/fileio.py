@@ -11,15 +11,29 @@ from pathlib import Path
 
 from dartsim.errors import UserError
 
+MAX_TEXT_BYTES = 64 << 20
+"""Largest text input read (64 MiB): prompts, configs and study results are far smaller;
+the bound keeps `/dev/zero` or a wrong file from filling memory."""
 
-def read_text(path: Path, what: str = "file") -> str:
-    """A UTF-8 text file's content; a missing or unreadable file is a one-line user error."""
+
+def read_text(path: Path, what: str = "file", max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """A UTF-8 text file's content, at most `max_bytes` of it (read without trusting the
+    reported size, so devices and pipes are bounded too); problems are one-line user errors."""
     try:
-        return path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
     except FileNotFoundError:
         raise UserError(f"{path}: no such {what}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read: {exc}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, expected a {what}") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise UserError(f"{path}: larger than {max_bytes} bytes, too large for a {what}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 TEMP_SUFFIX = ".tmp"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from dartsim.errors import UserError
 from dartsim.report.render import FORMATS
@@ -36,8 +37,18 @@ def precision_from(args: argparse.Namespace) -> Precision:
     )
 
 
+MAX_INT_CHARS = 19
+"""Longest integer option accepted before parsing (int64 has 19 digits)."""
+MAX_STEP_TOKENS = 1 << 16
+"""Most tokens (sequences) in one step: serving batches reach a few thousand sequences."""
+MAX_SIMULATED_SEQUENCES = 1024
+"""Most sequences `simulate` synthesises (one trace each; the union of 1024 masks is dense)."""
+
+
 def positive_int(text: str) -> int:
     """argparse type: a positive integer."""
+    if len(text) > MAX_INT_CHARS:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {len(text)} characters")
     try:
         value = int(text)
     except ValueError:
@@ -45,6 +56,18 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def bounded_int(limit: int, why: str) -> Callable[[str], int]:
+    """argparse type: a positive integer at most `limit`; `why` says where the bound comes from."""
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > limit:
+            raise argparse.ArgumentTypeError(f"expected at most {limit} ({why}), got {value}")
+        return value
+
+    return parse
 
 
 def fraction(text: str) -> float:

@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dartsim.commands.common import add_precision, positive_int, precision_from
+from dartsim.commands.common import (
+    MAX_SIMULATED_SEQUENCES,
+    add_precision,
+    bounded_int,
+    positive_int,
+    precision_from,
+)
 
 
 def _device_options(parser: argparse.ArgumentParser) -> None:
@@ -292,7 +298,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         ),
     )
     sim.add_argument("--model", required=True)
-    sim.add_argument("--batch", type=positive_int, default=1)
+    sim.add_argument(
+        "--batch",
+        type=bounded_int(
+            MAX_SIMULATED_SEQUENCES, "one synthetic trace each; their mask union is dense by then"
+        ),
+        default=1,
+        help=f"sequences in the batch (default 1, at most {MAX_SIMULATED_SEQUENCES})",
+    )
     sim.add_argument("--prompt-len", type=positive_int, default=128)
     sim.add_argument("--gen-len", type=positive_int, default=256)
     sim.add_argument("--sparsity", type=float, default=0.0, help="FFN sparsity (default 0: dense)")

@@ -6,10 +6,11 @@ import argparse
 
 from dartsim.cli import emit
 from dartsim.commands.common import (
+    MAX_STEP_TOKENS,
     add_format_and_out,
     add_precision,
+    bounded_int,
     fraction,
-    positive_int,
     precision_from,
     split_list,
 )
@@ -22,7 +23,7 @@ from dartsim.report.table7 import (
     render_table7,
     table7_records,
 )
-from dartsim.specs.model import load_model_spec
+from dartsim.specs.model import MODEL_FIELD_LIMITS, load_model_spec
 from dartsim.units import UNIT_SYSTEMS
 
 
@@ -70,13 +71,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     parser.add_argument(
         "--tokens",
-        type=positive_int,
+        type=bounded_int(MAX_STEP_TOKENS, "serving batches reach a few thousand sequences"),
         default=PAPER_TOKENS,
         help=f"tokens in the step, one per sequence (default {PAPER_TOKENS})",
     )
     parser.add_argument(
         "--context",
-        type=positive_int,
+        type=bounded_int(
+            MODEL_FIELD_LIMITS["max_position_embeddings"][0], "the longest context dartsim models"
+        ),
         default=PAPER_CONTEXT,
         help=f"positions each token attends to, itself included (default {PAPER_CONTEXT})",
     )

@@ -140,15 +140,28 @@ MODEL_FIELD_LIMITS: dict[str, tuple[int, str]] = {
 hostile or mistyped file cannot make dartsim allocate or loop without end."""
 
 
+LOG10_2 = 0.30103
+"""Decimal digits per bit."""
+
+
+def _short(value: object, chars: int = 40) -> str:
+    """`repr(value)`, cut to `chars` characters with its length said (a 5000-digit number
+    in an error message helps nobody)."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an integer of about {round(value.bit_length() * LOG10_2)} digits"
+    text = repr(value)
+    return text if len(text) <= chars else f"{text[:chars]}... ({len(text)} characters)"
+
+
 def _positive_int(raw: dict[str, Any], key: str, where: str, default: int | None = None) -> int:
     if key not in raw and default is None:
         raise UserError(f"{where}: missing field {key!r}")
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise UserError(f"{where}: field {key!r} must be a positive integer, got {value!r}")
+        raise UserError(f"{where}: field {key!r} must be a positive integer, got {_short(value)}")
     limit, why = MODEL_FIELD_LIMITS[key]
     if value > limit:
-        raise UserError(f"{where}: field {key!r} = {value} exceeds {limit} ({why})")
+        raise UserError(f"{where}: field {key!r} = {_short(value)} exceeds {limit} ({why})")
     return value
 
 
@@ -211,13 +224,21 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in folder.glob("*.json"))
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""A config.json is a few kilobytes; a megabyte leaves a wide margin."""
+
+
 def read_config_json(path: Path) -> dict[str, Any]:
     """Parse a config.json, turning I/O and syntax problems into one-line user errors."""
-    text = read_text(path)
+    text = read_text(path, "model config", MAX_CONFIG_BYTES)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
+    except RecursionError:
+        raise UserError(f"{path}: malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # an integer of thousands of digits
+        raise UserError(f"{path}: malformed JSON: {exc}") from None
 
 
 def load_model_spec(name_or_path: str) -> ModelSpec:

@@ -95,4 +95,4 @@ def read_yaml(path: Path) -> Any:
         raise UserError(f"{path}: not a regular file")
     if size > MAX_YAML_BYTES:
         raise UserError(f"{path}: {size} bytes is too large for a YAML file (limit {MAX_YAML_BYTES})")
-    return parse_yaml(read_text(path), str(path))
+    return parse_yaml(read_text(path, "YAML file", MAX_YAML_BYTES), str(path))
