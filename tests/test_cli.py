@@ -117,7 +117,7 @@ def test_hw_show_accepts_a_yaml_path(run_cli, tmp_path: Path) -> None:  # type: 
         (["table7", "--models", "gpt-5"], "unknown model 'gpt-5'; valid names:"),
         (["hw", "show", "tpu"], "unknown hardware 'tpu'; valid names:"),
         (["hw", "show", "/nonexistent/hw.yaml"], "no such file"),
-        (["models", "/nonexistent/config.json"], "no such file"),
+        (["models", "/nonexistent/config.json"], "no such model config"),
         (["table7", "--weight-dtype", "fp4"], "unknown dtype 'fp4'; valid names:"),
         (["table7", "--keep", "1.5"], "expected a number in [0, 1]"),
         (["table7", "--tokens", "0"], "expected a positive integer"),
@@ -213,3 +213,30 @@ def test_sweep_names_a_malformed_tp_rather_than_saying_nothing_fits(run_cli) -> 
     result = run_cli("sweep", trace, "--hw", "l40s", "--tp", "0", "--quiet")
     assert result.code == 2 and "--tp must be a positive integer or 'auto', got '0'" in result.err
     assert "fits none" not in result.err
+
+
+def _leaf_parsers() -> list[tuple[str, object]]:
+    import argparse
+
+    from dartsim.cli import build_parser
+
+    leaves = []
+
+    def walk(parser: argparse.ArgumentParser, name: str) -> None:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            leaves.append((name, parser))
+        for action in subs:
+            for child_name, child in action.choices.items():
+                walk(child, f"{name} {child_name}".strip())
+
+    walk(build_parser(), "")
+    return leaves
+
+
+@pytest.mark.parametrize(("name", "parser"), _leaf_parsers(), ids=[n for n, _ in _leaf_parsers()])
+def test_every_command_has_a_description_an_example_and_help_for_every_option(name: str, parser) -> None:  # type: ignore[no-untyped-def]
+    assert parser.description, f"dartsim {name} --help has no description"
+    assert "example" in (parser.epilog or ""), f"dartsim {name} --help shows no example"
+    bare = [a.dest for a in parser._actions if a.help is None and a.dest != "help"]
+    assert not bare, f"dartsim {name}: options without help: {bare}"

@@ -127,7 +127,7 @@ def test_malformed_json_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_missing_file_is_a_user_error(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="no such file"):
+    with pytest.raises(UserError, match="no such model config"):
         load_model_spec(str(tmp_path / "absent.json"))
 
 

@@ -105,10 +105,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     hw_sub = parser.add_subparsers(dest="hw_command", metavar="ACTION", parser_class=type(parser))
     hw_sub.required = True
-    list_parser = hw_sub.add_parser("list", help="one line per preset")
+    list_parser = hw_sub.add_parser(
+        "list",
+        help="one line per preset",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "One row per hardware preset: memory type, capacity, bandwidth, FP8 and FP16 dense\n"
+            "tensor throughput, and the chip-to-chip link. 'dartsim hw show NAME' gives every\n"
+            "field of one preset with its source."
+        ),
+        epilog="examples:\n  dartsim hw list\n  dartsim hw list --format csv --out hw.csv",
+    )
     add_format_and_out(list_parser)
     list_parser.set_defaults(handler=run_list)
-    show_parser = hw_sub.add_parser("show", help="every figure of one preset or YAML file, with sources")
+    show_parser = hw_sub.add_parser(
+        "show",
+        help="every figure of one preset or YAML file, with sources",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Every field of a preset or of your own hardware YAML file after validation, in the\n"
+            "file's units, with the source of each figure. The YAML output is a valid hardware\n"
+            "file: copy it, change a field, and pass the copy as --hw."
+        ),
+        epilog="examples:\n  dartsim hw show l40s\n"
+        "  dartsim hw show h100-sxm --format yaml --out my-h100.yaml",
+    )
     show_parser.add_argument("hardware", metavar="NAME|FILE", help="preset name or YAML path")
     add_format_and_out(show_parser, ("yaml", "json"))
     show_parser.set_defaults(handler=run_show)

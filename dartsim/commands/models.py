@@ -114,6 +114,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             " attention and MLP. Give preset names or paths to HF config.json files to list"
             " just those."
         ),
+        epilog="examples:\n  dartsim models\n"
+        "  dartsim models llama-3.1-70b path/to/config.json --format json",
     )
     parser.add_argument("models", nargs="*", metavar="MODEL", help="preset name or config.json path")
     add_format_and_out(parser)

@@ -59,7 +59,12 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compare-dense", action="store_true", help="add the dense run side by side, with the speedup"
     )
-    parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    parser.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="standard output format (default table); --out DIR writes all of them",
+    )
     parser.add_argument(
         "--out", metavar="DIR", help="write replay.json, summary.txt, layers.csv, retriggers.csv into DIR"
     )
@@ -282,7 +287,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "  dartsim replay t.pt --hw l40s --perfetto timeline.json --perfetto-steps 0:2"
         ),
     )
-    replay.add_argument("traces", nargs="+", metavar="TRACE.pt")
+    replay.add_argument("traces", nargs="+", metavar="TRACE.pt", help="traces; several form one batch")
     replay.add_argument(
         "--model", help="retarget to a preset or config.json (default: the trace's own model)"
     )
@@ -292,12 +297,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sim = sub.add_parser(
         "simulate",
         help="the same engine on a synthetic workload (no trace needed)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Dense, uniform or DART-allocated synthetic sparsity on any model; the output "
-            "follows the replay contract."
+            "Dense, uniform or DART-allocated synthetic sparsity on any model, without a\n"
+            "recording: each sequence of the batch is a synthetic trace (keep ratios from\n"
+            "DART's allocation or uniform, re-triggers spread evenly). The output follows the\n"
+            "replay contract (same table, JSON, CSV and --out folder)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  dartsim simulate --model llama-3.1-8b --hw l40s --sparsity 0.7 --compare-dense\n"
+            "  dartsim simulate --model llama-3.1-70b --hw h100-sxm --tp 4 --batch 8 \\\n"
+            "      --prompt-len 1024 --gen-len 512 --sparsity 0.5 --retriggers 2 --format json"
         ),
     )
-    sim.add_argument("--model", required=True)
+    sim.add_argument("--model", required=True, help="preset name or config.json (see dartsim models)")
     sim.add_argument(
         "--batch",
         type=bounded_int(
@@ -306,14 +320,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=1,
         help=f"sequences in the batch (default 1, at most {MAX_SIMULATED_SEQUENCES})",
     )
-    sim.add_argument("--prompt-len", type=positive_int, default=128)
-    sim.add_argument("--gen-len", type=positive_int, default=256)
+    sim.add_argument("--prompt-len", type=positive_int, default=128, help="prompt tokens (default 128)")
+    sim.add_argument("--gen-len", type=positive_int, default=256, help="generated tokens (default 256)")
     sim.add_argument("--sparsity", type=float, default=0.0, help="FFN sparsity (default 0: dense)")
     sim.add_argument(
-        "--allocation", choices=("dart", "uniform"), default="dart", help="how sparsity is spread over layers"
+        "--allocation",
+        choices=("dart", "uniform"),
+        default="dart",
+        help="how sparsity is spread over layers (default dart: the paper's depth-aware allocation)",
     )
-    sim.add_argument("--retriggers", type=int, default=0, help="re-triggers spread over the run")
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument(
+        "--retriggers", type=int, default=0, help="re-triggers spread evenly over the run (default 0)"
+    )
+    sim.add_argument("--seed", type=int, default=0, help="seed of the synthetic masks (default 0)")
     _engine_options(sim)
     sim.set_defaults(handler=run_simulate)
 
@@ -332,13 +351,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "      --hw l40s,h100-sxm,h200,mi300x --tp auto,2,4 --mask-apply compact,gather"
         ),
     )
-    sw.add_argument("traces", nargs="+", metavar="TRACE.pt")
-    sw.add_argument("--model", help="retarget to a preset or config.json (default: the trace's model)")
+    sw.add_argument("traces", nargs="+", metavar="TRACE.pt", help="traces; several form one batch")
+    sw.add_argument("--model", help="retarget to a preset or config.json (default: the trace's own model)")
     sw.add_argument("--hw", required=True, help="comma-separated presets or YAML files")
     sw.add_argument("--tp", default="auto", help="comma-separated degrees or auto (default auto)")
     sw.add_argument("--mask-apply", default="compact,gather", help="compact and/or gather (default both)")
     _device_options(sw)
-    sw.add_argument("--format", choices=("md", "csv", "json"), default="md")
+    sw.add_argument(
+        "--format", choices=("md", "csv", "json"), default="md", help="output format (default md)"
+    )
     sw.add_argument("--out", metavar="FILE", help="write atomically to FILE")
     sw.add_argument("--quiet", action="store_true", help="no per-point progress lines")
     add_precision(sw)

@@ -169,16 +169,27 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             " of a sliding window and the first reference's mean. Record the three traces with"
             " 'dartsim record --mode dense|static|dart' on the same prompt (traces/README.md)."
         ),
+        epilog="example:\n  dartsim report figure5 --dense traces/two-topic-dense.pt "
+        "--static traces/two-topic-static-70.pt --dart traces/two-topic-70.pt --out figure5.png",
     )
     fig.add_argument("--dense", required=True, metavar="TRACE", help="trace recorded with --mode dense")
     fig.add_argument("--static", required=True, metavar="TRACE", help="trace recorded with --mode static")
     fig.add_argument("--dart", required=True, metavar="TRACE", help="trace recorded with --mode dart")
-    fig.add_argument("--out", required=True, metavar="FILE.png")
+    fig.add_argument("--out", required=True, metavar="FILE.png", help="PNG to write (deterministic bytes)")
     fig.set_defaults(handler=run_figure5)
     rates = report_sub.add_parser(
-        "retriggers", help="re-triggers per 1k tokens, their positions and dense steps, per trace"
+        "retriggers",
+        help="re-triggers per 1k tokens, their positions and dense steps, per trace",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "One row per trace: model, sparsity, mode, generated tokens, re-triggers (count, per\n"
+            "1k tokens, and the positions they fired at), steps run with the FFN dense and the\n"
+            "mean keep ratio."
+        ),
+        epilog="examples:\n  dartsim report retriggers traces/*.pt\n"
+        "  dartsim report retriggers traces/*.pt --out reports/retriggers.md",
     )
-    rates.add_argument("traces", nargs="+", metavar="TRACE")
+    rates.add_argument("traces", nargs="+", metavar="TRACE", help="trace files")
     add_format_and_out(rates, ("md", "csv", "json"))
     rates.set_defaults(handler=run_retriggers)
     host = report_sub.add_parser(
@@ -188,8 +199,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "Replays traces with a preset calibrated on the recording machine "
             "(dartsim calibrate --device cpu) and compares step times with those measured."
         ),
+        epilog="example:\n  dartsim report host-check traces/two-topic-70.pt traces/two-topic-dense.pt",
     )
-    host.add_argument("traces", nargs="+", metavar="TRACE")
+    host.add_argument("traces", nargs="+", metavar="TRACE", help="traces recorded on this machine")
     host.add_argument("--hw", default="cpu-host", help="calibrated preset or YAML (default cpu-host)")
     host.add_argument("--prefetch", action="store_true", help="model weight streaming (off: a CPU has none)")
     add_format_and_out(host, ("md", "csv", "json"))

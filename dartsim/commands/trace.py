@@ -54,19 +54,42 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     info = trace_sub.add_parser(
         "info",
         help="model, tokens, mask epochs, re-triggers and their positions, keep ratio per layer, size",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Summarises one trace: its model and status, prompt and generated tokens, steps run\n"
+            "with the FFN dense (dense-step fraction), mask epochs, drift checks (drift detection\n"
+            "rate), re-triggers and the positions they fired at, recorded step times and the\n"
+            "mean keep ratio of every layer. The file is validated first."
+        ),
+        epilog="examples:\n  dartsim trace info traces/two-topic-70.pt\n"
+        "  dartsim trace info traces/two-topic-70.pt --format json",
     )
-    info.add_argument("trace", metavar="TRACE.pt")
+    info.add_argument("trace", metavar="TRACE.pt", help="a trace from dartsim record or trace synth")
     add_format_and_out(info, ("text", "json"))
     info.set_defaults(handler=run_info)
     synth = trace_sub.add_parser(
-        "synth", help="make a synthetic trace (DART-allocated keep ratios, re-triggers spread over the run)"
+        "synth",
+        help="make a synthetic trace (DART-allocated keep ratios, re-triggers spread over the run)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Writes a trace no model produced, marked SYNTHETIC: per-step scalars and one\n"
+            "random mask per epoch with the kept counts of DART's allocation (or uniform), the\n"
+            "re-triggers spread evenly. For replaying long or large runs without recording them."
+        ),
+        epilog="example:\n  dartsim trace synth --model llama-3.1-70b --tokens 100000 --retriggers 100 "
+        "--out long.pt",
     )
     synth.add_argument("--model", required=True, help="preset or config.json")
     synth.add_argument("--tokens", type=int, required=True, help="generated tokens")
-    synth.add_argument("--prompt-len", type=int, default=128)
-    synth.add_argument("--retriggers", type=int, default=0)
-    synth.add_argument("--sparsity", type=float, default=0.7)
-    synth.add_argument("--allocation", choices=("dart", "uniform", "dense"), default="dart")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--out", required=True, metavar="FILE")
+    synth.add_argument("--prompt-len", type=int, default=128, help="prompt tokens (default 128)")
+    synth.add_argument("--retriggers", type=int, default=0, help="re-triggers spread evenly (default 0)")
+    synth.add_argument("--sparsity", type=float, default=0.7, help="FFN sparsity (default 0.7)")
+    synth.add_argument(
+        "--allocation",
+        choices=("dart", "uniform", "dense"),
+        default="dart",
+        help="keep ratios per layer: dart (depth-aware, default), uniform, or dense (no mask)",
+    )
+    synth.add_argument("--seed", type=int, default=0, help="seed of the random masks (default 0)")
+    synth.add_argument("--out", required=True, metavar="FILE", help="trace file to write")
     synth.set_defaults(handler=run_synth)

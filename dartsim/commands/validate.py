@@ -191,7 +191,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     val.add_argument("--repeats", type=int, default=5, help="timed runs per case (default 5)")
     val.add_argument("--only", metavar="TEXT", help="only the cases whose name contains TEXT")
     val.add_argument("--quick", action="store_true", help="a few small cases (for tests)")
-    val.add_argument("--format", choices=("md", "csv", "json"), default="md")
+    val.add_argument(
+        "--format", choices=("md", "csv", "json"), default="md", help="output format (default md)"
+    )
     val.add_argument("--out", metavar="FILE", help="write atomically to FILE")
     val.add_argument("--quiet", action="store_true", help="no progress lines")
     val.set_defaults(handler=run_validate, output_folders=("fit",))
