@@ -142,6 +142,7 @@ def test_trace_info_summarises_and_fails_cleanly(run_cli, tmp_path: Path) -> Non
     result = run_cli("trace", "info", str(path))
     assert result.code == 0
     assert "mask epochs      1" in result.out and "[SYNTHETIC]" in result.out
+    assert "no forward ran" in result.out and "[RANDOM WEIGHTS]" not in result.out  # synthetic: no timings
     import json
 
     info = json.loads(run_cli("trace", "info", str(path), "--format", "json").out)

@@ -175,7 +175,9 @@ def table7_records(
                             component=component.value,
                             metric=metric,
                             config=config,
-                            keep=1.0 if config == "dense" else kept / spec.intermediate_size,
+                            keep=kept / spec.intermediate_size  # attention is never pruned
+                            if config == "sparse" and component is Component.MLP
+                            else 1.0,
                             value=raw / scale,
                             unit=label,
                             paper=paper,

@@ -87,7 +87,7 @@ def render_summary(info: dict[str, Any]) -> str:
         f"trace            {info['file']} ({info['size_bytes']} bytes)",
         f"status           {info['status']}" + ("  [SYNTHETIC]" if info["synthetic"] else ""),
         f"model            {info['model']} ({info['layers']} layers, FFN {info['ffn_width']})"
-        + ("  [RANDOM WEIGHTS]" if info["random_weights"] else ""),
+        + ("  [RANDOM WEIGHTS]" if info["random_weights"] and not info["synthetic"] else ""),
         f"source           {info['model_source']}",
         f"DART             variant {info['variant']}, mode {info['mode']}, sparsity {info['sparsity']}",
         f"tokens           {info['prompt_tokens']} prompt + {info['generated_tokens']} generated"
@@ -106,10 +106,12 @@ def render_summary(info: dict[str, Any]) -> str:
         ),
         f"re-triggers      {info['retriggers']} ({info['retriggers_per_1k_tokens']:.1f} per 1k tokens)"
         + (f" at positions {', '.join(map(str, info['retrigger_positions']))}" if info["retriggers"] else ""),
-        f"recorded time    {info['recorded_time_s']:.3f} s of forward steps, "
+        "recorded time    none: a synthetic trace, no forward ran"
+        if info["synthetic"]
+        else f"recorded time    {info['recorded_time_s']:.3f} s of forward steps, "
         f"{info['mask_build_time_s'] * 1e3:.2f} ms building masks",
     ]
-    if info["mean_decode_step_s"] is not None:
+    if info["mean_decode_step_s"] is not None and not info["synthetic"]:
         lines.append(f"decode step      {info['mean_decode_step_s'] * 1e3:.2f} ms mean")
     per_layer = info["mean_keep_ratio_per_layer"]
     if per_layer is None:
