@@ -240,3 +240,26 @@ def test_every_command_has_a_description_an_example_and_help_for_every_option(na
     assert "example" in (parser.epilog or ""), f"dartsim {name} --help shows no example"
     bare = [a.dest for a in parser._actions if a.help is None and a.dest != "help"]
     assert not bare, f"dartsim {name}: options without help: {bare}"
+
+
+def test_a_perfetto_timeline_under_tensor_parallelism_says_it_shows_device_0(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "p.json"
+    args = ("simulate", "--model", "llama-3.1-8b", "--hw", "l40s", "--gen-len", "4", "--quiet", "--perfetto")
+    assert run_cli(*args, str(out), "--tp", "2").code == 0
+    names = [
+        e["args"]["name"] for e in json.loads(out.read_text())["traceEvents"] if e["name"] == "process_name"
+    ]
+    assert names and "device 0 of 2" in names[0]
+    assert run_cli(*args, str(out)).code == 0
+    names = [
+        e["args"]["name"] for e in json.loads(out.read_text())["traceEvents"] if e["name"] == "process_name"
+    ]
+    assert names == ["dartsim device 0"]
+
+
+def test_a_yaml_integer_of_thousands_of_digits_is_one_short_line(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    shown = run_cli("hw", "show", "l40s", "--format", "yaml").out
+    hostile = tmp_path / "hw.yaml"
+    hostile.write_text(shown.replace("capacity_gb: 48.0", "capacity_gb: " + "9" * 5000))
+    result = run_cli("hw", "show", str(hostile))
+    assert result.code == 2 and "an integer with thousands of digits" in result.err and len(result.err) < 200

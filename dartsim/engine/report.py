@@ -165,7 +165,14 @@ def perfetto_events(
                 }
             )
         offset += float(step_times[index])
-    meta = [{"name": "process_name", "ph": "M", "pid": 1, "tid": 0, "args": {"name": "dartsim device 0"}}]
+    tp = coster.config.tp
+    device_name = (
+        "dartsim device 0"
+        if tp == 1
+        else f"dartsim device 0 of {tp} (tensor parallel: every device runs the same kernels on "
+        "its shard, collectives included; device 0 shown)"
+    )
+    meta = [{"name": "process_name", "ph": "M", "pid": 1, "tid": 0, "args": {"name": device_name}}]
     meta.append({"name": "thread_name", "ph": "M", "pid": 1, "tid": 0, "args": {"name": "steps"}})
     for name, tid in tracks.items():
         meta.append({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": {"name": name}})

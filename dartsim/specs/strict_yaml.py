@@ -80,7 +80,9 @@ def parse_yaml(text: str, where: str) -> Any:
     except RecursionError:
         raise UserError(f"{where}: malformed YAML: nested too deeply") from None
     except ValueError as exc:  # int() of a number with thousands of digits
-        raise UserError(f"{where}: malformed YAML: {exc}") from None
+        digits = "digits" in str(exc)
+        problem = "an integer with thousands of digits" if digits else str(exc)
+        raise UserError(f"{where}: malformed YAML: {problem}") from None
 
 
 def read_yaml(path: Path) -> Any:
