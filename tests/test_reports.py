@@ -176,3 +176,18 @@ def test_mechanisms_report_shows_launch_costs_and_the_stack_sensitivity() -> Non
     assert launch["cost_s"] > 0.1 * b["full_s"]
     rows = {r["variant"].split(":")[0]: r["speedup"] for r in sensitivity(spec, hw, 1, 0.3, Precision())}
     assert rows["CUDA-graph stack"] > rows["preset as fitted"] > rows["PyTorch eager"] >= 1.0
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped traces")
+def test_host_check_flags_a_noisy_measurement(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from dartsim.trace import load_trace, save_trace
+
+    trace = load_trace(REPO / "traces" / "two-topic-dense.pt")
+    times = trace["steps"]["time_s"]
+    times[1::3] *= 6.0  # a third of the decode steps slowed by other load
+    busy = tmp_path / "busy.pt"
+    save_trace(trace, busy)
+    report = run_cli("report", "host-check", str(REPO / "traces" / "two-topic-dense.pt"), str(busy)).out
+    assert "Noisy measurements" in report
+    noted = report.split("Noisy measurements", 1)[1]
+    assert "busy.pt" in noted and "two-topic-dense.pt" not in noted
