@@ -193,3 +193,69 @@ def test_terminal_escapes_in_a_trace_are_printed_as_text(run_cli, tmp_path: Path
         assert result.code == 0, (args, result.err)
         assert "\x1b" not in result.out + result.err and "\u202e" not in result.out + result.err, args
         assert "tiny\\x1b[2J\\u202e" in result.out, (args, result.out)
+
+
+def _leaves(obj: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in _leaves(v, (*path, k))] or [path]
+    return [path]
+
+
+def _hostile_values() -> list[Any]:
+    return [
+        None,
+        "x",
+        "\x1b[2J",
+        True,
+        -1,
+        0,
+        2**40,
+        10**30,
+        float("nan"),
+        float("inf"),
+        -0.5,
+        [],
+        {},
+        {"a": {"b": {}}},
+        torch.zeros(0),
+        torch.zeros(0, dtype=torch.int32),
+        torch.full((3,), -7, dtype=torch.int32),
+        torch.full((2, 2), float("nan"), dtype=torch.float64),
+        torch.ones(1, dtype=torch.int32).expand(10**8),
+        torch.ones(7, dtype=torch.uint8),
+    ]
+
+
+def test_random_mutations_load_cleanly_or_fail_with_one_line(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Fuzz: 300 seeded single-field mutations of a valid trace. Each either loads (and then
+    `trace info` and `replay` run to the end) or is refused with a UserError; nothing else."""
+    import random
+
+    rng = random.Random(0)
+    base = tiny_trace()
+    paths = _leaves(base)
+    values = _hostile_values()
+    path = tmp_path / "t.pt"
+    accepted = 0
+    for _ in range(300):
+        trace = tiny_trace()
+        where = rng.choice(paths)
+        parent = trace
+        for key in where[:-1]:
+            parent = parent[key]
+        if rng.random() < 0.2:
+            parent.pop(where[-1])
+        else:
+            parent[where[-1]] = rng.choice(values)
+        torch.save(trace, path)
+        try:
+            load_trace(path)
+        except UserError as exc:
+            assert "\n" not in str(exc) and str(path) in str(exc), (where, str(exc))
+            continue
+        accepted += 1
+        for args in (("trace", "info", str(path)), ("replay", str(path), "--hw", "l40s", "--quiet")):
+            result = run_cli(*args)
+            assert result.code in (0, 2), (where, args, result.err)
+            assert result.err.count("\n") <= 2, (where, args, result.err)
+    assert accepted > 0, "no mutation was accepted: the fuzz no longer exercises the commands"

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from dartsim.errors import UserError
+from dartsim.text import printable
 from dartsim.trace.schema import (
     _MODEL_INT_FIELDS,
     CHECK_DTYPES,
@@ -58,6 +59,24 @@ DART_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 """Types of the `dart` section's fields; other keys are kept but never read."""
 DART_REQUIRED = ("variant", "mode", "sparsity")
+GENERATION_TYPES: dict[str, type | tuple[type, ...]] = {
+    "text": str,
+    "stopped_at_eos": bool,
+    "max_new_tokens": int,
+    "min_new_tokens": int,
+    "ignore_eos": bool,
+    "temperature": (int, float),
+    "chat_template": bool,
+}
+"""Types of the optional `generation` fields (synthetic traces leave some out)."""
+
+
+def _show(value: object, chars: int = 60) -> str:
+    """A value for an error message: scalars by repr (cut, escaped), anything else by type."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value) if isinstance(value, (bool, int, float, str, type(None))) else type(value).__name__
+    return printable(text if len(text) <= chars else text[:chars] + "...")
 
 
 class _Checker:
@@ -78,7 +97,7 @@ class _Checker:
         wrong_bool = isinstance(value, bool) and kind is not bool
         if wrong_bool or not isinstance(value, kind):
             names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise self.fail(f"{name}.{key}" if name else key, f"must be {names}, got {value!r:.60}")
+            raise self.fail(f"{name}.{key}" if name else key, f"must be {names}, got {_show(value)}")
         if isinstance(value, float) and not math.isfinite(value):
             raise self.fail(f"{name}.{key}" if name else key, f"must be finite, got {value!r}")
         return value
@@ -138,12 +157,16 @@ def check_plain_tensors(obj: Any, where: str, depth: int = 0) -> None:
 
 
 def _header(trace: Any, c: _Checker) -> None:
-    if not isinstance(trace, dict) or trace.get("format") != FORMAT_NAME:
+    if (
+        not isinstance(trace, dict)
+        or not isinstance(trace.get("format"), str)
+        or trace["format"] != FORMAT_NAME
+    ):
         raise UserError(f"{c.where}: not a dartsim trace (no format {FORMAT_NAME!r} field)")
     version = trace.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise UserError(
-            f"{c.where}: trace schema version {version!r} is not supported "
+            f"{c.where}: trace schema version {_show(version)} is not supported "
             f"(this dartsim reads version {SCHEMA_VERSION})"
         )
     complete = trace.get("complete")
@@ -151,9 +174,9 @@ def _header(trace: Any, c: _Checker) -> None:
         raise c.fail("complete", "must be true or false")
     status = c.typed(trace, "", "status", str)
     if status not in STATUSES and not status.startswith("error: "):
-        raise c.fail("status", f"must be one of {', '.join(STATUSES)} or 'error: ...', got {status!r:.60}")
+        raise c.fail("status", f"must be one of {', '.join(STATUSES)} or 'error: ...', got {_show(status)}")
     if complete != (status == "complete"):
-        raise c.fail("complete", f"is {complete} but status is {status!r:.60}")
+        raise c.fail("complete", f"is {complete} but status is {_show(status)}")
     c.typed(trace, "", "synthetic", bool)
 
 
@@ -162,7 +185,7 @@ def _model(trace: dict[str, Any], c: _Checker) -> tuple[int, int, int, int]:
     for key in _MODEL_INT_FIELDS:
         value = model.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise c.fail(f"model.{key}", f"must be a positive integer, got {value!r:.60}")
+            raise c.fail(f"model.{key}", f"must be a positive integer, got {_show(value)}")
     for key in ("name", "model_type", "source"):
         c.typed(model, "model", key, str)
     c.typed(model, "model", "random_weights", bool)
@@ -271,8 +294,9 @@ def _generation(trace: dict[str, Any], c: _Checker, count: int, vocab: int) -> N
         if ids.numel() and ids.numel() != length:
             raise c.fail(f"generation.{key}", f"holds {ids.numel()} ids, expected {length} or none")
         c.index(ids, f"generation.{key}", 0, vocab, "vocabulary entries")
-    if "text" in generation:
-        c.typed(generation, "generation", "text", str)
+    for key, kind in GENERATION_TYPES.items():
+        if key in generation:
+            c.typed(generation, "generation", key, kind)
 
 
 def _dart(trace: dict[str, Any], c: _Checker) -> None:
@@ -284,7 +308,7 @@ def _dart(trace: dict[str, Any], c: _Checker) -> None:
         if key in dart:
             c.typed(dart, "dart", key, kind)
     if dart["mode"] not in MODES:
-        raise c.fail("dart.mode", f"must be one of {', '.join(MODES)}, got {dart['mode']!r:.60}")
+        raise c.fail("dart.mode", f"must be one of {', '.join(MODES)}, got {_show(dart['mode'])}")
     if not 0.0 <= dart["sparsity"] < 1.0:
         raise c.fail("dart.sparsity", f"must lie in [0, 1), got {dart['sparsity']}")
     for key in ("tau", "reference_tokens", "c0"):
