@@ -31,7 +31,6 @@ class PaperTimeline(Timeline):
         self.need = self.params.reference_tokens
         self.counter = 0
         self.reference: drift.Reference | None = None
-        self.trigger_step = -1
 
     def before_prefill(self) -> None:
         self.rec.acc = self.collection if self.params.prompt_in_reference else None
@@ -101,10 +100,6 @@ class PaperTimeline(Timeline):
             self.state = "dense"
             rec.acc = None
             return
-        record["first_step"] = self.builder.step_count
-        record["trigger_step"] = self.trigger_step
-        self.builder.epoch(record)
-        self.epoch += 1
-        self.builder.retrigger_resolved(self.epoch)
+        self.put_in_force(record)
         self.state = "masked"
         rec.acc = self.window

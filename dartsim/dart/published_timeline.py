@@ -45,7 +45,6 @@ class PublishedTimeline(Timeline):
         self.masked = False
         self.reference: drift.Reference | None = None
         self.counter = 0
-        self.trigger_step = -1
         self.masks_built = 0
         self.pending: drift.DriftCheck | None = None
         self.fired = False
@@ -132,9 +131,5 @@ class PublishedTimeline(Timeline):
         record["reference_tokens"] = len(self.cache) + 1  # forward M's position joins it
         if not apply:
             return
-        record["first_step"] = self.builder.step_count
-        record["trigger_step"] = self.trigger_step
-        self.builder.epoch(record)
-        self.epoch += 1
-        self.builder.retrigger_resolved(self.epoch)
+        self.put_in_force(record)
         self.masked = True

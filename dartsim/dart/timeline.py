@@ -32,7 +32,18 @@ class Timeline:
         self.builder = builder
         self.epoch = -1
         """Index of the last mask epoch put in force (-1 before the first)."""
+        self.trigger_step = -1
+        """The step whose drift check fired the collection in progress (-1: the first mask)."""
         self.first_reference: drift.Reference | None = None
+
+    def put_in_force(self, record: dict[str, Any]) -> None:
+        """Record a built mask epoch as starting at the next step, and account the
+        re-trigger that led to it."""
+        record["first_step"] = self.builder.step_count
+        record["trigger_step"] = self.trigger_step
+        self.builder.epoch(record)
+        self.epoch += 1
+        self.builder.retrigger_resolved(self.epoch)
 
     def before_prefill(self) -> None:
         raise NotImplementedError

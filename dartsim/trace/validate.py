@@ -122,6 +122,14 @@ class _Checker:
             raise self.fail(field, f"has shape {tuple(value.shape)}, expected {shape}")
         return value
 
+    def vectors(self, section: dict[str, Any], name: str, dtypes: dict[str, torch.dtype]) -> int:
+        """Check the 1-D fields `dtypes` of `section`; they must share one length, returned."""
+        length: int | None = None
+        for key, dtype in dtypes.items():
+            length = self.tensor(section, name, key, dtype, (length,)).shape[0]
+        assert length is not None, "dtypes is never empty"
+        return length
+
     def finite(self, value: torch.Tensor, field: str, low: float, high: float = math.inf) -> None:
         if value.numel() and not bool(((value >= low) & (value <= high)).all()):
             bounds = f"[{low}, {high}]" if math.isfinite(high) else f">= {low}"
@@ -200,10 +208,7 @@ def _model(trace: dict[str, Any], c: _Checker) -> tuple[int, int, int, int]:
 
 def _steps(trace: dict[str, Any], c: _Checker, max_positions: int) -> int:
     steps = c.section(trace, "steps")
-    count = None
-    for key, dtype in STEP_DTYPES.items():
-        count = c.tensor(steps, "steps", key, dtype, (count,)).shape[0]
-    assert count is not None
+    count = c.vectors(steps, "steps", STEP_DTYPES)
     if count == 0:
         raise c.fail("steps", "is empty: the trace holds no forward step")
     if int(steps["phase"].max()) >= len(PHASES):
@@ -226,10 +231,7 @@ def _steps(trace: dict[str, Any], c: _Checker, max_positions: int) -> int:
 
 def _epochs(trace: dict[str, Any], c: _Checker, count: int, layers: int, width: int) -> int:
     epochs = c.section(trace, "epochs")
-    n_epochs = None
-    for key, dtype in EPOCH_VECTOR_DTYPES.items():
-        n_epochs = c.tensor(epochs, "epochs", key, dtype, (n_epochs,)).shape[0]
-    assert n_epochs is not None
+    n_epochs = c.vectors(epochs, "epochs", EPOCH_VECTOR_DTYPES)
     if n_epochs > count:
         raise c.fail("epochs", f"holds {n_epochs} mask epochs for {count} steps")
     for key, dtype in EPOCH_MATRIX_DTYPES.items():
@@ -259,16 +261,12 @@ def _epochs(trace: dict[str, Any], c: _Checker, count: int, layers: int, width: 
 
 def _checks(trace: dict[str, Any], c: _Checker, count: int, n_epochs: int, max_positions: int) -> None:
     checks = c.section(trace, "drift_checks")
-    n_checks = None
-    for key, dtype in CHECK_DTYPES.items():
-        n_checks = c.tensor(checks, "drift_checks", key, dtype, (n_checks,)).shape[0]
+    c.vectors(checks, "drift_checks", CHECK_DTYPES)
     c.index(checks["step"], "drift_checks.step", 0, count, "steps")
     if checks["counter"].numel() and int(checks["counter"].min()) < 0:
         raise c.fail("drift_checks.counter", "must not be negative")
     retriggers = c.section(trace, "retriggers")
-    n_re = None
-    for key, dtype in RETRIGGER_DTYPES.items():
-        n_re = c.tensor(retriggers, "retriggers", key, dtype, (n_re,)).shape[0]
+    c.vectors(retriggers, "retriggers", RETRIGGER_DTYPES)
     c.index(retriggers["step"], "retriggers.step", 0, count, "steps")
     c.index(retriggers["epoch"], "retriggers.epoch", -1, n_epochs, "epochs (or -1)")
     figure5 = c.section(trace, "figure5")
