@@ -229,7 +229,13 @@ def test_replay_writes_an_output_folder_and_a_perfetto_timeline(
         "--quiet",
     )
     assert result.code == 0, result.err
-    assert {p.name for p in out.iterdir()} == {"replay.json", "summary.txt", "layers.csv", "retriggers.csv"}
+    assert {p.name for p in out.iterdir()} == {
+        "replay.json",
+        "summary.txt",
+        "results.csv",
+        "layers.csv",
+        "retriggers.csv",
+    }
     events = json.loads(timeline.read_text())["traceEvents"]
     names = {e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
     assert {"DRAM", "launch", "compute (tensor)"} <= names
@@ -424,3 +430,81 @@ def test_tied_embeddings_are_stored_once_and_split_by_vocabulary() -> None:
     big = load_model_spec("llama-3.1-70b")
     one, four = memory_needed_bytes(big, prec, 1, 0), memory_needed_bytes(big, prec, 4, 0)
     assert four == pytest.approx(one / 4, rel=0.01)
+
+
+def test_components_split_the_totals_and_other_is_what_no_block_holds() -> None:
+    """attention + mlp + other = totals; `other` equals, kernel by kernel from the workload
+    model, the bytes and FLOPs of everything outside the attention and MLP blocks (embedding,
+    norms, residual adds, lm_head) plus the mask builds."""
+    spec = load_model_spec("smollm2-135m")
+    trace = synth_trace(spec, 16, 200, 1, 0.5, params=SMALL_T)
+    steps = build_steps([trace], spec, False)
+    result = run_steps(steps, spec, load_hardware_spec("l40s"), ReplayConfig(memoize=True))
+    parts, totals = result["components"], result["totals"]
+    for key in ("bytes", "flops"):
+        assert sum(parts[name][key] for name in ("attention", "mlp", "other")) == totals[key]
+    assert sum(parts[n]["time_s"] for n in parts) == pytest.approx(totals["time_s"], rel=1e-12)
+    assert sum(parts[n]["share_bytes"] for n in parts) == pytest.approx(1.0)
+    assert sum(parts[n]["share_time"] for n in parts) == pytest.approx(1.0)
+    outside_bytes = outside_flops = 0
+    for step in expand(steps):
+        shape = StepShape(step.phase, len(step.contexts), step.new_tokens, max(step.contexts), step.contexts)
+        kernels = step_kernels(spec, shape, list(step.kept), execution=Execution(dart_observe=step.observe))
+        outside = [k for k in kernels if k.component.value not in ("attention", "mlp")]
+        outside_bytes += sum(k.bytes for k in outside)
+        outside_flops += sum(k.flops for k in outside)
+    builds = sum(r["bytes"] for r in result["retriggers"])
+    assert parts["other"]["mask_builds_bytes"] == builds > 0
+    assert parts["other"]["bytes"] == outside_bytes + builds
+    assert parts["other"]["flops"] == outside_flops
+    assert parts["attention"]["bytes"] == sum(row["attention"]["bytes"] for row in result["layers"])
+
+
+def test_sparsity_rebalances_towards_attention(run_cli, synth_file: Path) -> None:  # type: ignore[no-untyped-def]
+    """The headline: attention's bytes do not change under FFN sparsity, MLP's fall, so
+    attention's share of bytes and of time rises against the dense run."""
+    args = (
+        "replay",
+        str(synth_file),
+        "--hw",
+        "l40s",
+        "--model",
+        "llama-3.1-8b",
+        "--compare-dense",
+        "--quiet",
+    )
+    data = json.loads(run_cli(*args, "--format", "json").out)
+    run, dense = data["components"], data["dense"]["components"]
+    assert run["attention"]["bytes"] == dense["attention"]["bytes"]
+    assert run["mlp"]["bytes"] < dense["mlp"]["bytes"]
+    assert run["attention"]["share_bytes"] > dense["attention"]["share_bytes"]
+    assert run["attention"]["share_time"] > dense["attention"]["share_time"]
+    table = run_cli(*args).out
+    assert "(dense " in table and "all layers" in table and "per token" in table
+
+
+def test_csv_output_is_tidy_and_carries_what_json_does(run_cli, synth_file: Path) -> None:  # type: ignore[no-untyped-def]
+    import csv
+    import io
+
+    args = (
+        "replay",
+        str(synth_file),
+        "--hw",
+        "l40s",
+        "--model",
+        "llama-3.1-8b",
+        "--compare-dense",
+        "--quiet",
+    )
+    data = json.loads(run_cli(*args, "--format", "json").out)
+    rows = list(csv.reader(io.StringIO(run_cli(*args, "--format", "csv").out)))
+    assert rows[0] == ["run", "scope", "component", "metric", "value", "unit"]
+    assert all(len(r) == 6 for r in rows)
+    cell = {(r[0], r[1], r[2], r[3]): r[4] for r in rows[1:]}
+    assert len(cell) == len(rows) - 1, "each (run, scope, component, metric) appears once"
+    assert int(cell[("run", "total", "all", "bytes")]) == data["totals"]["bytes"]
+    assert int(cell[("dense", "total", "mlp", "bytes")]) == data["dense"]["components"]["mlp"]["bytes"]
+    assert float(cell[("run", "total", "all", "tpot_s")]) == pytest.approx(data["tpot_s"])
+    assert float(cell[("run", "total", "all", "speedup_vs_dense")]) == pytest.approx(data["speedup"])
+    assert int(cell[("run", "layer 3", "attention", "bytes")]) == data["layers"][3]["attention"]["bytes"]

@@ -66,7 +66,9 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
         help="standard output format (default table); --out DIR writes all of them",
     )
     parser.add_argument(
-        "--out", metavar="DIR", help="write replay.json, summary.txt, layers.csv, retriggers.csv into DIR"
+        "--out",
+        metavar="DIR",
+        help="write replay.json, summary.txt, results.csv (tidy), layers.csv, retriggers.csv into DIR",
     )
     parser.add_argument(
         "--perfetto", metavar="FILE", help="write a Chrome/Perfetto timeline of --perfetto-steps"
@@ -85,7 +87,14 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
 def _execute(args: argparse.Namespace, traces: list[dict[str, Any]], spec: Any, extra: dict[str, Any]) -> int:
     from dartsim.cli import emit
     from dartsim.engine.costing import ReplayConfig, StepCoster
-    from dartsim.engine.report import contract, layers_csv, perfetto_events, render_table, retriggers_csv
+    from dartsim.engine.report import (
+        contract,
+        layers_csv,
+        perfetto_events,
+        render_table,
+        retriggers_csv,
+        tidy_csv,
+    )
     from dartsim.engine.run import choose_tp, densified, run_steps
     from dartsim.engine.steps import build_steps, check_retarget, step_count
     from dartsim.errors import UserError
@@ -132,7 +141,7 @@ def _execute(args: argparse.Namespace, traces: list[dict[str, Any]], spec: Any, 
             args.perfetto, render.json_text(perfetto_events(coster, steps, result["step_times_s"], a, b))
         )
         sys.stderr.write(f"wrote {args.perfetto}\n")
-    texts = {"json": render.json_text(data), "table": render_table(data), "csv": layers_csv(data)}
+    texts = {"json": render.json_text(data), "table": render_table(data), "csv": tidy_csv(data)}
     if args.out:
         folder = Path(args.out)
         try:
@@ -141,9 +150,12 @@ def _execute(args: argparse.Namespace, traces: list[dict[str, Any]], spec: Any, 
             raise UserError(f"{folder}: cannot create the folder: {exc.strerror or exc}") from None
         atomic_write_text(folder / "replay.json", texts["json"])
         atomic_write_text(folder / "summary.txt", texts["table"])
-        atomic_write_text(folder / "layers.csv", texts["csv"])
+        atomic_write_text(folder / "results.csv", texts["csv"])
+        atomic_write_text(folder / "layers.csv", layers_csv(data))
         atomic_write_text(folder / "retriggers.csv", retriggers_csv(data))
-        sys.stderr.write(f"wrote {folder}/replay.json, summary.txt, layers.csv, retriggers.csv\n")
+        sys.stderr.write(
+            f"wrote {folder}/replay.json, summary.txt, results.csv, layers.csv, retriggers.csv\n"
+        )
     else:
         emit(texts[args.format], None)
     return 0

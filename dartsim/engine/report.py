@@ -7,6 +7,7 @@ from typing import Any
 
 from dartsim.engine.costing import PARTS, ReplayConfig, ReplayStep, StepCoster
 from dartsim.engine.machine import device
+from dartsim.engine.run import COMPONENTS
 from dartsim.engine.steps import step_at
 from dartsim.report import render
 from dartsim.specs.hardware import HardwareSpec
@@ -90,8 +91,9 @@ def render_table(data: dict[str, Any]) -> str:
             f"dense baseline   {format_seconds(data['dense']['totals']['time_s'])}: "
             f"speedup {data['speedup']:.3f}x"
         )
+    lines += _component_lines(data)
     header = [
-        "layer",
+        "layer (run totals)",
         "attn GB",
         "attn TFLOP",
         "attn time",
@@ -113,7 +115,77 @@ def render_table(data: dict[str, Any]) -> str:
                 str(c["bound"]),
             ]
         rows.append(cells)
+    cells = ["all layers"]
+    for part in PARTS:
+        c = data["components"][part]
+        cells += [f"{c['bytes'] / GB:.3f}", f"{c['flops'] / TFLOP:.4f}", format_seconds(c["time_s"]), ""]
+    rows.append(cells)
     return "\n".join(lines) + "\n\n" + render.markdown_table(header, rows)
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _component_lines(data: dict[str, Any]) -> list[str]:
+    """Attention, MLP and other: their cost and shares, beside the dense run's shares
+    (the rebalancing) when there is one."""
+    dense = data.get("dense", {}).get("components")
+    lines = [
+        "components       share of DRAM bytes / of time"
+        + ("  (dense run: bytes / time)" if dense else "")
+        + "; other = embedding, norms, lm_head, mask builds"
+    ]
+    for name in COMPONENTS:
+        c = data["components"][name]
+        line = (
+            f"  {name:<14} {c['bytes'] / GB:10.3f} GB {_share(c['share_bytes']):>6} / "
+            f"{format_seconds(c['time_s'])} {_share(c['share_time']):>6}"
+        )
+        if dense:
+            d = dense[name]
+            line += f"  (dense {_share(d['share_bytes'])} / {_share(d['share_time'])})"
+        lines.append(line)
+    tokens = data["tokens"]
+    if tokens:
+        t = data["totals"]
+        lines.append(
+            f"per token        {t['bytes'] / tokens / GB:.4f} GB, {t['flops'] / tokens / TFLOP:.5f} TFLOP, "
+            f"{format_seconds(t['time_s'] / tokens)} (run totals / {tokens} generated tokens)"
+        )
+    return lines
+
+
+TIDY_HEADER = ("run", "scope", "component", "metric", "value", "unit")
+_UNITS = {"bytes": "B", "flops": "FLOP", "time_s": "s", "share_bytes": "fraction", "share_time": "fraction"}
+
+
+def tidy_csv(data: dict[str, Any]) -> str:
+    """Long-format rows (run, scope, component, metric, value, unit) that pandas reads as is:
+    the run and, with --compare-dense, the dense run; their totals, components and layers;
+    TTFT, TPOT and the speedup."""
+    rows: list[list[Any]] = []
+    runs = [("run", data)] + ([("dense", data["dense"])] if "dense" in data else [])
+    for label, run in runs:
+        for key in ("bytes", "flops", "time_s"):
+            rows.append([label, "total", "all", key, run["totals"][key], _UNITS[key]])
+        for key in ("ttft_s", "tpot_s", "tokens_per_s"):
+            if run.get(key) is not None:
+                rows.append(
+                    [label, "total", "all", key, run[key], "tokens/s" if key == "tokens_per_s" else "s"]
+                )
+        for name in COMPONENTS:
+            for key, unit in _UNITS.items():
+                value = run["components"][name][key]
+                if value is not None:
+                    rows.append([label, "total", name, key, value, unit])
+        for layer in run["layers"]:
+            for part in PARTS:
+                for key in ("bytes", "flops", "time_s"):
+                    rows.append([label, f"layer {layer['layer']}", part, key, layer[part][key], _UNITS[key]])
+    if "speedup" in data:
+        rows.append(["run", "total", "all", "speedup_vs_dense", data["speedup"], "ratio"])
+    return render.csv_text(list(TIDY_HEADER), rows)
 
 
 def layers_csv(data: dict[str, Any]) -> str:

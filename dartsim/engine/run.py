@@ -110,6 +110,7 @@ def run_steps(
     layer_flops = np.zeros((layers, 2), dtype=np.int64)
     layer_time = np.zeros((layers, 2), dtype=np.float64)
     total_bytes = total_flops = total_link = 0
+    build_bytes, build_time = 0, 0.0
     n_steps = step_count(steps)
     step_times = np.zeros(n_steps, dtype=np.float64)
     prefill = np.zeros(n_steps, dtype=bool)
@@ -129,6 +130,8 @@ def run_steps(
             seconds, moved, host = coster.retrigger_cost(kept)
             times[0] += seconds
             total_bytes += moved
+            build_bytes += moved
+            build_time += seconds
             retriggers.append({"step": index, "time_s": seconds, "bytes": moved, "host_bytes": host})
         step_times[index : index + step.count] = times
         prefill[index : index + step.count] = step.phase == "prefill"
@@ -159,8 +162,10 @@ def run_steps(
                 "bound": bounds[layer][j] if bounds else None,
             }
         layer_rows.append(row)
+    totals = {"bytes": int(total_bytes), "flops": int(total_flops), "time_s": total_time}
     return {
         "tokens": generated,
+        "components": components(layer_bytes, layer_flops, layer_time, totals, build_bytes, build_time),
         "totals": {
             "bytes": int(total_bytes),
             "flops": int(total_flops),
@@ -177,6 +182,41 @@ def run_steps(
         "simulated_steps": coster.simulated_steps,
         "step_times_s": step_times,
     }
+
+
+COMPONENTS = ("attention", "mlp", "other")
+"""How a run's totals split: the layers' attention and MLP blocks, and everything else."""
+
+
+def components(
+    layer_bytes: np.ndarray,
+    layer_flops: np.ndarray,
+    layer_time: np.ndarray,
+    totals: dict[str, Any],
+    build_bytes: int,
+    build_time: float,
+) -> dict[str, dict[str, Any]]:
+    """The run split into attention, MLP and other, each with bytes, FLOPs, time and its
+    shares of the run's bytes and time. `other` is what neither block of a layer holds:
+    the embedding lookup, the norms and residual adds, the final norm, lm_head and logits
+    gather, the mask builds (also given on their own as `mask_builds_*`), and their share of
+    the step time. The three add up to the totals (bytes and FLOPs exactly)."""
+    parts: dict[str, dict[str, Any]] = {}
+    for j, name in enumerate(COMPONENTS[:2]):
+        parts[name] = {
+            "bytes": int(layer_bytes[:, j].sum()),
+            "flops": int(layer_flops[:, j].sum()),
+            "time_s": float(layer_time[:, j].sum()),
+        }
+    parts["other"] = {
+        key: totals[key] - parts["attention"][key] - parts["mlp"][key] for key in ("bytes", "flops", "time_s")
+    }
+    parts["other"]["mask_builds_bytes"] = int(build_bytes)
+    parts["other"]["mask_builds_time_s"] = float(build_time)
+    for part in parts.values():
+        part["share_bytes"] = part["bytes"] / totals["bytes"] if totals["bytes"] else None
+        part["share_time"] = part["time_s"] / totals["time_s"] if totals["time_s"] else None
+    return parts
 
 
 def densified(steps: Sequence[ReplayStep], width: int) -> list[ReplayStep]:
