@@ -88,10 +88,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+REPORT_NAMES = ("figure5", "retriggers", "host-check", "run", "mechanisms", "detector")
+"""The `dartsim report` subcommands; anything else after `report` is taken as a trace."""
+
+
+def _report_shorthand(argv: list[str]) -> list[str]:
+    """`dartsim report TRACE...` means `dartsim report run TRACE...`."""
+    if len(argv) >= 2 and argv[0] == "report" and argv[1] not in REPORT_NAMES and not argv[1].startswith("-"):
+        return ["report", "run", *argv[1:]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `dartsim` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_report_shorthand(list(sys.argv[1:] if argv is None else argv)))
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         check_destinations(args)
