@@ -54,7 +54,7 @@ def check_destinations(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dartsim.commands import hardware, models, record, replay, report, table7, trace, validate
+    from dartsim.commands import hardware, models, record, replay, report, study, table7, trace, validate
 
     parser = _Parser(
         prog="dartsim",
@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     trace.register(sub)
     report.register(sub)
     replay.register(sub)
+    study.register(sub)
     validate.register(sub)
     return parser
 
@@ -93,9 +94,12 @@ REPORT_NAMES = ("figure5", "retriggers", "host-check", "run", "mechanisms", "det
 
 
 def _report_shorthand(argv: list[str]) -> list[str]:
-    """`dartsim report TRACE...` means `dartsim report run TRACE...`."""
+    """`dartsim report TRACE...` means `dartsim report run TRACE...`, and `dartsim sweep
+    STUDY.yaml` means `dartsim study STUDY.yaml`."""
     if len(argv) >= 2 and argv[0] == "report" and argv[1] not in REPORT_NAMES and not argv[1].startswith("-"):
         return ["report", "run", *argv[1:]]
+    if len(argv) >= 2 and argv[0] == "sweep" and argv[1].endswith((".yaml", ".yml")):
+        return ["study", *argv[1:]]
     return argv
 
 

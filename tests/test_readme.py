@@ -34,7 +34,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A scratch folder that sees the repository's traces and model configs, where the
     examples run in README order (a later one may read what an earlier one wrote)."""
     folder = tmp_path_factory.mktemp("readme")
-    for name in ("traces", "models_cfg"):
+    for name in ("traces", "models_cfg", "studies", "examples"):
         (folder / name).symlink_to(REPO / name)
     return folder
 

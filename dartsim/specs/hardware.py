@@ -442,13 +442,17 @@ def hardware_to_yaml_dict(hw: HardwareSpec) -> dict[str, Any]:
 
 
 def override(hw: HardwareSpec, changes: dict[str, Any], note: str) -> HardwareSpec:
-    """A copy of `hw` with YAML fields replaced (`{"memory.peak_bandwidth_gb_per_s": 6700}`),
-    validated like a file; `note` is added to the changed fields' sources."""
+    """A copy of `hw` with YAML fields replaced (`{"memory.peak_bandwidth_gb_per_s": 6700}`)
+    or, given None, removed (a field that no longer applies), validated like a file once all
+    changes are made; `note` is added to the changed fields' sources."""
     data = hardware_to_yaml_dict(hw)
     for path, value in changes.items():
         field = next((f for f in FIELDS if f.path == path), None)
         if field is None:
             raise UserError(f"{hw.source_file}: cannot override unknown field {path!r}")
+        if value is None:
+            data.get(field.section, {}).pop(field.key, None)
+            continue
         _set(data, path, value)
         section = field.section
         prior = hw.sources.get(path) or hw.sources.get(section, "")

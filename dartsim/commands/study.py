@@ -1,0 +1,59 @@
+"""`dartsim study STUDY.yaml --out DIR` (also `dartsim sweep STUDY.yaml`): a declarative,
+resumable architecture study."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from dartsim.commands.common import positive_int
+
+
+def run(args: argparse.Namespace) -> int:
+    from dartsim.fileio import atomic_write_bytes, atomic_write_text
+    from dartsim.report.study_report import results_csv, speedup_png, study_markdown
+    from dartsim.study.runner import default_jobs, run_study
+    from dartsim.study.spec import load_study
+
+    study = load_study(Path(args.study))
+    out = Path(args.out)
+    results = run_study(study, out, args.jobs or default_jobs(), progress=not args.quiet)
+    atomic_write_text(out / "results.csv", results_csv(results))
+    atomic_write_text(out / "study.md", study_markdown(study, results))
+    atomic_write_bytes(out / "speedup.png", speedup_png(study, results))
+    skipped = sum("skipped" in r for r in results)
+    sys.stderr.write(
+        f"wrote {out}/results.csv, study.md, speedup.png: {len(results)} points"
+        + (f", {skipped} skipped (see the table)" if skipped else "")
+        + "\n"
+    )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser(
+        "study",
+        help="a declarative architecture study from a YAML file (also 'dartsim sweep STUDY.yaml')",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Runs every combination of a study file's axes (models, hardware presets or files\n"
+            "with fields set or scaled, TP, mask mode, precision, and for synthetic workloads\n"
+            "batch and sparsity), each point as DART and dense, and writes results.csv, study.md\n"
+            "and speedup.png into DIR. Each finished point is saved at once under DIR/points/:\n"
+            "a re-run skips it, and an interrupted run loses only the points in flight. Points\n"
+            "run in parallel worker processes (results do not depend on --jobs). The file's\n"
+            "format is documented in dartsim/study/spec.py; studies/ holds examples."
+        ),
+        epilog="examples:\n  dartsim study studies/bandwidth-70b.yaml --out reports/study-bandwidth-70b\n"
+        "  dartsim sweep studies/bandwidth-70b.yaml --out out --jobs 2",
+    )
+    parser.add_argument("study", metavar="STUDY.yaml", help="the study file")
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="folder for the results (created if missing)"
+    )
+    parser.add_argument(
+        "--jobs", type=positive_int, default=None, help="worker processes (default: the usable cores)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run, output_folders=("out",))

@@ -1,0 +1,81 @@
+"""A study's results (study/runner.py) as one table (CSV and markdown) and a plot of the
+speedup at every point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dartsim.report import plots, render
+from dartsim.study.runner import METRICS
+
+AXES = ("model", "hardware", "tp", "mask_apply", "precision", "batch", "sparsity")
+
+
+def _axis(point: dict[str, Any], axis: str) -> str:
+    value = point[axis]
+    if axis == "hardware":
+        return str(value["label"])
+    if axis == "precision":
+        return f"{value['weight']}/{value['activation']}/{value['kv_cache']}"
+    return "" if value is None else str(value)
+
+
+def results_csv(results: list[dict[str, Any]]) -> str:
+    """One row per point: its axes, then METRICS (empty when skipped) and the reason."""
+    rows = []
+    for r in results:
+        row = r.get("row", {})
+        rows.append(
+            [_axis(r["point"], a) for a in AXES]
+            + [row.get(m, "") if row.get(m) is not None else "" for m in METRICS]
+            + [r.get("skipped", "")]
+        )
+    return render.csv_text([*AXES, *METRICS, "skipped"], rows)
+
+
+def _label(point: dict[str, Any], varying: list[str]) -> str:
+    return ", ".join(_axis(point, a) for a in varying) or "the point"
+
+
+def study_markdown(study: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    varying = [a for a in AXES if len({_axis(r["point"], a) for r in results}) > 1]
+    header = [
+        *(varying or ["point"]),
+        "TP",
+        "TPOT dense",
+        "TPOT DART",
+        "speedup",
+        "attention share of time (dense / DART)",
+    ]
+    rows = []
+    for r in results:
+        cells = [_axis(r["point"], a) for a in varying] or ["all"]
+        if "row" in r:
+            x = r["row"]
+            cells += [
+                str(x["tp_used"]),
+                f"{x['dense_tpot_s'] * 1e3:.3f} ms" if x["dense_tpot_s"] else "n/a",
+                f"{x['tpot_s'] * 1e3:.3f} ms" if x["tpot_s"] else "n/a",
+                f"{x['speedup']:.3f}x",
+                f"{100 * x['dense_attention_share_time']:.1f}% / {100 * x['attention_share_time']:.1f}%",
+            ]
+        else:
+            cells += ["skipped: " + r["skipped"], "", "", "", ""]
+        rows.append(cells)
+    fixed = [f"{a} {_axis(results[0]['point'], a)}" for a in AXES if a not in varying and results]
+    return (
+        f"# Study: {study['name']}\n\n{study['description'].strip()}\n\n"
+        f"Fixed: {', '.join(f for f in fixed if not f.endswith(' '))}. Each point replays the workload as "
+        "DART and dense on one device model; speedup = dense time / DART time.\n\n"
+        + render.markdown_table(header, rows)
+    )
+
+
+def speedup_png(study: dict[str, Any], results: list[dict[str, Any]]) -> bytes:
+    varying = [a for a in AXES if len({_axis(r["point"], a) for r in results}) > 1]
+    done = [r for r in results if "row" in r]
+    return plots.speedups(
+        [_label(r["point"], varying) for r in done],
+        [r["row"]["speedup"] for r in done],
+        f"{study['name']}: DART speedup over dense",
+    )

@@ -1,0 +1,184 @@
+"""Running a study (study/spec.py) point by point: each point replays its workload as DART
+and dense and becomes one result row. A finished point is saved at once as its own file
+under OUT/points/, so a re-run skips it and an interruption loses only the points in
+flight. Points run in parallel worker processes; the results do not depend on how many."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from dartsim.errors import UserError
+from dartsim.study.spec import point_key
+
+METRICS = (
+    "tp_used",
+    "time_s",
+    "dense_time_s",
+    "speedup",
+    "ttft_s",
+    "tpot_s",
+    "dense_tpot_s",
+    "bytes",
+    "dense_bytes",
+    "attention_share_time",
+    "dense_attention_share_time",
+    "mlp_share_time",
+    "dense_mlp_share_time",
+)
+"""The columns a finished point adds to its axes (times in seconds, bytes per device)."""
+
+
+def hardware_of(entry: dict[str, Any]) -> Any:
+    """The point's device: a preset or file, with `set` fields replaced and `scale` fields
+    multiplied (each change noted in the field's source)."""
+    from dartsim.specs.hardware import hardware_to_yaml_dict, load_hardware_spec, override
+
+    hw = load_hardware_spec(entry["preset"])
+    changes = dict(entry["set"])  # None removes a field that no longer applies
+    if entry["scale"]:
+        data = hardware_to_yaml_dict(hw)
+        for path, factor in entry["scale"].items():
+            node: Any = data
+            for part in path.split("."):
+                if not isinstance(node, dict) or part not in node:
+                    raise UserError(f"study hardware {entry['label']!r}: unknown field {path!r}")
+                node = node[part]
+            if isinstance(node, bool) or not isinstance(node, (int, float)):
+                raise UserError(f"study hardware {entry['label']!r}: field {path!r} is not a number")
+            changes[path] = (
+                type(node)(node * factor)
+                if isinstance(node, int) and float(factor).is_integer()
+                else node * factor
+            )
+    if changes:
+        hw = override(hw, changes, f"study {entry['label']}")
+    return hw
+
+
+@functools.lru_cache(maxsize=8)
+def _trace(path: str) -> dict[str, Any]:
+    from dartsim.trace import load_trace
+
+    return load_trace(path)
+
+
+def _workload(point: dict[str, Any], spec: Any) -> list[dict[str, Any]]:
+    if "traces" in point:
+        return [_trace(p) for p in point["traces"]]
+    from dartsim.trace.synth import synth_trace
+
+    s = point["synthetic"]
+    return [
+        synth_trace(
+            spec, s["prompt_len"], s["gen_len"], s["retriggers"], point["sparsity"], s["allocation"], seed=i
+        )
+        for i in range(point["batch"])
+    ]
+
+
+def run_point(point: dict[str, Any]) -> dict[str, Any]:
+    """One point's result: `{"key", "point", "row"}`, or `"skipped"` with the reason when
+    the point cannot run (the shard does not fit, the device lacks the format)."""
+    from dartsim.engine.costing import ReplayConfig
+    from dartsim.engine.run import choose_tp, densified, run_steps
+    from dartsim.engine.steps import build_steps, check_retarget
+    from dartsim.specs.dtypes import get_dtype
+    from dartsim.specs.model import load_model_spec
+    from dartsim.workload import Precision
+
+    key = point_key(point)
+    try:
+        spec = load_model_spec(point["model"])
+        hw = hardware_of(point["hardware"])
+        p = point["precision"]
+        precision = Precision(get_dtype(p["weight"]), get_dtype(p["activation"]), get_dtype(p["kv_cache"]))
+        hw.tensor_flops_per_s(precision.gemm_compute)
+        hw.tensor_flops_per_s(precision.attention_compute)
+        traces = _workload(point, spec)
+        retarget, _ = check_retarget(traces, spec)
+        kv_positions = sum(int(t["steps"]["context_len"].max()) for t in traces)
+        tp = choose_tp(spec, hw, precision, point["tp"], kv_positions)
+    except UserError as exc:
+        return {"key": key, "point": point, "skipped": str(exc)}
+    config = ReplayConfig(tp=tp, mask_apply=point["mask_apply"], precision=precision)
+    steps = build_steps(traces, spec, retarget, tp)
+    sparse = run_steps(steps, spec, hw, config)
+    dense = run_steps(densified(steps, spec.intermediate_size), spec, hw, config)
+    sc, dc = sparse["components"], dense["components"]
+    row = {
+        "tp_used": tp,
+        "time_s": sparse["totals"]["time_s"],
+        "dense_time_s": dense["totals"]["time_s"],
+        "speedup": dense["totals"]["time_s"] / sparse["totals"]["time_s"],
+        "ttft_s": sparse["ttft_s"],
+        "tpot_s": sparse["tpot_s"],
+        "dense_tpot_s": dense["tpot_s"],
+        "bytes": sparse["totals"]["bytes"],
+        "dense_bytes": dense["totals"]["bytes"],
+        "attention_share_time": sc["attention"]["share_time"],
+        "dense_attention_share_time": dc["attention"]["share_time"],
+        "mlp_share_time": sc["mlp"]["share_time"],
+        "dense_mlp_share_time": dc["mlp"]["share_time"],
+    }
+    return {"key": key, "point": point, "row": row}
+
+
+def run_study(
+    study: dict[str, Any],
+    out: Path,
+    jobs: int,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Run the points not yet saved under out/points/ and return every point's result in
+    the study's order."""
+    from dartsim.fileio import atomic_write_text
+
+    folder = out / "points"
+    folder.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, Any]] = {}
+    for point in study["points"]:
+        saved = folder / f"{point_key(point)}.json"
+        if saved.is_file():
+            try:
+                results[point_key(point)] = json.loads(saved.read_text())
+            except json.JSONDecodeError:
+                saved.unlink()  # a half-written point from an older dartsim: run it again
+    todo = [p for p in study["points"] if point_key(p) not in results]
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc=study["name"], unit="point", file=sys.stderr)
+
+    def save(result: dict[str, Any]) -> None:
+        atomic_write_text(
+            folder / f"{result['key']}.json", json.dumps(result, sort_keys=True, indent=1) + "\n"
+        )
+        results[result["key"]] = result
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        if jobs <= 1 or len(todo) <= 1:
+            for point in todo:
+                save(run_point(point))
+        else:
+            with ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
+                futures = [pool.submit(run_point, p) for p in todo]
+                for future in as_completed(futures):
+                    save(future.result())
+    finally:
+        if bar is not None:
+            bar.close()
+    return [results[point_key(p)] for p in study["points"]]
+
+
+def default_jobs() -> int:
+    """Worker processes by default: the cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

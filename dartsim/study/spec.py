@@ -1,0 +1,163 @@
+"""A declarative architecture study (`dartsim sweep STUDY.yaml`): what to replay, on what,
+and over which axes. Loading validates every key and value and expands the axes into
+points; each point is a plain dict, so it can be hashed, saved and sent to a worker.
+
+    name: bandwidth-70b                 # required
+    description: ...                    # optional
+    workload:                           # exactly one of traces or synthetic
+      traces: [../traces/two-topic-70.pt]   # paths relative to the study file; one batch
+      synthetic: {prompt_len: 128, gen_len: 512, retriggers: 2, allocation: dart}
+    models: [llama-3.1-70b]
+    hardware:                           # presets or files, each optionally changed
+      - l40s
+      - {preset: h100-sxm, label: h100-bw-x2, scale: {memory.peak_bandwidth_gb_per_s: 2}}
+      - {preset: h100-sxm, label: h100-fast-link, set: {link.bandwidth_gb_per_s: 900}}
+    tp: [auto, 4]
+    mask_apply: [compact]
+    precision: [{weight: fp8, activation: fp16, kv_cache: fp8}]
+    batch: [1, 8]                       # synthetic workloads only
+    sparsity: [0.5, 0.7]                # synthetic workloads only
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+from dartsim.errors import UserError
+from dartsim.specs.strict_yaml import read_yaml
+
+TOP_KEYS = {
+    "name",
+    "description",
+    "workload",
+    "models",
+    "hardware",
+    "tp",
+    "mask_apply",
+    "precision",
+    "batch",
+    "sparsity",
+}
+SYNTHETIC_KEYS = {"prompt_len": 128, "gen_len": 256, "retriggers": 0, "allocation": "dart"}
+PRECISION_KEYS = {"weight": "fp8", "activation": "fp16", "kv_cache": "fp8"}
+HARDWARE_KEYS = {"preset", "label", "set", "scale"}
+MAX_POINTS = 10_000
+"""Largest grid a study may expand to (a typo in an axis should not launch a week of work)."""
+
+
+def _list(raw: dict[str, Any], key: str, where: str, default: list[Any]) -> list[Any]:
+    value = raw.get(key, default)
+    if not isinstance(value, list) or not value:
+        raise UserError(f"{where}: field {key!r} must be a non-empty list, got {value!r:.60}")
+    return value
+
+
+def _device(name: str, folder: Path) -> str:
+    """A preset name as is; a hardware file's path relative to the study file."""
+    return str((folder / name).resolve()) if name.endswith((".yaml", ".yml")) else name
+
+
+def _hardware(item: Any, where: str, folder: Path) -> dict[str, Any]:
+    if isinstance(item, str):
+        return {"preset": _device(item, folder), "label": Path(item).stem, "set": {}, "scale": {}}
+    if not isinstance(item, dict) or "preset" not in item:
+        raise UserError(
+            f"{where}: each hardware entry is a preset name or a mapping with 'preset', got {item!r:.60}"
+        )
+    unknown = set(item) - HARDWARE_KEYS
+    if unknown:
+        raise UserError(
+            f"{where}: unknown hardware key(s) {sorted(unknown)} (valid: {sorted(HARDWARE_KEYS)})"
+        )
+    changes = {"set": item.get("set", {}), "scale": item.get("scale", {})}
+    for kind, mapping in changes.items():
+        if not isinstance(mapping, dict):
+            raise UserError(f"{where}: hardware {kind!r} must map field paths to numbers")
+        for path, value in mapping.items():
+            allowed = (int, float, str, type(None)) if kind == "set" else (int, float)
+            if isinstance(value, bool) or not isinstance(value, allowed):
+                what = "a number, a string or null (remove)" if kind == "set" else "a number"
+                raise UserError(f"{where}: hardware {kind} {path!r} must be {what}, got {value!r:.60}")
+            if kind == "scale" and value <= 0:
+                raise UserError(f"{where}: hardware scale {path!r} must be positive, got {value}")
+    label = item.get("label")
+    if label is None:
+        label = item["preset"] if not (changes["set"] or changes["scale"]) else None
+    if not isinstance(label, str) or not label:
+        raise UserError(f"{where}: a changed hardware entry needs a 'label' (preset {item['preset']!r})")
+    return {"preset": _device(str(item["preset"]), folder), "label": label, **changes}
+
+
+def load_study(path: Path) -> dict[str, Any]:
+    """The validated study, with `points` (every combination of the axes) and `folder`
+    (where relative paths start)."""
+    where = str(path)
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: a study is a mapping")
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {sorted(unknown)} (valid: {sorted(TOP_KEYS)})")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise UserError(f"{where}: field 'name' must be a non-empty string")
+    workload = raw.get("workload")
+    if (
+        not isinstance(workload, dict)
+        or len(set(workload) & {"traces", "synthetic"}) != 1
+        or set(workload)
+        - {
+            "traces",
+            "synthetic",
+        }
+    ):
+        raise UserError(f"{where}: 'workload' must hold exactly one of 'traces' or 'synthetic'")
+    folder = path.resolve().parent
+    if "traces" in workload:
+        traces = workload["traces"]
+        if not isinstance(traces, list) or not traces or not all(isinstance(t, str) for t in traces):
+            raise UserError(f"{where}: workload 'traces' must be a non-empty list of paths")
+        work: dict[str, Any] = {"traces": [str((folder / t).resolve()) for t in traces]}
+        for axis in ("batch", "sparsity"):
+            if axis in raw:
+                raise UserError(f"{where}: {axis!r} applies to synthetic workloads only (a trace fixes it)")
+    else:
+        synthetic = workload["synthetic"]
+        if not isinstance(synthetic, dict) or set(synthetic) - set(SYNTHETIC_KEYS):
+            raise UserError(f"{where}: workload 'synthetic' keys are {sorted(SYNTHETIC_KEYS)}")
+        work = {"synthetic": {**SYNTHETIC_KEYS, **synthetic}}
+    axes = {
+        "model": _list(raw, "models", where, []),
+        "hardware": [_hardware(h, where, folder) for h in _list(raw, "hardware", where, [])],
+        "tp": [str(t) for t in _list(raw, "tp", where, ["auto"])],
+        "mask_apply": _list(raw, "mask_apply", where, ["compact"]),
+        "precision": [{**PRECISION_KEYS, **p} for p in _list(raw, "precision", where, [{}])],
+        "batch": _list(raw, "batch", where, [1]),
+        "sparsity": _list(raw, "sparsity", where, [0.7]) if "synthetic" in work else [None],
+    }
+    for p in axes["precision"]:
+        if not isinstance(p, dict) or set(p) - set(PRECISION_KEYS):
+            raise UserError(f"{where}: a precision entry maps {sorted(PRECISION_KEYS)} to formats")
+    for mode in axes["mask_apply"]:
+        if mode not in ("compact", "gather"):
+            raise UserError(f"{where}: mask_apply must be compact or gather, got {mode!r:.40}")
+    count = 1
+    for values in axes.values():
+        count *= len(values)
+    if count > MAX_POINTS:
+        raise UserError(f"{where}: the axes expand to {count} points, more than {MAX_POINTS}")
+    labels = [h["label"] for h in axes["hardware"]]
+    if len(set(labels)) != len(labels):
+        raise UserError(f"{where}: hardware labels must be distinct, got {labels}")
+    names = list(axes)
+    points = [dict(zip(names, combo, strict=True)) | work for combo in itertools.product(*axes.values())]
+    return {"name": name, "description": raw.get("description", ""), "points": points, "folder": str(folder)}
+
+
+def point_key(point: dict[str, Any]) -> str:
+    """A short stable name for a point: the hash of its canonical JSON."""
+    return hashlib.sha256(json.dumps(point, sort_keys=True).encode()).hexdigest()[:16]

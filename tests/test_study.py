@@ -1,0 +1,130 @@
+"""Declarative studies: validation of the file, resume, parallel workers, hardware changes,
+and the shipped studies' reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dartsim.errors import UserError
+from dartsim.study import runner
+from dartsim.study.spec import load_study, point_key
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = """
+name: small
+workload:
+  traces: [{trace}]
+models: [llama-3.1-8b]
+hardware:
+  - l40s
+  - {{preset: l40s, label: l40s-bw-x2, scale: {{memory.peak_bandwidth_gb_per_s: 2}}}}
+  - {{preset: h100-sxm, label: h100-noc-ring, set: {{noc.topology: ring}}}}
+tp: [1]
+"""
+
+
+def _study(tmp_path: Path, text: str | None = None) -> Path:
+    path = tmp_path / "study.yaml"
+    path.write_text(text or SMALL.format(trace=REPO / "traces" / "two-topic-70.pt"))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: s + "colour: blue\n", "unknown key(s) ['colour']"),
+        (lambda s: s + "batch: [1, 2]\n", "'batch' applies to synthetic workloads only"),
+        (lambda s: s.replace("label: l40s-bw-x2, ", ""), "needs a 'label'"),
+        (lambda s: s.replace("tp: [1]", "tp: []"), "'tp' must be a non-empty list"),
+        (lambda s: s.replace("tp: [1]", "tp: [" + ", ".join(["1"] * 4000) + "]"), "more than 10000"),
+        (
+            lambda s: s.replace("scale: {memory.peak_bandwidth_gb_per_s: 2}", "scale: {x: -1}"),
+            "must be positive",
+        ),
+    ],
+    ids=[
+        "unknown key",
+        "batch with traces",
+        "unlabelled change",
+        "empty axis",
+        "too many points",
+        "bad scale",
+    ],
+)
+def test_a_bad_study_file_is_one_line(tmp_path: Path, change, message: str) -> None:  # type: ignore[no-untyped-def]
+    path = _study(tmp_path, change(SMALL.format(trace=REPO / "traces" / "two-topic-70.pt")))
+    with pytest.raises(UserError) as err:
+        load_study(path)
+    assert message in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_hardware_changes_scale_set_and_are_noted() -> None:
+    base = runner.hardware_of({"preset": "l40s", "label": "l40s", "set": {}, "scale": {}})
+    doubled = runner.hardware_of(
+        {"preset": "l40s", "label": "x2", "set": {}, "scale": {"memory.peak_bandwidth_gb_per_s": 2}}
+    )
+    assert doubled.memory.peak_bandwidth_bytes_per_s == 2 * base.memory.peak_bandwidth_bytes_per_s
+    assert "study x2" in doubled.sources["memory.peak_bandwidth_gb_per_s"]
+    ring = runner.hardware_of(
+        {"preset": "../examples/hw/mesh-npu.yaml".replace("..", str(REPO)), "label": "ring",
+         "set": {"noc.topology": "ring", "noc.mesh_rows": None, "noc.mesh_cols": None}, "scale": {}}
+    )  # fmt: skip
+    assert ring.noc.topology == "ring"
+
+
+def test_a_study_resumes_where_it_stopped_and_parallel_equals_serial(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from dartsim.report.study_report import results_csv
+
+    study = load_study(_study(tmp_path))
+    serial = runner.run_study(study, tmp_path / "serial", jobs=1)
+    assert [("row" in r, "skipped" in r) for r in serial] == [(True, False), (True, False), (True, False)]
+    assert serial[1]["row"]["dense_tpot_s"] < serial[0]["row"]["dense_tpot_s"]  # twice the bandwidth
+    parallel = runner.run_study(study, tmp_path / "parallel", jobs=2)
+    assert results_csv(parallel) == results_csv(serial)
+    # an interrupted run: the second point dies, the first is kept, a re-run does only the rest
+    out = tmp_path / "cut"
+    calls: list[str] = []
+    real = runner.run_point
+
+    died: list[bool] = []
+
+    def dies_on_second(point):  # type: ignore[no-untyped-def]
+        calls.append(point_key(point))
+        if len(calls) == 2 and not died:
+            died.append(True)
+            raise RuntimeError("killed mid-study")
+        return real(point)
+
+    monkeypatch.setattr(runner, "run_point", dies_on_second)
+    with pytest.raises(RuntimeError, match="killed mid-study"):
+        runner.run_study(study, out, jobs=1)
+    assert len(list((out / "points").glob("*.json"))) == 1
+    calls.clear()
+    resumed = runner.run_study(study, out, jobs=1)
+    assert len(calls) == 2 and results_csv(resumed) == results_csv(serial)
+    calls.clear()
+    runner.run_study(study, out, jobs=1)
+    assert calls == [], "a finished study runs nothing again"
+
+
+def test_sweep_with_a_study_file_writes_the_results_folder(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    result = run_cli("sweep", str(_study(tmp_path)), "--out", str(out), "--quiet", "--jobs", "1")
+    assert result.code == 0, result.err
+    assert {"results.csv", "study.md", "speedup.png", "points"} <= {p.name for p in out.iterdir()}
+    assert "| l40s-bw-x2 |" in (out / "study.md").read_text()
+
+
+SHIPPED = sorted((REPO / "studies").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_study_reports_are_current(run_cli, tmp_path: Path, path: Path) -> None:  # type: ignore[no-untyped-def]
+    """reports/study-NAME/: dartsim sweep studies/NAME.yaml --out reports/study-NAME"""
+    out = tmp_path / path.stem
+    assert run_cli("sweep", str(path), "--out", str(out), "--quiet").code == 0
+    shipped = REPO / "reports" / f"study-{path.stem}"
+    for name in ("study.md", "results.csv"):
+        assert (out / name).read_text() == (shipped / name).read_text(), f"{shipped / name} is stale"
