@@ -128,3 +128,17 @@ def test_shipped_study_reports_are_current(run_cli, tmp_path: Path, path: Path) 
     shipped = REPO / "reports" / f"study-{path.stem}"
     for name in ("study.md", "results.csv"):
         assert (out / name).read_text() == (shipped / name).read_text(), f"{shipped / name} is stale"
+
+
+def test_a_study_on_a_dask_cluster_gives_the_local_results(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    from dartsim.report.study_report import results_csv
+
+    study = load_study(_study(tmp_path))
+    serial = runner.run_study(study, tmp_path / "serial", jobs=1)
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        on_dask = runner.run_study(study, tmp_path / "dask", jobs=1, scheduler=cluster.scheduler_address)
+    assert results_csv(on_dask) == results_csv(serial)
+    assert len(list((tmp_path / "dask" / "points").glob("*.json"))) == len(study["points"])

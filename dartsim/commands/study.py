@@ -18,7 +18,9 @@ def run(args: argparse.Namespace) -> int:
 
     study = load_study(Path(args.study))
     out = Path(args.out)
-    results = run_study(study, out, args.jobs or default_jobs(), progress=not args.quiet)
+    results = run_study(
+        study, out, args.jobs or default_jobs(), progress=not args.quiet, scheduler=args.scheduler
+    )
     atomic_write_text(out / "results.csv", results_csv(results))
     atomic_write_text(out / "study.md", study_markdown(study, results))
     atomic_write_bytes(out / "speedup.png", speedup_png(study, results))
@@ -46,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "format is documented in dartsim/study/spec.py; studies/ holds examples."
         ),
         epilog="examples:\n  dartsim study studies/bandwidth-70b.yaml --out reports/study-bandwidth-70b\n"
-        "  dartsim sweep studies/bandwidth-70b.yaml --out out --jobs 2",
+        "  dartsim sweep studies/bandwidth-70b.yaml --out out --jobs 2\n"
+        "  dartsim sweep studies/batch-union-8b.yaml --out out --scheduler tcp://10.0.0.5:8786",
     )
     parser.add_argument("study", metavar="STUDY.yaml", help="the study file")
     parser.add_argument(
@@ -54,6 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     parser.add_argument(
         "--jobs", type=positive_int, default=None, help="worker processes (default: the usable cores)"
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the points on a Dask cluster (e.g. tcp://10.0.0.5:8786) instead of local processes; "
+        "needs pip install 'dartsim[dask]' and the trace files at the same paths on the workers",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run, output_folders=("out",))

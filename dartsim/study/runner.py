@@ -134,9 +134,11 @@ def run_study(
     out: Path,
     jobs: int,
     progress: bool = False,
+    scheduler: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run the points not yet saved under out/points/ and return every point's result in
-    the study's order."""
+    the study's order. With `scheduler` (a Dask scheduler address) the points run on that
+    cluster instead of local processes; the results are the same."""
     from dartsim.fileio import atomic_write_text
 
     folder = out / "points"
@@ -165,7 +167,10 @@ def run_study(
             bar.update(1)
 
     try:
-        if jobs <= 1 or len(todo) <= 1:
+        if scheduler is not None:
+            for result in _on_dask(scheduler, todo):
+                save(result)
+        elif jobs <= 1 or len(todo) <= 1:
             for point in todo:
                 save(run_point(point))
         else:
@@ -177,6 +182,31 @@ def run_study(
         if bar is not None:
             bar.close()
     return [results[point_key(p)] for p in study["points"]]
+
+
+def _on_dask(address: str, points: list[dict[str, Any]]) -> Any:
+    """Results of `points` run on the Dask cluster at `address`, as they finish. The
+    workers need dartsim installed and the study's trace files at the same paths."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise UserError(
+            "--scheduler needs Dask's distributed scheduler: pip install 'dartsim[dask]'"
+        ) from None
+    try:
+        client = Client(address, timeout=DASK_CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError) as exc:
+        raise UserError(f"--scheduler {address}: cannot connect ({exc})") from None
+    try:
+        futures = client.map(run_point, points, pure=False)
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        client.close()
+
+
+DASK_CONNECT_TIMEOUT_S = 10
+"""How long to wait for a Dask scheduler before saying it cannot be reached."""
 
 
 def default_jobs() -> int:
