@@ -480,7 +480,7 @@ def test_sparsity_rebalances_towards_attention(run_cli, synth_file: Path) -> Non
     assert run["attention"]["share_bytes"] > dense["attention"]["share_bytes"]
     assert run["attention"]["share_time"] > dense["attention"]["share_time"]
     table = run_cli(*args).out
-    assert "(dense " in table and "all layers" in table and "per token" in table
+    assert "(dense " in table and "all layers" in table and "per token" in table and "mlp GB dense" in table
 
 
 def test_csv_output_is_tidy_and_carries_what_json_does(run_cli, synth_file: Path) -> None:  # type: ignore[no-untyped-def]

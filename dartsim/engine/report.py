@@ -92,34 +92,32 @@ def render_table(data: dict[str, Any]) -> str:
             f"speedup {data['speedup']:.3f}x"
         )
     lines += _component_lines(data)
-    header = [
-        "layer (run totals)",
-        "attn GB",
-        "attn TFLOP",
-        "attn time",
-        "attn bound",
-        "mlp GB",
-        "mlp TFLOP",
-        "mlp time",
-        "mlp bound",
-    ]
-    rows = []
-    for row in data["layers"]:
-        cells = [str(row["layer"])]
+    dense = data.get("dense")
+    header = ["layer (run totals)"]
+    for short in ("attn", "mlp"):
+        header += [f"{short} GB", f"{short} TFLOP", f"{short} time", f"{short} bound"]
+        if dense:
+            header += [f"{short} GB dense", f"{short} time dense"]
+
+    def cells_of(row: dict[str, Any], dense_row: dict[str, Any] | None, bound: bool) -> list[str]:
+        cells = []
         for part in PARTS:
             c = row[part]
             cells += [
                 f"{c['bytes'] / GB:.3f}",
                 f"{c['flops'] / TFLOP:.4f}",
                 format_seconds(c["time_s"]),
-                str(c["bound"]),
+                str(c.get("bound")) if bound else "",
             ]
-        rows.append(cells)
-    cells = ["all layers"]
-    for part in PARTS:
-        c = data["components"][part]
-        cells += [f"{c['bytes'] / GB:.3f}", f"{c['flops'] / TFLOP:.4f}", format_seconds(c["time_s"]), ""]
-    rows.append(cells)
+            if dense_row is not None:
+                d = dense_row[part]
+                cells += [f"{d['bytes'] / GB:.3f}", format_seconds(d["time_s"])]
+        return cells
+
+    rows = []
+    for i, row in enumerate(data["layers"]):
+        rows.append([str(row["layer"]), *cells_of(row, dense["layers"][i] if dense else None, True)])
+    rows.append(["all layers", *cells_of(data["components"], dense["components"] if dense else None, False)])
     return "\n".join(lines) + "\n\n" + render.markdown_table(header, rows)
 
 

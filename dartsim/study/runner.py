@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import multiprocessing
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -174,7 +175,10 @@ def run_study(
             for point in todo:
                 save(run_point(point))
         else:
-            with ProcessPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
+            # forkserver, not fork: forking a process that already runs threads (torch's
+            # pools, a Dask client) can deadlock the child
+            context = multiprocessing.get_context("forkserver")
+            with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
                 futures = [pool.submit(run_point, p) for p in todo]
                 for future in as_completed(futures):
                     save(future.result())
