@@ -36,6 +36,7 @@ def _study(tmp_path: Path, text: str | None = None) -> Path:
     [
         (lambda s: s + "colour: blue\n", "unknown key(s) ['colour']"),
         (lambda s: s + "batch: [1, 2]\n", "'batch' applies to synthetic workloads only"),
+        (lambda s: s + "prompt_len: [128]\n", "'prompt_len' applies to synthetic workloads only"),
         (lambda s: s.replace("label: l40s-bw-x2, ", ""), "needs a 'label'"),
         (lambda s: s.replace("tp: [1]", "tp: []"), "'tp' must be a non-empty list"),
         (lambda s: s.replace("tp: [1]", "tp: [" + ", ".join(["1"] * 4000) + "]"), "more than 10000"),
@@ -47,6 +48,7 @@ def _study(tmp_path: Path, text: str | None = None) -> Path:
     ids=[
         "unknown key",
         "batch with traces",
+        "prompt length with traces",
         "unlabelled change",
         "empty axis",
         "too many points",
@@ -142,3 +144,21 @@ def test_a_study_on_a_dask_cluster_gives_the_local_results(tmp_path: Path) -> No
         on_dask = runner.run_study(study, tmp_path / "dask", jobs=1, scheduler=cluster.scheduler_address)
     assert results_csv(on_dask) == results_csv(serial)
     assert len(list((tmp_path / "dask" / "points").glob("*.json"))) == len(study["points"])
+
+
+def test_synthetic_axes_expand_and_reach_the_workload(tmp_path: Path) -> None:
+    text = """
+name: synth
+workload:
+  synthetic: {prompt_len: 64, gen_len: 160, retriggers: 0}
+models: [smollm2-135m]
+hardware: [l40s]
+tp: [1]
+batch: [1, 2]
+prompt_len: [64, 512]
+"""
+    study = load_study(_study(tmp_path, text))
+    assert len(study["points"]) == 4
+    results = runner.run_study(study, tmp_path / "out", jobs=1)
+    ttft = {(r["point"]["batch"], r["point"]["prompt_len"]): r["row"]["ttft_s"] for r in results}
+    assert ttft[(1, 512)] > ttft[(1, 64)] and ttft[(2, 64)] > ttft[(1, 64)]

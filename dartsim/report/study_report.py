@@ -8,11 +8,11 @@ from typing import Any
 from dartsim.report import plots, render
 from dartsim.study.runner import METRICS
 
-AXES = ("model", "hardware", "tp", "mask_apply", "precision", "batch", "sparsity")
+AXES = ("model", "hardware", "tp", "mask_apply", "precision", "batch", "sparsity", "prompt_len", "gen_len")
 
 
 def _axis(point: dict[str, Any], axis: str) -> str:
-    value = point[axis]
+    value = point.get(axis)
     if axis == "hardware":
         return str(value["label"])
     if axis == "precision":

@@ -77,7 +77,13 @@ def _workload(point: dict[str, Any], spec: Any) -> list[dict[str, Any]]:
     s = point["synthetic"]
     return [
         synth_trace(
-            spec, s["prompt_len"], s["gen_len"], s["retriggers"], point["sparsity"], s["allocation"], seed=i
+            spec,
+            point["prompt_len"],
+            point["gen_len"],
+            s["retriggers"],
+            point["sparsity"],
+            s["allocation"],
+            seed=i,
         )
         for i in range(point["batch"])
     ]

@@ -17,6 +17,8 @@ points; each point is a plain dict, so it can be hashed, saved and sent to a wor
     precision: [{weight: fp8, activation: fp16, kv_cache: fp8}]
     batch: [1, 8]                       # synthetic workloads only
     sparsity: [0.5, 0.7]                # synthetic workloads only
+    prompt_len: [128, 2048]             # synthetic only (default: the workload's)
+    gen_len: [256]                      # synthetic only (default: the workload's)
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from typing import Any
 from dartsim.errors import UserError
 from dartsim.specs.strict_yaml import read_yaml
 
+SYNTHETIC_AXES = ("batch", "sparsity", "prompt_len", "gen_len")
+"""Axes that apply to synthetic workloads only (a trace fixes them)."""
 TOP_KEYS = {
     "name",
     "description",
@@ -39,8 +43,7 @@ TOP_KEYS = {
     "tp",
     "mask_apply",
     "precision",
-    "batch",
-    "sparsity",
+    *SYNTHETIC_AXES,
 }
 SYNTHETIC_KEYS = {"prompt_len": 128, "gen_len": 256, "retriggers": 0, "allocation": "dart"}
 PRECISION_KEYS = {"weight": "fp8", "activation": "fp16", "kv_cache": "fp8"}
@@ -122,7 +125,7 @@ def load_study(path: Path) -> dict[str, Any]:
         if not isinstance(traces, list) or not traces or not all(isinstance(t, str) for t in traces):
             raise UserError(f"{where}: workload 'traces' must be a non-empty list of paths")
         work: dict[str, Any] = {"traces": [str((folder / t).resolve()) for t in traces]}
-        for axis in ("batch", "sparsity"):
+        for axis in SYNTHETIC_AXES:
             if axis in raw:
                 raise UserError(f"{where}: {axis!r} applies to synthetic workloads only (a trace fixes it)")
     else:
@@ -139,6 +142,13 @@ def load_study(path: Path) -> dict[str, Any]:
         "batch": _list(raw, "batch", where, [1]),
         "sparsity": _list(raw, "sparsity", where, [0.7]) if "synthetic" in work else [None],
     }
+    if "synthetic" in work:
+        base = work["synthetic"]
+        axes["prompt_len"] = _list(raw, "prompt_len", where, [base["prompt_len"]])
+        axes["gen_len"] = _list(raw, "gen_len", where, [base["gen_len"]])
+        for axis in ("batch", "prompt_len", "gen_len"):
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in axes[axis]):
+                raise UserError(f"{where}: {axis!r} values must be positive integers, got {axes[axis]}")
     for p in axes["precision"]:
         if not isinstance(p, dict) or set(p) - set(PRECISION_KEYS):
             raise UserError(f"{where}: a precision entry maps {sorted(PRECISION_KEYS)} to formats")
