@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dartsim.engine.costing import ReplayConfig
-from dartsim.engine.run import choose_tp, densified, run_steps
+from dartsim.engine.run import choose_tp, run_with_dense
 from dartsim.engine.steps import build_steps, check_retarget
 from dartsim.errors import UserError
 from dartsim.report import render
@@ -65,9 +65,7 @@ def sweep(
             tp=tp, prefetch=prefetch, mask_apply=mode, precision=precision, launch=launch, allreduce=allreduce
         )
         steps = build_steps(traces, spec, retarget, tp)
-        dense_steps = densified(steps, spec.intermediate_size)
-        sparse = run_steps(steps, spec, hw, config)
-        dense = run_steps(dense_steps, spec, hw, config)
+        sparse, dense = run_with_dense(steps, spec, hw, config)
         rows.append(
             {
                 "hw": hw.name,

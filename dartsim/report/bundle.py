@@ -12,7 +12,7 @@ from typing import Any
 
 from dartsim.engine.costing import ReplayConfig, ReplayStep, StepCoster
 from dartsim.engine.report import contract, tidy_csv
-from dartsim.engine.run import COMPONENTS, choose_tp, densified, run_steps
+from dartsim.engine.run import COMPONENTS, choose_tp, densified, run_with_dense
 from dartsim.engine.steps import build_steps, check_retarget, step_at, step_count
 from dartsim.report import plots, render
 from dartsim.specs.hardware import HardwareSpec
@@ -69,8 +69,7 @@ def replay_model(
     config = ReplayConfig(**{**config.__dict__, "tp": tp})
     steps = build_steps(traces, spec, retarget, tp)
     dense_steps = densified(steps, spec.intermediate_size)
-    sparse = run_steps(steps, spec, hw, config)
-    dense = run_steps(dense_steps, spec, hw, config)
+    sparse, dense = run_with_dense(steps, spec, hw, config)
     coster = StepCoster(spec, hw, config)
     points: dict[str, list[tuple[float, float]]] = {}
     masked = _masked_decode_index(steps, spec.intermediate_size)

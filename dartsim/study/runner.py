@@ -93,7 +93,7 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
     """One point's result: `{"key", "point", "row"}`, or `"skipped"` with the reason when
     the point cannot run (the shard does not fit, the device lacks the format)."""
     from dartsim.engine.costing import ReplayConfig
-    from dartsim.engine.run import choose_tp, densified, run_steps
+    from dartsim.engine.run import choose_tp, run_with_dense
     from dartsim.engine.steps import build_steps, check_retarget
     from dartsim.specs.dtypes import get_dtype
     from dartsim.specs.model import load_model_spec
@@ -115,8 +115,7 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
         return {"key": key, "point": point, "skipped": str(exc)}
     config = ReplayConfig(tp=tp, mask_apply=point["mask_apply"], precision=precision)
     steps = build_steps(traces, spec, retarget, tp)
-    sparse = run_steps(steps, spec, hw, config)
-    dense = run_steps(densified(steps, spec.intermediate_size), spec, hw, config)
+    sparse, dense = run_with_dense(steps, spec, hw, config)
     sc, dc = sparse["components"], dense["components"]
     row = {
         "tp_used": tp,
