@@ -74,6 +74,10 @@ def test_hardware_changes_scale_set_and_are_noted() -> None:
          "set": {"noc.topology": "ring", "noc.mesh_rows": None, "noc.mesh_cols": None}, "scale": {}}
     )  # fmt: skip
     assert ring.noc.topology == "ring"
+    off = runner.hardware_of(
+        {"preset": "l40s", "label": "off", "set": {"on_chip.weight_prefetch": True}, "scale": {}}
+    )
+    assert off.on_chip.weight_prefetch is True
 
 
 def test_a_study_resumes_where_it_stopped_and_parallel_equals_serial(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -81,9 +81,9 @@ def _hardware(item: Any, where: str, folder: Path) -> dict[str, Any]:
         if not isinstance(mapping, dict):
             raise UserError(f"{where}: hardware {kind!r} must map field paths to numbers")
         for path, value in mapping.items():
-            allowed = (int, float, str, type(None)) if kind == "set" else (int, float)
-            if isinstance(value, bool) or not isinstance(value, allowed):
-                what = "a number, a string or null (remove)" if kind == "set" else "a number"
+            allowed = (bool, int, float, str, type(None)) if kind == "set" else (int, float)
+            if (isinstance(value, bool) and kind == "scale") or not isinstance(value, allowed):
+                what = "a number, a string, true/false or null (remove)" if kind == "set" else "a number"
                 raise UserError(f"{where}: hardware {kind} {path!r} must be {what}, got {value!r:.60}")
             if kind == "scale" and value <= 0:
                 raise UserError(f"{where}: hardware scale {path!r} must be positive, got {value}")
