@@ -127,7 +127,7 @@ def summary_md(
                 f"{r.sparse['totals']['bytes'] / tokens / GB:.3f}",
             ]
         )
-    lines += [render.markdown_table(header, rows), "", "## The rebalancing: shares of bytes and time", ""]
+    lines += [render.markdown_table(header, rows).rstrip("\n"), "", "## The rebalancing: shares of bytes and time", ""]
     header = ["model", "component", "bytes dense", "bytes DART", "time dense", "time DART"]
     rows = []
     for r in runs:
@@ -143,7 +143,7 @@ def summary_md(
                     _pct(s["share_time"]),
                 ]
             )
-    lines += [render.markdown_table(header, rows), "", "## Files", ""]
+    lines += [render.markdown_table(header, rows).rstrip("\n"), "", "## Files", ""]
     lines += [f"- `{name}`: {what}" for name, what in FILES]
     return "\n".join(lines) + "\n"
 
