@@ -127,7 +127,12 @@ def summary_md(
                 f"{r.sparse['totals']['bytes'] / tokens / GB:.3f}",
             ]
         )
-    lines += [render.markdown_table(header, rows).rstrip("\n"), "", "## The rebalancing: shares of bytes and time", ""]
+    lines += [
+        render.markdown_table(header, rows).rstrip("\n"),
+        "",
+        "## The rebalancing: shares of bytes and time",
+        "",
+    ]
     header = ["model", "component", "bytes dense", "bytes DART", "time dense", "time DART"]
     rows = []
     for r in runs:
