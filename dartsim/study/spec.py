@@ -48,6 +48,8 @@ TOP_KEYS = {
 SYNTHETIC_KEYS = {"prompt_len": 128, "gen_len": 256, "retriggers": 0, "allocation": "dart"}
 PRECISION_KEYS = {"weight": "fp8", "activation": "fp16", "kv_cache": "fp8"}
 HARDWARE_KEYS = {"preset", "label", "set", "scale"}
+ALLOCATIONS = ("dart", "uniform", "dense")
+"""Synthetic keep-ratio allocations (trace/synth.py)."""
 MAX_POINTS = 10_000
 """Largest grid a study may expand to (a typo in an axis should not launch a week of work)."""
 
@@ -95,6 +97,15 @@ def _hardware(item: Any, where: str, folder: Path) -> dict[str, Any]:
     return {"preset": _device(str(item["preset"]), folder), "label": label, **changes}
 
 
+def _precision(entry: Any, where: str) -> dict[str, str]:
+    if not isinstance(entry, dict) or set(entry) - set(PRECISION_KEYS):
+        raise UserError(f"{where}: a precision entry maps {sorted(PRECISION_KEYS)} to format names")
+    merged = {**PRECISION_KEYS, **entry}
+    if not all(isinstance(v, str) for v in merged.values()):
+        raise UserError(f"{where}: precision formats are names such as fp8 or bf16, got {entry!r:.60}")
+    return merged
+
+
 def load_study(path: Path) -> dict[str, Any]:
     """The validated study, with `points` (every combination of the axes) and `folder`
     (where relative paths start)."""
@@ -133,12 +144,19 @@ def load_study(path: Path) -> dict[str, Any]:
         if not isinstance(synthetic, dict) or set(synthetic) - set(SYNTHETIC_KEYS):
             raise UserError(f"{where}: workload 'synthetic' keys are {sorted(SYNTHETIC_KEYS)}")
         work = {"synthetic": {**SYNTHETIC_KEYS, **synthetic}}
+        retriggers, allocation = work["synthetic"]["retriggers"], work["synthetic"]["allocation"]
+        if isinstance(retriggers, bool) or not isinstance(retriggers, int) or retriggers < 0:
+            raise UserError(
+                f"{where}: synthetic 'retriggers' must be a non-negative integer, got {retriggers!r:.40}"
+            )
+        if allocation not in ALLOCATIONS:
+            raise UserError(f"{where}: synthetic 'allocation' must be one of {', '.join(ALLOCATIONS)}")
     axes = {
         "model": _list(raw, "models", where, []),
         "hardware": [_hardware(h, where, folder) for h in _list(raw, "hardware", where, [])],
         "tp": [str(t) for t in _list(raw, "tp", where, ["auto"])],
         "mask_apply": _list(raw, "mask_apply", where, ["compact"]),
-        "precision": [{**PRECISION_KEYS, **p} for p in _list(raw, "precision", where, [{}])],
+        "precision": [_precision(p, where) for p in _list(raw, "precision", where, [{}])],
         "batch": _list(raw, "batch", where, [1]),
         "sparsity": _list(raw, "sparsity", where, [0.7]) if "synthetic" in work else [None],
     }
@@ -149,9 +167,17 @@ def load_study(path: Path) -> dict[str, Any]:
         for axis in ("batch", "prompt_len", "gen_len"):
             if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in axes[axis]):
                 raise UserError(f"{where}: {axis!r} values must be positive integers, got {axes[axis]}")
-    for p in axes["precision"]:
-        if not isinstance(p, dict) or set(p) - set(PRECISION_KEYS):
-            raise UserError(f"{where}: a precision entry maps {sorted(PRECISION_KEYS)} to formats")
+    if not all(isinstance(m, str) for m in axes["model"]):
+        raise UserError(f"{where}: 'models' must be preset names or config.json paths")
+    if not all(
+        isinstance(t, (str, int)) and not isinstance(t, bool) for t in _list(raw, "tp", where, ["auto"])
+    ):
+        raise UserError(f"{where}: 'tp' values must be positive integers or 'auto'")
+    for value in axes["sparsity"]:
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1
+        ):
+            raise UserError(f"{where}: 'sparsity' values must lie in [0, 1), got {value!r:.40}")
     for mode in axes["mask_apply"]:
         if mode not in ("compact", "gather"):
             raise UserError(f"{where}: mask_apply must be compact or gather, got {mode!r:.40}")
