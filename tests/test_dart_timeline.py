@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 import torch
 
 from dartsim.dart.params import DartParams
@@ -164,3 +165,17 @@ def test_dense_mode_builds_the_reference_but_never_masks() -> None:
     rec, builder, states = _drive(60, set(range(41, 46)), mode="dense")
     assert builder.epochs == [] and builder.checks == [] and not any(any(s) for s in states.values())
     assert len(rec.masks_built) == 1  # built (for the record of what it would be), not applied
+
+
+def test_a_timeline_that_leaves_a_step_out_cannot_be_built() -> None:
+    from dartsim.dart.paper_timeline import PaperTimeline
+    from dartsim.dart.published_timeline import PublishedTimeline
+    from dartsim.dart.timeline import Timeline
+
+    class Partial(Timeline):
+        def before_prefill(self) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="abstract"):
+        Partial(None, None)  # type: ignore[arg-type]
+    assert not PaperTimeline.__abstractmethods__ and not PublishedTimeline.__abstractmethods__

@@ -9,6 +9,7 @@ dart/paper_timeline.py (the paper) and dart/published_timeline.py (the authors' 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,10 +23,11 @@ if TYPE_CHECKING:
     from dartsim.dart.recorder import DartRecorder
 
 
-class Timeline:
+class Timeline(ABC):
     """One variant's DART state machine. The loop calls, in order: `before_prefill`,
     `after_prefill`, then per decode token `forward_epoch`, `before_decode`, the forward,
-    and `after_decode`."""
+    and `after_decode`. A variant must define all five (an abstract base: a timeline that
+    leaves one out cannot be constructed)."""
 
     def __init__(self, recorder: DartRecorder, builder: TraceBuilder) -> None:
         self.rec = recorder
@@ -45,23 +47,25 @@ class Timeline:
         self.epoch += 1
         self.builder.retrigger_resolved(self.epoch)
 
+    @abstractmethod
     def before_prefill(self) -> None:
-        raise NotImplementedError
+        """Set up collection for the prompt's forward."""
 
+    @abstractmethod
     def after_prefill(self, prompt_len: int, attention: torch.Tensor) -> None:
         """`attention`: the last layer's attention outputs of every prompt position [P, d]."""
-        raise NotImplementedError
 
+    @abstractmethod
     def forward_epoch(self) -> int:
         """The mask epoch the next forward runs under (-1: dense)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def before_decode(self) -> None:
-        raise NotImplementedError
+        """Set up the next decode forward (masks, collection, checks)."""
 
+    @abstractmethod
     def after_decode(self, step_index: int, attention: torch.Tensor) -> None:
         """`attention`: the last layer's attention output of the new token [d]."""
-        raise NotImplementedError
 
 
 def generate(
