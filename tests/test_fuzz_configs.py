@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dartsim.errors import UserError
-from dartsim.specs.hardware import hardware_spec_from_dict, hardware_to_yaml_dict, load_hardware_spec
+from dartsim.specs.hardware import hardware_spec_from_dict, load_hardware_spec
+from dartsim.specs.hardware_yaml import hardware_to_yaml_dict
 from dartsim.specs.model import model_spec_from_config
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))

@@ -249,7 +249,7 @@ def test_an_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
 
 
 def test_override_changes_a_field_and_records_why() -> None:
-    from dartsim.specs.hardware import override
+    from dartsim.specs.hardware_yaml import override
 
     hw = load_hardware_spec("h100-sxm")
     doubled = override(hw, {"memory.peak_bandwidth_gb_per_s": 6700}, "study: HBM x2")

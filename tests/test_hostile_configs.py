@@ -34,7 +34,7 @@ def _config(tmp_path: Path, text: str) -> str:
         (json.dumps({**LLAMA, "hidden_size": 2**40}), "'hidden_size' = 1099511627776 exceeds"),
         (
             '{"model_type": "llama", "num_hidden_layers": ' + "9" * 4000 + "}",
-            "an integer of about 4000 digits",
+            "an integer of 13288 bits",
         ),
         (
             json.dumps({**LLAMA, "max_position_embeddings": 2**31 - 1}),

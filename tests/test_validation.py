@@ -17,7 +17,8 @@ from dartsim.calibrate.gemm_fit import GemmSample, fit_gemm, predict_gemm_second
 from dartsim.engine.costing import ReplayConfig, ReplayStep
 from dartsim.engine.run import run_steps
 from dartsim.specs.dtypes import BF16, FP32
-from dartsim.specs.hardware import load_hardware_spec, override
+from dartsim.specs.hardware import load_hardware_spec
+from dartsim.specs.hardware_yaml import override
 from dartsim.specs.model import load_model_spec
 from dartsim.validate import published
 

@@ -22,7 +22,8 @@ from typing import Any
 
 from dartsim.calibrate.gemm_fit import GemmFit, GemmSample, fit_gemm
 from dartsim.specs.dtypes import BF16
-from dartsim.specs.hardware import HardwareSpec, hardware_spec_from_dict, hardware_to_yaml_dict
+from dartsim.specs.hardware import HardwareSpec, hardware_spec_from_dict
+from dartsim.specs.hardware_yaml import hardware_to_yaml_dict
 
 COPY_BYTES = 2**30
 GEMM_MS = (1, 16, 128, 512, 2048, 8192)

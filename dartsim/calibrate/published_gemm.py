@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dartsim.calibrate.gemm_fit import GemmFit, GemmSample, fit_gemm
 from dartsim.specs.dtypes import FP8, FP16, DType
-from dartsim.specs.hardware import HardwareSpec, override
+from dartsim.specs.hardware import HardwareSpec
+from dartsim.specs.hardware_yaml import override
 from dartsim.units import TFLOP
 
 SOURCE = "Azure AI-benchmarking-guide results (ND H100 v5, ND H200 v5, ND A100 v4), cuBLASLt GEMMs"

@@ -9,12 +9,8 @@ import yaml
 from dartsim.cli import emit
 from dartsim.commands.common import add_format_and_out
 from dartsim.report import render
-from dartsim.specs.hardware import (
-    HardwareSpec,
-    hardware_preset_names,
-    hardware_to_yaml_dict,
-    load_hardware_spec,
-)
+from dartsim.specs.hardware import HardwareSpec, hardware_preset_names, load_hardware_spec
+from dartsim.specs.hardware_yaml import hardware_to_yaml_dict
 from dartsim.units import GB, TFLOP
 
 LIST_FIELDS = (

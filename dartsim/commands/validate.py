@@ -72,7 +72,7 @@ def _write_fits(fitted, folder: str) -> None:  # type: ignore[no-untyped-def]
 
     from dartsim.errors import UserError
     from dartsim.fileio import atomic_write_text
-    from dartsim.specs.hardware import hardware_to_yaml_dict
+    from dartsim.specs.hardware_yaml import hardware_to_yaml_dict
 
     out = Path(folder)
     try:

@@ -22,7 +22,8 @@ from typing import Any
 from dartsim.engine.machine import device
 from dartsim.engine.sim import simulate_step
 from dartsim.report import render
-from dartsim.specs.hardware import HardwareSpec, override
+from dartsim.specs.hardware import HardwareSpec
+from dartsim.specs.hardware_yaml import override
 from dartsim.specs.model import ModelSpec
 from dartsim.workload import Execution, Precision, StepShape, kept_count, step_kernels
 

@@ -10,8 +10,7 @@ source is an error naming the file, the field and the value.
 from __future__ import annotations
 
 import math
-import reprlib
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from dartsim.specs.hardware_schema import (
     Field,
 )
 from dartsim.specs.strict_yaml import read_yaml
+from dartsim.text import brief
 
 PRESET_PACKAGE = "dartsim.specs"
 PRESET_FOLDER = "hw_presets"
@@ -197,7 +197,7 @@ class _Reader:
     def mapping(self, value: Any, path: str) -> dict[str, Any]:
         if not isinstance(value, dict):
             label = path or "top level"
-            raise UserError(f"{self.where}: {label} must be a mapping, got {_short(value)}")
+            raise UserError(f"{self.where}: {label} must be a mapping, got {brief(value)}")
         return value
 
     def check_keys(self, mapping: dict[str, Any], allowed: set[str], prefix: str) -> None:
@@ -212,15 +212,15 @@ class _Reader:
         path = field.path
         if field.kind == "text":
             if not isinstance(raw, str) or not raw.strip():
-                raise self.fail(path, f"must be a non-empty string, got {_short(raw)}")
+                raise self.fail(path, f"must be a non-empty string, got {brief(raw)}")
             return raw
         if field.kind == "flag":
             if not isinstance(raw, bool):
-                raise self.fail(path, f"must be true or false, got {_short(raw)}")
+                raise self.fail(path, f"must be true or false, got {brief(raw)}")
             return raw
         if field.kind == "choice":
             if raw not in field.choices:
-                raise self.fail(path, f"must be one of {', '.join(field.choices)}, got {_short(raw)}")
+                raise self.fail(path, f"must be one of {', '.join(field.choices)}, got {brief(raw)}")
             return raw
         if field.kind == "rates":
             table = self.mapping(raw, path)
@@ -238,53 +238,38 @@ class _Reader:
     def number(self, field: Field, raw: Any, path: str) -> float | int:
         if field.kind == "integer":
             if isinstance(raw, bool) or not isinstance(raw, int):
-                raise self.fail(path, f"must be a positive integer, got {_short(raw)}")
+                raise self.fail(path, f"must be a positive integer, got {brief(raw)}")
         elif isinstance(raw, bool) or not isinstance(raw, (int, float)):
-            raise self.fail(path, f"must be a number, got {_short(raw)}")
+            raise self.fail(path, f"must be a number, got {brief(raw)}")
         try:
             value = float(raw)
         except OverflowError:
-            raise self.fail(
-                path, f"must be at most {field.high:g} ({field.why}), got {_short(raw)}"
-            ) from None
+            raise self.fail(path, f"must be at most {field.high:g} ({field.why}), got {brief(raw)}") from None
         if not math.isfinite(value):
-            raise self.fail(path, f"must be finite, got {_short(raw)}")
+            raise self.fail(path, f"must be finite, got {brief(raw)}")
         assert field.low is not None and field.high is not None
         if field.kind == "fraction" and not 0 < value <= 1:
-            raise self.fail(path, f"is an efficiency factor and must lie in (0, 1], got {_short(raw)}")
+            raise self.fail(path, f"is an efficiency factor and must lie in (0, 1], got {brief(raw)}")
         if field.low_open and value <= field.low:
-            raise self.fail(path, f"must be positive and finite, got {_short(raw)}")
+            raise self.fail(path, f"must be positive and finite, got {brief(raw)}")
         if not field.low_open and value < field.low:
             what = "a positive integer" if field.kind == "integer" else "zero or positive"
-            raise self.fail(path, f"must be {what}, got {_short(raw)}")
+            raise self.fail(path, f"must be {what}, got {brief(raw)}")
         if value > field.high:
-            raise self.fail(path, f"must be at most {field.high:g} ({field.why}), got {_short(raw)}")
+            raise self.fail(path, f"must be at most {field.high:g} ({field.why}), got {brief(raw)}")
         if field.kind == "integer":
             return int(raw)
         return value * field.scale
 
 
-_REPR = reprlib.Repr()
-_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 50
-_REPR.maxlist = _REPR.maxdict = 4
-_REPR.maxlevel = 2
-
-
-def _short(value: Any) -> str:
-    """A value for an error message, cut to a readable length (never walks a large value)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
-        return f"an integer of {value.bit_length()} bits"
-    return _REPR.repr(value)
-
-
-def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     for part in parts[:-1]:
         tree = tree.setdefault(part, {})
     tree[parts[-1]] = value
 
 
-def _get(tree: Any, dotted: str) -> Any:
+def get_dotted(tree: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         tree = tree[part] if isinstance(tree, dict) else getattr(tree, part)
     return tree
@@ -315,7 +300,7 @@ def hardware_spec_from_dict(raw: Any, where: str) -> HardwareSpec:
             text = doc[key]
             path = f"{section}.{key}"
             if not isinstance(text, str) or not text.strip():
-                raise r.fail(path, f"must be a non-empty string, got {_short(text)}")
+                raise r.fail(path, f"must be a non-empty string, got {brief(text)}")
             sources[section if key == "source" else f"{section}.{key.removesuffix('_source')}"] = text
     for needed in REQUIRED_SOURCES:
         if needed not in sources:
@@ -340,7 +325,7 @@ def hardware_spec_from_dict(raw: Any, where: str) -> HardwareSpec:
 
     tree: dict[str, Any] = {}
     for attr, value in values.items():
-        _set(tree, attr, value)
+        set_dotted(tree, attr, value)
     tree["memory"]["capacity_bytes"] = round(tree["memory"]["capacity_bytes"])
     tree["on_chip"]["sram_bytes"] = round(tree["on_chip"]["sram_bytes"])
     tree["compute"]["gemm"] = GemmSpec(**tree["compute"]["gemm"])
@@ -378,7 +363,7 @@ def _check_link(r: _Reader, values: dict[str, Any]) -> None:
 
 def _calibrated(r: _Reader, raw: Any) -> tuple[str, ...]:
     if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-        raise r.fail("calibrated", f"must be a list of field names, got {_short(raw)}")
+        raise r.fail("calibrated", f"must be a list of field names, got {brief(raw)}")
     for path in raw:
         if path not in CALIBRATABLE:
             raise r.fail("calibrated", f"names {path!r}, which is not a numeric field")
@@ -406,62 +391,3 @@ def load_hardware_spec(name_or_path: str) -> HardwareSpec:
         raise unknown_name("hardware", name_or_path, names)
     path = _preset_dir() / f"{key}.yaml"
     return hardware_spec_from_dict(read_yaml(path), str(path))
-
-
-def _edge(value: float) -> float:
-    """An SI value converted back to a YAML unit, without binary-fraction noise."""
-    return float(f"{value:.12g}")
-
-
-def hardware_to_yaml_dict(hw: HardwareSpec) -> dict[str, Any]:
-    """The spec in the YAML field names and units, sources beside their fields (what
-    `dartsim hw show` prints and `dartsim calibrate` writes); loads back to an equal spec."""
-    data: dict[str, Any] = {"name": hw.name, "description": hw.description}
-    if hw.calibrated:
-        data["calibrated"] = list(hw.calibrated)
-    for field in FIELDS:
-        if field.section == "":
-            continue
-        value = _get(hw, field.attr)
-        if value is None:
-            continue
-        if field.kind == "rates":
-            value = {k: _edge(v / field.scale) for k, v in value.items()}
-        elif field.kind == "integer":
-            value = int(value)
-        elif field.kind in ("number", "fraction"):
-            value = _edge(value / field.scale)
-        _set(data, field.path, value)
-    for key, text in hw.sources.items():
-        if key in SECTIONS:
-            _set(data, f"{key}.source", text)
-        else:
-            section, _, leaf = key.rpartition(".")
-            _set(data, f"{section}.{leaf}_source", text)
-    return data
-
-
-def override(hw: HardwareSpec, changes: dict[str, Any], note: str) -> HardwareSpec:
-    """A copy of `hw` with YAML fields replaced (`{"memory.peak_bandwidth_gb_per_s": 6700}`)
-    or, given None, removed (a field that no longer applies), validated like a file once all
-    changes are made; `note` is added to the changed fields' sources."""
-    data = hardware_to_yaml_dict(hw)
-    for path, value in changes.items():
-        field = next((f for f in FIELDS if f.path == path), None)
-        if field is None:
-            raise UserError(f"{hw.source_file}: cannot override unknown field {path!r}")
-        if value is None:
-            data.get(field.section, {}).pop(field.key, None)
-            continue
-        _set(data, path, value)
-        section = field.section
-        prior = hw.sources.get(path) or hw.sources.get(section, "")
-        _set(data, f"{section}.{field.key}_source", f"{note}; was: {prior}")
-    return hardware_spec_from_dict(data, hw.source_file)
-
-
-def dataclass_dict(obj: Any) -> Any:
-    """Nested plain dict of a spec dataclass (for JSON output of resolved SI values)."""
-    if is_dataclass(obj):
-        return {f.name: dataclass_dict(getattr(obj, f.name)) for f in fields(obj)}
-    return obj

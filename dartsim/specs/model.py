@@ -15,6 +15,7 @@ from typing import Any
 
 from dartsim.errors import UserError, unknown_name
 from dartsim.fileio import read_text
+from dartsim.text import brief
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 """Decoders whose blocks are RMSNorm -> GQA attention -> RMSNorm -> SwiGLU FFN."""
@@ -140,28 +141,15 @@ MODEL_FIELD_LIMITS: dict[str, tuple[int, str]] = {
 hostile or mistyped file cannot make dartsim allocate or loop without end."""
 
 
-LOG10_2 = 0.30103
-"""Decimal digits per bit."""
-
-
-def _short(value: object, chars: int = 40) -> str:
-    """`repr(value)`, cut to `chars` characters with its length said (a 5000-digit number
-    in an error message helps nobody)."""
-    if isinstance(value, int) and value.bit_length() > 128:
-        return f"an integer of about {round(value.bit_length() * LOG10_2)} digits"
-    text = repr(value)
-    return text if len(text) <= chars else f"{text[:chars]}... ({len(text)} characters)"
-
-
 def _positive_int(raw: dict[str, Any], key: str, where: str, default: int | None = None) -> int:
     if key not in raw and default is None:
         raise UserError(f"{where}: missing field {key!r}")
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise UserError(f"{where}: field {key!r} must be a positive integer, got {_short(value)}")
+        raise UserError(f"{where}: field {key!r} must be a positive integer, got {brief(value)}")
     limit, why = MODEL_FIELD_LIMITS[key]
     if value > limit:
-        raise UserError(f"{where}: field {key!r} = {_short(value)} exceeds {limit} ({why})")
+        raise UserError(f"{where}: field {key!r} = {brief(value)} exceeds {limit} ({why})")
     return value
 
 

@@ -38,7 +38,8 @@ METRICS = (
 def hardware_of(entry: dict[str, Any]) -> Any:
     """The point's device: a preset or file, with `set` fields replaced and `scale` fields
     multiplied (each change noted in the field's source)."""
-    from dartsim.specs.hardware import hardware_to_yaml_dict, load_hardware_spec, override
+    from dartsim.specs.hardware import load_hardware_spec
+    from dartsim.specs.hardware_yaml import hardware_to_yaml_dict, override
 
     hw = load_hardware_spec(entry["preset"])
     changes = dict(entry["set"])  # None removes a field that no longer applies

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from dartsim.errors import UserError
-from dartsim.text import printable
+from dartsim.text import brief
 from dartsim.trace.schema import (
     _MODEL_INT_FIELDS,
     CHECK_DTYPES,
@@ -71,14 +71,6 @@ GENERATION_TYPES: dict[str, type | tuple[type, ...]] = {
 """Types of the optional `generation` fields (synthetic traces leave some out)."""
 
 
-def _show(value: object, chars: int = 60) -> str:
-    """A value for an error message: scalars by repr (cut, escaped), anything else by type."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
-        return f"an integer of {value.bit_length()} bits"
-    text = repr(value) if isinstance(value, (bool, int, float, str, type(None))) else type(value).__name__
-    return printable(text if len(text) <= chars else text[:chars] + "...")
-
-
 class _Checker:
     def __init__(self, where: str) -> None:
         self.where = where
@@ -97,7 +89,7 @@ class _Checker:
         wrong_bool = isinstance(value, bool) and kind is not bool
         if wrong_bool or not isinstance(value, kind):
             names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise self.fail(f"{name}.{key}" if name else key, f"must be {names}, got {_show(value)}")
+            raise self.fail(f"{name}.{key}" if name else key, f"must be {names}, got {brief(value)}")
         if isinstance(value, float) and not math.isfinite(value):
             raise self.fail(f"{name}.{key}" if name else key, f"must be finite, got {value!r}")
         return value
@@ -174,7 +166,7 @@ def _header(trace: Any, c: _Checker) -> None:
     version = trace.get("schema_version")
     if type(version) is not int or version != SCHEMA_VERSION:
         raise UserError(
-            f"{c.where}: trace schema version {_show(version)} is not supported "
+            f"{c.where}: trace schema version {brief(version)} is not supported "
             f"(this dartsim reads version {SCHEMA_VERSION})"
         )
     complete = trace.get("complete")
@@ -182,9 +174,9 @@ def _header(trace: Any, c: _Checker) -> None:
         raise c.fail("complete", "must be true or false")
     status = c.typed(trace, "", "status", str)
     if status not in STATUSES and not status.startswith("error: "):
-        raise c.fail("status", f"must be one of {', '.join(STATUSES)} or 'error: ...', got {_show(status)}")
+        raise c.fail("status", f"must be one of {', '.join(STATUSES)} or 'error: ...', got {brief(status)}")
     if complete != (status == "complete"):
-        raise c.fail("complete", f"is {complete} but status is {_show(status)}")
+        raise c.fail("complete", f"is {complete} but status is {brief(status)}")
     c.typed(trace, "", "synthetic", bool)
 
 
@@ -193,7 +185,7 @@ def _model(trace: dict[str, Any], c: _Checker) -> tuple[int, int, int, int]:
     for key in _MODEL_INT_FIELDS:
         value = model.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise c.fail(f"model.{key}", f"must be a positive integer, got {_show(value)}")
+            raise c.fail(f"model.{key}", f"must be a positive integer, got {brief(value)}")
     for key in ("name", "model_type", "source"):
         c.typed(model, "model", key, str)
     c.typed(model, "model", "random_weights", bool)
@@ -309,7 +301,7 @@ def _dart(trace: dict[str, Any], c: _Checker) -> None:
         if key in dart:
             c.typed(dart, "dart", key, kind)
     if dart["mode"] not in MODES:
-        raise c.fail("dart.mode", f"must be one of {', '.join(MODES)}, got {_show(dart['mode'])}")
+        raise c.fail("dart.mode", f"must be one of {', '.join(MODES)}, got {brief(dart['mode'])}")
     if not 0.0 <= dart["sparsity"] < 1.0:
         raise c.fail("dart.sparsity", f"must lie in [0, 1), got {dart['sparsity']}")
     for key in ("tau", "reference_tokens", "c0"):

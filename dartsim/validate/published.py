@@ -38,7 +38,8 @@ import numpy as np
 from dartsim.engine.costing import ReplayConfig, ReplayStep, StepCoster
 from dartsim.errors import UserError
 from dartsim.specs.dtypes import get_dtype
-from dartsim.specs.hardware import HardwareSpec, hardware_preset_names, load_hardware_spec, override
+from dartsim.specs.hardware import HardwareSpec, hardware_preset_names, load_hardware_spec
+from dartsim.specs.hardware_yaml import override
 from dartsim.specs.model import load_model_spec, preset_names
 from dartsim.specs.strict_yaml import read_yaml
 from dartsim.workload import Precision, check_tensor_parallel
