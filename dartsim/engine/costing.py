@@ -29,6 +29,7 @@ import numpy as np
 
 from dartsim.engine.machine import Device, KernelCost, device
 from dartsim.engine.sim import StepResult, costed, simulate_step
+from dartsim.engine.step_cost import StepCost, affine_array, affine_int, closed_form, summed
 from dartsim.specs.hardware import HardwareSpec
 from dartsim.specs.model import ModelSpec
 from dartsim.workload import Execution, Precision, StepShape, retrigger_kernels, step_kernels
@@ -85,20 +86,6 @@ class ReplayConfig:
             allreduce=self.allreduce or hw.link.allreduce_algorithm,
             one_shot_max_bytes=int(hw.link.one_shot_max_bytes),
         )
-
-
-@dataclass
-class StepCost:
-    """What one step costs: totals, and per layer [L, 2] (attention, mlp) arrays."""
-
-    time_s: float
-    bytes: int
-    flops: int
-    link_bytes: int
-    layer_bytes: np.ndarray
-    layer_flops: np.ndarray
-    layer_time: np.ndarray
-    layer_bound: list[tuple[str, str]]
 
 
 @dataclass
@@ -281,10 +268,10 @@ class StepCoster:
             return self._at(step, total)
         a, b = self._at(step, x0), self._at(step, x1)
         num, den = total - x0, x1 - x0
-        ints = [_affine_int(a.bytes, b.bytes, num, den), _affine_int(a.flops, b.flops, num, den)]
-        ints.append(_affine_int(a.link_bytes, b.link_bytes, num, den))
-        lb = _affine_array(a.layer_bytes, b.layer_bytes, num, den)
-        lf = _affine_array(a.layer_flops, b.layer_flops, num, den)
+        ints = [affine_int(a.bytes, b.bytes, num, den), affine_int(a.flops, b.flops, num, den)]
+        ints.append(affine_int(a.link_bytes, b.link_bytes, num, den))
+        lb = affine_array(a.layer_bytes, b.layer_bytes, num, den)
+        lf = affine_array(a.layer_flops, b.layer_flops, num, den)
         if any(v is None for v in ints) or lb is None or lf is None:
             # Not affine (sub-byte formats round per tensor): cost this step exactly.
             return self.simulate(step, step.contexts)[0]
@@ -307,7 +294,7 @@ class StepCoster:
         bounds of its first step)."""
         if step.count == 1 or not self.config.memoize:
             costs = [self.cost(step.at(j)) for j in range(step.count)]
-            return np.array([c.time_s for c in costs]), _summed(costs)
+            return np.array([c.time_s for c in costs]), summed(costs)
         batch = len(step.contexts)
         totals = sum(step.contexts) + batch * np.arange(step.count, dtype=np.int64)
         times = np.empty(step.count, dtype=np.float64)
@@ -318,16 +305,16 @@ class StepCoster:
             end = j + int(np.searchsorted(totals[j:], x1, side="left"))
             seg = totals[j:end] - x0
             a, b = self._at(step, x0), self._at(step, x1)
-            summed = _closed_form(a, b, seg, x1 - x0)
-            if summed is None:  # not exactly affine: step by step
+            cell_cost = closed_form(a, b, seg, x1 - x0)
+            if cell_cost is None:  # not exactly affine: step by step
                 costs = [self.cost(step.at(i)) for i in range(j, end)]
                 times[j:end] = [c.time_s for c in costs]
-                parts.append(_summed(costs))
+                parts.append(summed(costs))
             else:
                 times[j:end] = a.time_s + (b.time_s - a.time_s) * seg / (x1 - x0)
-                parts.append(summed)
+                parts.append(cell_cost)
             j = end
-        total = _summed(parts)
+        total = summed(parts)
         total.layer_bound = self.cost(step.at(0)).layer_bound
         return times, total
 
@@ -341,62 +328,7 @@ class StepCoster:
         return self._memo[key]  # type: ignore[no-any-return]
 
 
-def _closed_form(a: StepCost, b: StepCost, offsets: np.ndarray, span: int) -> StepCost | None:
-    """The sum over steps at `offsets` into a cell of width `span` of the affine
-    interpolation between `a` and `b`; None when some step's integer counts would not be
-    exact (the per-step path decides then)."""
-    n = len(offsets)
-    s = int(offsets.sum())
-    ints = []
-    for lo, hi in ((a.bytes, b.bytes), (a.flops, b.flops), (a.link_bytes, b.link_bytes)):
-        if (hi - lo) % span and np.any(((hi - lo) * offsets) % span):
-            return None
-        ints.append(n * lo + (hi - lo) * s // span)
-    arrays = []
-    for lo, hi in ((a.layer_bytes, b.layer_bytes), (a.layer_flops, b.layer_flops)):
-        diff = hi - lo
-        if np.any(diff % span) and np.any(np.multiply.outer(offsets, diff) % span):
-            return None
-        arrays.append(n * lo + diff * s // span)
-    return StepCost(
-        time_s=n * a.time_s + (b.time_s - a.time_s) * s / span,
-        bytes=ints[0],
-        flops=ints[1],
-        link_bytes=ints[2],
-        layer_bytes=arrays[0],
-        layer_flops=arrays[1],
-        layer_time=n * a.layer_time + (b.layer_time - a.layer_time) * s / span,
-        layer_bound=a.layer_bound,
-    )
-
-
-def _summed(costs: Sequence[StepCost]) -> StepCost:
-    first = costs[0]
-    return StepCost(
-        time_s=sum(c.time_s for c in costs),
-        bytes=sum(c.bytes for c in costs),
-        flops=sum(c.flops for c in costs),
-        link_bytes=sum(c.link_bytes for c in costs),
-        layer_bytes=sum((c.layer_bytes for c in costs[1:]), first.layer_bytes.copy()),
-        layer_flops=sum((c.layer_flops for c in costs[1:]), first.layer_flops.copy()),
-        layer_time=sum((c.layer_time for c in costs[1:]), first.layer_time.copy()),
-        layer_bound=first.layer_bound,
-    )
-
-
 def _spread(total: int, batch: int) -> tuple[int, ...]:
     """`batch` contexts summing to `total`, as equal as possible (largest first)."""
     q, extra = divmod(total, batch)
     return tuple(q + 1 if i < extra else q for i in range(batch))
-
-
-def _affine_int(a: int, b: int, num: int, den: int) -> int | None:
-    value, rest = divmod((b - a) * num, den)
-    return None if rest else a + value
-
-
-def _affine_array(a: np.ndarray, b: np.ndarray, num: int, den: int) -> np.ndarray | None:
-    scaled = (b - a) * num
-    if np.any(scaled % den):
-        return None
-    return a + scaled // den
