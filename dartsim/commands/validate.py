@@ -52,11 +52,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 def _published(args: argparse.Namespace) -> int:
     from dartsim.report.validation import render_published
-    from dartsim.validate import published
+    from dartsim.validate import published, published_fit
 
     data = published.load_measurements(args.data)
     if args.fit:
-        _write_fits(published.fit_presets(data, args.hw_dir), args.fit)
+        _write_fits(published_fit.fit_presets(data, args.hw_dir), args.fit)
         hw_dir = args.fit
     else:
         hw_dir = args.hw_dir
