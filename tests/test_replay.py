@@ -460,19 +460,15 @@ def test_components_split_the_totals_and_other_is_what_no_block_holds() -> None:
     assert parts["attention"]["bytes"] == sum(row["attention"]["bytes"] for row in result["layers"])
 
 
+def _compare_8b(trace: Path) -> tuple[str, ...]:
+    """Replay `trace` as Llama-3.1-8B on L40S beside its dense run."""
+    return ("replay", str(trace), "--hw", "l40s", "--model", "llama-3.1-8b", "--compare-dense", "--quiet")
+
+
 def test_sparsity_rebalances_towards_attention(run_cli, synth_file: Path) -> None:  # type: ignore[no-untyped-def]
     """The headline: attention's bytes do not change under FFN sparsity, MLP's fall, so
     attention's share of bytes and of time rises against the dense run."""
-    args = (
-        "replay",
-        str(synth_file),
-        "--hw",
-        "l40s",
-        "--model",
-        "llama-3.1-8b",
-        "--compare-dense",
-        "--quiet",
-    )
+    args = _compare_8b(synth_file)
     data = json.loads(run_cli(*args, "--format", "json").out)
     run, dense = data["components"], data["dense"]["components"]
     assert run["attention"]["bytes"] == dense["attention"]["bytes"]
@@ -487,16 +483,7 @@ def test_csv_output_is_tidy_and_carries_what_json_does(run_cli, synth_file: Path
     import csv
     import io
 
-    args = (
-        "replay",
-        str(synth_file),
-        "--hw",
-        "l40s",
-        "--model",
-        "llama-3.1-8b",
-        "--compare-dense",
-        "--quiet",
-    )
+    args = _compare_8b(synth_file)
     data = json.loads(run_cli(*args, "--format", "json").out)
     rows = list(csv.reader(io.StringIO(run_cli(*args, "--format", "csv").out)))
     assert rows[0] == ["run", "scope", "component", "metric", "value", "unit"]
