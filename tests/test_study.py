@@ -166,3 +166,20 @@ prompt_len: [64, 512]
     results = runner.run_study(study, tmp_path / "out", jobs=1)
     ttft = {(r["point"]["batch"], r["point"]["prompt_len"]): r["row"]["ttft_s"] for r in results}
     assert ttft[(1, 512)] > ttft[(1, 64)] and ttft[(2, 64)] > ttft[(1, 64)]
+
+
+def test_bad_traces_fail_before_any_point_and_a_changed_file_is_not_reused(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    trace = tmp_path / "t.pt"
+    text = SMALL.format(trace=trace)
+    missing = run_cli("study", str(_study(tmp_path, text)), "--out", str(tmp_path / "o"), "--quiet")
+    assert missing.code == 2 and "no such file" in missing.err and not (tmp_path / "o").exists()
+    trace.write_bytes(b"not a trace")
+    corrupt = run_cli("study", str(_study(tmp_path, text)), "--out", str(tmp_path / "o"), "--quiet")
+    assert corrupt.code == 2 and "corrupt trace" in corrupt.err and not (tmp_path / "o").exists()
+    shutil.copy(REPO / "traces" / "two-topic-70.pt", trace)
+    before = {point_key(p) for p in load_study(_study(tmp_path, text))["points"]}
+    shutil.copy(REPO / "traces" / "two-topic-50.pt", trace)
+    after = {point_key(p) for p in load_study(_study(tmp_path, text))["points"]}
+    assert before.isdisjoint(after), "points of a changed trace must not reuse saved results"

@@ -6,8 +6,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from dartsim.commands.common import positive_int
+
+
+def _check_traces(study: dict[str, Any]) -> None:
+    """Load (and so validate) every trace once before any point runs: a bad trace is the
+    user's error, not a skipped point."""
+    from dartsim.trace import load_trace
+
+    for path in sorted({p for point in study["points"] for p in point.get("traces", [])}):
+        load_trace(path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -17,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from dartsim.study.spec import load_study
 
     study = load_study(Path(args.study))
+    _check_traces(study)
     out = Path(args.out)
     results = run_study(
         study, out, args.jobs or default_jobs(), progress=not args.quiet, scheduler=args.scheduler

@@ -61,6 +61,23 @@ def _list(raw: dict[str, Any], key: str, where: str, default: list[Any]) -> list
     return value
 
 
+def _digest(path: Path, where: str) -> str:
+    """SHA-256 of a file the study reads: part of each point's key, so a saved point is
+    not reused once the file it was computed from has changed."""
+    if not path.is_file():
+        raise UserError(f"{where}: {path}: no such file")
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _file_digest(preset: str, where: str) -> dict[str, str]:
+    """A hardware file's digest (presets ship with dartsim and need none)."""
+    return {"sha256": _digest(Path(preset), where)} if preset.endswith((".yaml", ".yml")) else {}
+
+
 def _device(name: str, folder: Path) -> str:
     """A preset name as is; a hardware file's path relative to the study file."""
     return str((folder / name).resolve()) if name.endswith((".yaml", ".yml")) else name
@@ -68,7 +85,14 @@ def _device(name: str, folder: Path) -> str:
 
 def _hardware(item: Any, where: str, folder: Path) -> dict[str, Any]:
     if isinstance(item, str):
-        return {"preset": _device(item, folder), "label": Path(item).stem, "set": {}, "scale": {}}
+        preset = _device(item, folder)
+        return {
+            "preset": preset,
+            "label": Path(item).stem,
+            "set": {},
+            "scale": {},
+            **_file_digest(preset, where),
+        }
     if not isinstance(item, dict) or "preset" not in item:
         raise UserError(
             f"{where}: each hardware entry is a preset name or a mapping with 'preset', got {item!r:.60}"
@@ -94,7 +118,8 @@ def _hardware(item: Any, where: str, folder: Path) -> dict[str, Any]:
         label = item["preset"] if not (changes["set"] or changes["scale"]) else None
     if not isinstance(label, str) or not label:
         raise UserError(f"{where}: a changed hardware entry needs a 'label' (preset {item['preset']!r})")
-    return {"preset": _device(str(item["preset"]), folder), "label": label, **changes}
+    preset = _device(str(item["preset"]), folder)
+    return {"preset": preset, "label": label, **changes, **_file_digest(preset, where)}
 
 
 def _precision(entry: Any, where: str) -> dict[str, str]:
@@ -135,7 +160,11 @@ def load_study(path: Path) -> dict[str, Any]:
         traces = workload["traces"]
         if not isinstance(traces, list) or not traces or not all(isinstance(t, str) for t in traces):
             raise UserError(f"{where}: workload 'traces' must be a non-empty list of paths")
-        work: dict[str, Any] = {"traces": [str((folder / t).resolve()) for t in traces]}
+        paths = [(folder / t).resolve() for t in traces]
+        work: dict[str, Any] = {
+            "traces": [str(p) for p in paths],
+            "traces_sha256": [_digest(p, where) for p in paths],
+        }
         for axis in SYNTHETIC_AXES:
             if axis in raw:
                 raise UserError(f"{where}: {axis!r} applies to synthetic workloads only (a trace fixes it)")
