@@ -373,6 +373,7 @@ def test_replaying_an_incomplete_trace_says_so(run_cli, tmp_path: Path) -> None:
     from tracefactory import tiny_trace
 
     from dartsim.trace import save_trace
+    from dartsim.trace.schema import new_policy_section
 
     trace = tiny_trace()
     trace.update(complete=False, status="interrupted")
@@ -387,6 +388,7 @@ def test_replaying_an_incomplete_trace_says_so(run_cli, tmp_path: Path) -> None:
         vocab_size=49152,
         max_position_embeddings=8192,
     )
+    trace["policy"] = new_policy_section("dart", 30, 9)
     trace["epochs"]["masks"] = _torch.zeros(0, 30, 192, dtype=_torch.uint8)
     for key in ("kept",):
         trace["epochs"][key] = _torch.zeros(0, 30, dtype=_torch.int32)

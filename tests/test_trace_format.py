@@ -37,7 +37,7 @@ def test_save_then_load_round_trips_with_weights_only(tmp_path: Path) -> None:
     size = save_trace(trace, path)
     assert size == path.stat().st_size
     raw = torch.load(path, weights_only=True)  # plain tensors only
-    assert raw["schema_version"] == 1
+    assert raw["schema_version"] == 2
     loaded = load_trace(path)
     assert torch.equal(loaded["epochs"]["masks"], trace["epochs"]["masks"])
     assert loaded["model"] == trace["model"]
@@ -85,10 +85,43 @@ def test_pickled_code_is_refused_and_not_executed(tmp_path: Path, monkeypatch: p
 
 def test_wrong_schema_version_is_named(tmp_path: Path) -> None:
     trace = tiny_trace()
-    trace["schema_version"] = 2
+    trace["schema_version"] = 3
     path = tmp_path / "t.pt"
     torch.save(trace, path)
-    with pytest.raises(UserError, match="trace schema version 2 is not supported"):
+    with pytest.raises(UserError, match=r"trace schema version 3 is not supported .*reads versions 1, 2"):
+        load_trace(path)
+
+
+def test_v1_traces_still_load_and_read_as_dart(tmp_path: Path) -> None:
+    from dartsim.trace.schema import policy_section
+
+    trace = tiny_trace()
+    trace["schema_version"] = 1
+    del trace["policy"]
+    path = tmp_path / "v1.pt"
+    torch.save(trace, path)
+    loaded = load_trace(path)
+    policy = policy_section(loaded)
+    assert policy["name"] == "dart" and policy["weight_format"] == "dense"
+    assert bool(policy["head_masks"].all()) and policy["head_masks"].shape == (3, 2)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("name", "griffin", "policy.name"),
+        ("weight_format", "coo", "policy.weight_format"),
+        ("head_masks", torch.zeros(3, 2, dtype=torch.bool), "no attention head"),
+        ("weight_density", torch.full((3,), 0.5, dtype=torch.float64), "must be 1 for dense"),
+        ("weight_density", torch.ones(2, dtype=torch.float64), "policy.weight_density"),
+    ],
+)
+def test_bad_policy_section_is_named(tmp_path: Path, field: str, value: object, message: str) -> None:
+    trace = tiny_trace()
+    trace["policy"][field] = value
+    path = tmp_path / "t.pt"
+    torch.save(trace, path)
+    with pytest.raises(UserError, match=message):
         load_trace(path)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from dartsim.trace.schema import FORMAT_NAME, SCHEMA_VERSION, pack_mask
+from dartsim.trace.schema import FORMAT_NAME, SCHEMA_VERSION, new_policy_section, pack_mask
 
 
 def tiny_trace(layers: int = 3, width: int = 20) -> dict[str, Any]:
@@ -49,6 +49,7 @@ def tiny_trace(layers: int = 3, width: int = 20) -> dict[str, Any]:
             "generated_ids": torch.arange(7),
         },
         "dart": {"variant": "paper", "mode": "dart", "sparsity": 0.6},
+        "policy": new_policy_section("dart", layers, 2),
         "steps": {
             "phase": torch.tensor([0, 1, 1, 1, 1, 1, 1], dtype=torch.uint8),
             "tokens": torch.tensor([6, 1, 1, 1, 1, 1, 1], dtype=torch.int32),

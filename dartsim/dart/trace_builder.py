@@ -19,6 +19,7 @@ from dartsim.trace.schema import (
     PHASES,
     SCHEMA_VERSION,
     model_section,
+    new_policy_section,
     pack_mask,
 )
 
@@ -152,6 +153,18 @@ def run_metadata(
     loaded: LoadedModel, params: DartParams, mode: str, mask_apply: str, seed: int
 ) -> dict[str, Any]:
     """The model, DART and library-version sections of a trace."""
+    spec = loaded.spec
+    return {
+        **trace_header(loaded, seed),
+        "dart": {**params.as_dict(), "mode": mode, "mask_apply": mask_apply},
+        "policy": new_policy_section(
+            "dense" if mode == "dense" else "dart", spec.num_layers, spec.num_heads, {"mode": mode}
+        ),
+    }
+
+
+def trace_header(loaded: LoadedModel, seed: int) -> dict[str, Any]:
+    """The format, library-version and model sections every recorded trace starts with."""
     import transformers
 
     spec = loaded.spec
@@ -174,5 +187,4 @@ def run_metadata(
             loaded.dtype,
             str(next(loaded.model.parameters()).device.type),
         ),
-        "dart": {**params.as_dict(), "mode": mode, "mask_apply": mask_apply},
     }

@@ -35,7 +35,7 @@ NOISY_RATIO = (0.5, 2.0)
 def compare(
     path: Path, trace: dict[str, Any], spec: ModelSpec, hw: HardwareSpec, prefetch: bool
 ) -> dict[str, Any]:
-    mode = trace["dart"].get("mask_apply", "zero")
+    mode = trace.get("dart", {}).get("mask_apply", "zero")  # policy runs mask by zeroing
     steps = build_steps([trace], spec, False)
     if mode == "zero":
         steps = densified(steps, spec.intermediate_size)

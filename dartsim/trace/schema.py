@@ -1,9 +1,9 @@
-"""Trace format v1: only plain tensors, numbers, strings, booleans, lists and dicts, so a
+"""Trace format v2: only plain tensors, numbers, strings, booleans, lists and dicts, so a
 trace loads with `torch.load(..., weights_only=True)` and never executes code.
 
 Layout (S steps, E mask epochs, L layers, m FFN neurons, C drift checks, R re-triggers):
 
-- `format` ("dartsim-trace"), `schema_version` (1), `complete`, `status`, `synthetic`,
+- `format` ("dartsim-trace"), `schema_version` (2; version 1 still loads), `complete`, `status`, `synthetic`,
   `created_by`, `seed`, `versions` {dartsim, torch, transformers, python}.
 - `model`: name, model_type, num_layers, hidden_size, intermediate_size, num_heads,
   num_kv_heads, head_dim, vocab_size, max_position_embeddings, source, random_weights,
@@ -11,7 +11,13 @@ Layout (S steps, E mask epochs, L layers, m FFN neurons, C drift checks, R re-tr
 - `generation`: prompt, prompt_len, generated_len, stopped_at_eos, max_new_tokens,
   min_new_tokens, ignore_eos, temperature, chat_template, text, prompt_ids [P],
   generated_ids [G].
-- `dart`: every DART parameter, plus mode (dart, static, dense) and mask_apply.
+- `dart`: every DART parameter, plus mode (dart, static, dense) and mask_apply; only in
+  traces of the `dart` policy (and every v1 trace).
+- `policy` (v2): name (policies/__init__.py POLICIES), params {name: number, string or
+  bool}, head_masks [L, H] bool (attention heads in force while a mask epoch is; all true
+  unless the policy prunes heads), weight_format (dense, bitmap, csr, 2:4: how pruned
+  decoder weights are stored), weight_density [L] float64 (fraction of each layer's
+  decoder weights kept). A v1 trace reads as policy `dart` (or `dense` for mode dense).
 - `steps`: phase [S] uint8 (index into PHASES), tokens [S], context_len [S] (sequence
   length after the step), epoch [S] (mask epoch in force, -1 = FFN dense), time_s [S].
 - `epochs`: first_step, last_step, trigger_step (-1 for the first mask), reference_tokens
@@ -37,7 +43,10 @@ import torch
 from dartsim.specs.model import ModelSpec, model_spec_from_config
 
 FORMAT_NAME = "dartsim-trace"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+WEIGHT_FORMATS = ("dense", "bitmap", "csr", "2:4")
+"""How a policy's pruned decoder weights are stored (workload/sparse_storage.py)."""
 PHASES = ("prefill", "decode")
 
 _MODEL_INT_FIELDS = (
@@ -140,3 +149,40 @@ def unpack_mask(packed: torch.Tensor, neurons: int) -> torch.Tensor:
     """uint8 [..., ceil(m/8)] -> bool [..., m]; the inverse of `pack_mask`."""
     bits = np.unpackbits(packed.numpy(), axis=-1, count=neurons, bitorder="little")
     return torch.from_numpy(bits.astype(bool))
+
+
+def policy_section(trace: dict[str, Any]) -> dict[str, Any]:
+    """The trace's `policy` section; a v1 trace (no section) reads as DART's (or dense for
+    mode dense), with every head and weight kept."""
+    if "policy" in trace:
+        return trace["policy"]  # type: ignore[no-any-return]
+    m = trace["model"]
+    mode = trace.get("dart", {}).get("mode", "dart")
+    return {
+        "name": "dense" if mode == "dense" else "dart",
+        "params": {},
+        "head_masks": torch.ones(m["num_layers"], m["num_heads"], dtype=torch.bool),
+        "weight_format": "dense",
+        "weight_density": torch.ones(m["num_layers"], dtype=torch.float64),
+    }
+
+
+def new_policy_section(
+    name: str,
+    layers: int,
+    heads: int,
+    params: dict[str, Any] | None = None,
+    head_masks: torch.Tensor | None = None,
+    weight_format: str = "dense",
+    weight_density: torch.Tensor | None = None,
+) -> dict[str, Any]:
+    """A v2 `policy` section; heads and weights all kept unless given."""
+    return {
+        "name": name,
+        "params": dict(params or {}),
+        "head_masks": head_masks if head_masks is not None else torch.ones(layers, heads, dtype=torch.bool),
+        "weight_format": weight_format,
+        "weight_density": weight_density
+        if weight_density is not None
+        else torch.ones(layers, dtype=torch.float64),
+    }

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from dartsim.text import printable
+from dartsim.trace.schema import policy_section
 
 
 def steps_per_epoch(trace: dict[str, Any]) -> torch.Tensor:
@@ -48,6 +49,8 @@ def summarize(trace: dict[str, Any], path: Path) -> dict[str, Any]:
     retrigger_steps = trace["retriggers"]["step"].long()
     decode = steps["phase"] == 1
     per_layer = mean_keep_ratio_per_layer(trace)
+    policy = policy_section(trace)
+    dart = trace.get("dart", {})
     return {
         "file": str(path),
         "size_bytes": path.stat().st_size,
@@ -59,9 +62,16 @@ def summarize(trace: dict[str, Any], path: Path) -> dict[str, Any]:
         "random_weights": model["random_weights"],
         "layers": model["num_layers"],
         "ffn_width": model["intermediate_size"],
-        "variant": printable(trace["dart"].get("variant")),
-        "mode": printable(trace["dart"].get("mode")),
-        "sparsity": trace["dart"].get("sparsity"),
+        "policy": printable(policy["name"]),
+        "policy_params": {
+            printable(k): v if not isinstance(v, str) else printable(v) for k, v in policy["params"].items()
+        },
+        "weight_format": printable(policy["weight_format"]),
+        "weights_kept": float(policy["weight_density"].mean()),
+        "heads_kept": float(policy["head_masks"].double().mean()),
+        "variant": printable(dart["variant"]) if "variant" in dart else None,
+        "mode": printable(dart["mode"]) if "mode" in dart else None,
+        "sparsity": dart.get("sparsity", policy["params"].get("sparsity")),
         "prompt_tokens": gen["prompt_len"],
         "generated_tokens": gen["generated_len"],
         "stopped_at_eos": gen.get("stopped_at_eos"),
@@ -82,6 +92,20 @@ def summarize(trace: dict[str, Any], path: Path) -> dict[str, Any]:
     }
 
 
+def _policy_line(info: dict[str, Any]) -> str:
+    params = ", ".join(f"{k} {v}" for k, v in info["policy_params"].items() if k != "mode")
+    weights = f"weights {info['weight_format']} ({info['weights_kept']:.0%} kept)"
+    return (
+        f"{info['policy']}"
+        + (f" ({params})" if params else "")
+        + f"; {weights}, heads {info['heads_kept']:.0%} kept"
+    )
+
+
+def _dart_line(info: dict[str, Any]) -> str:
+    return f"variant {info['variant']}, mode {info['mode']}, sparsity {info['sparsity']}"
+
+
 def render_summary(info: dict[str, Any]) -> str:
     lines = [
         f"trace            {info['file']} ({info['size_bytes']} bytes)",
@@ -89,7 +113,8 @@ def render_summary(info: dict[str, Any]) -> str:
         f"model            {info['model']} ({info['layers']} layers, FFN {info['ffn_width']})"
         + ("  [RANDOM WEIGHTS]" if info["random_weights"] and not info["synthetic"] else ""),
         f"source           {info['model_source']}",
-        f"DART             variant {info['variant']}, mode {info['mode']}, sparsity {info['sparsity']}",
+        f"policy           {_policy_line(info)}",
+        *([f"DART             {_dart_line(info)}"] if info["variant"] is not None else []),
         f"tokens           {info['prompt_tokens']} prompt + {info['generated_tokens']} generated"
         + (" (stopped at EOS)" if info["stopped_at_eos"] else ""),
         f"steps            {info['steps']} ({info['dense_steps']} with the FFN dense: "

@@ -21,7 +21,14 @@ from dartsim.dart import policy
 from dartsim.dart.params import DartParams
 from dartsim.errors import UserError
 from dartsim.specs.model import ModelSpec
-from dartsim.trace.schema import FORMAT_NAME, SCHEMA_VERSION, model_section, pack_mask, packed_width
+from dartsim.trace.schema import (
+    FORMAT_NAME,
+    SCHEMA_VERSION,
+    model_section,
+    new_policy_section,
+    pack_mask,
+    packed_width,
+)
 
 ALLOCATIONS = ("dart", "uniform", "dense")
 SCORE_PERSISTENCE = 0.7
@@ -151,6 +158,7 @@ def synth_trace(
         "seed": seed,
         "versions": {"dartsim": __version__},
         "model": model_section(spec, spec.source, True, "none", "none"),
+        "policy": new_policy_section("dart", spec.num_layers, spec.num_heads),
         "generation": {
             "prompt": "",
             "prompt_len": prompt_len,

@@ -20,9 +20,11 @@ from dartsim.trace.schema import (
     EPOCH_VECTOR_DTYPES,
     FORMAT_NAME,
     PHASES,
+    READABLE_VERSIONS,
     RETRIGGER_DTYPES,
     SCHEMA_VERSION,
     STEP_DTYPES,
+    WEIGHT_FORMATS,
     model_spec_of,
     packed_width,
 )
@@ -164,10 +166,10 @@ def _header(trace: Any, c: _Checker) -> None:
     ):
         raise UserError(f"{c.where}: not a dartsim trace (no format {FORMAT_NAME!r} field)")
     version = trace.get("schema_version")
-    if type(version) is not int or version != SCHEMA_VERSION:
+    if type(version) is not int or version not in READABLE_VERSIONS:
         raise UserError(
             f"{c.where}: trace schema version {brief(version)} is not supported "
-            f"(this dartsim reads version {SCHEMA_VERSION})"
+            f"(this dartsim reads versions {', '.join(map(str, READABLE_VERSIONS))})"
         )
     complete = trace.get("complete")
     if not isinstance(complete, bool):
@@ -309,8 +311,44 @@ def _dart(trace: dict[str, Any], c: _Checker) -> None:
             raise c.fail(f"dart.{key}", f"must be positive, got {dart[key]}")
 
 
+POLICY_NAMES = ("dense", "static", "dart", "dejavu", "wanda", "2:4", "dsgp", "kgds")
+"""policies/__init__.py POLICIES (the trace layer sits below the policies package)."""
+
+
+def _policy(trace: dict[str, Any], c: _Checker, layers: int, heads: int) -> str:
+    if trace["schema_version"] < SCHEMA_VERSION:
+        return "dense" if trace.get("dart", {}).get("mode") == "dense" else "dart"
+    policy = c.section(trace, "policy")
+    name = c.typed(policy, "policy", "name", str)
+    if name not in POLICY_NAMES:
+        raise c.fail("policy.name", f"must be one of {', '.join(POLICY_NAMES)}, got {brief(name)}")
+    params = c.section(policy, "params") if "params" in policy else None
+    if params is None:
+        raise c.fail("policy.params", "is missing")
+    for key, value in params.items():
+        if not isinstance(key, str) or not isinstance(value, (int, float, str, bool)):
+            raise c.fail(
+                f"policy.params.{brief(key)}", f"must be a number, string or bool, got {brief(value)}"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise c.fail(f"policy.params.{key}", f"must be finite, got {value!r}")
+    head_masks = c.tensor(policy, "policy", "head_masks", torch.bool, (layers, heads))
+    if bool((~head_masks.any(dim=-1)).any()):
+        raise c.fail("policy.head_masks", "leaves a layer with no attention head")
+    fmt = c.typed(policy, "policy", "weight_format", str)
+    if fmt not in WEIGHT_FORMATS:
+        raise c.fail("policy.weight_format", f"must be one of {', '.join(WEIGHT_FORMATS)}, got {brief(fmt)}")
+    density = c.tensor(policy, "policy", "weight_density", torch.float64, (layers,))
+    c.finite(density, "policy.weight_density", 0.0, 1.0)
+    if bool((density <= 0).any()):
+        raise c.fail("policy.weight_density", "must be positive (a layer keeps some weights)")
+    if fmt == "dense" and bool((density != 1).any()):
+        raise c.fail("policy.weight_density", "must be 1 for dense weight storage")
+    return name
+
+
 def validate_trace(trace: Any, where: str) -> dict[str, Any]:
-    """Check a loaded trace against schema v1; errors name the file and the field."""
+    """Check a loaded trace against schema v2 (or v1); errors name the file and the field."""
     c = _Checker(where)
     _header(trace, c)
     check_plain_tensors(trace, where)
@@ -319,5 +357,7 @@ def validate_trace(trace: Any, where: str) -> dict[str, Any]:
     n_epochs = _epochs(trace, c, count, layers, width)
     _checks(trace, c, count, n_epochs, max_positions)
     _generation(trace, c, count, vocab)
-    _dart(trace, c)
+    name = _policy(trace, c, layers, int(trace["model"]["num_heads"]))
+    if name == "dart" or trace["schema_version"] < SCHEMA_VERSION:
+        _dart(trace, c)
     return trace
