@@ -35,6 +35,7 @@ from dartsim.specs.model import ModelSpec
 from dartsim.workload import Execution, Precision, StepShape, retrigger_kernels, step_kernels
 from dartsim.workload.kernels import Component, Kernel
 from dartsim.workload.model import attention_block, mlp_block, step_epilogue, step_prologue
+from dartsim.workload.policy_costs import NO_POLICY_COSTS, PolicyCosts
 
 PARTS = ("attention", "mlp")
 """Per-layer split reported by replay; norms and residual adds count towards totals only."""
@@ -56,6 +57,10 @@ class ReplayStep:
     """Masks installed just before the (first) step (one per sequence whose epoch
     changes): the kept counts of each, for the cost of building and installing it."""
     count: int = 1
+    heads: tuple[tuple[int, int], ...] | None = None
+    """Per layer, the (query, KV) heads kept when a policy prunes heads; None: all."""
+    policy: PolicyCosts = NO_POLICY_COSTS
+    """What the traces' policy adds beyond kept neurons (weight storage, predictor, ...)."""
 
     def at(self, j: int) -> ReplayStep:
         """Step j of the run, alone."""
@@ -77,14 +82,18 @@ class ReplayConfig:
     launch: str | None = None
     allreduce: str | None = None
 
-    def execution(self, hw: HardwareSpec, observe: bool = False) -> Execution:
-        """The workload model's Execution for this replay on `hw`."""
+    def execution(
+        self, hw: HardwareSpec, observe: bool = False, policy: PolicyCosts = NO_POLICY_COSTS
+    ) -> Execution:
+        """The workload model's Execution for this replay on `hw` (under `policy`)."""
         return Execution(
             tp=self.tp,
-            mask_apply=self.mask_apply,
+            mask_apply="gather" if policy.per_token else self.mask_apply,
             dart_observe=observe,
             allreduce=self.allreduce or hw.link.allreduce_algorithm,
             one_shot_max_bytes=int(hw.link.one_shot_max_bytes),
+            weights=policy.weights,
+            predictor_rank=policy.predictor_rank,
         )
 
 
@@ -172,9 +181,12 @@ class StepCoster:
         return StepShape(step.phase, len(contexts), step.new_tokens, max(contexts), contexts)
 
     def kernels(self, step: ReplayStep, contexts: tuple[int, ...]) -> list[Kernel]:
-        execution = self.config.execution(self.hw, step.observe)
+        execution = self.config.execution(self.hw, step.observe, step.policy)
         shape = self._shape(step, contexts)
-        return step_kernels(self.spec, shape, list(step.kept), self.config.precision, execution=execution)
+        heads = None if step.heads is None else list(step.heads)
+        return step_kernels(
+            self.spec, shape, list(step.kept), self.config.precision, execution=execution, heads=heads
+        )
 
     def simulate(
         self, step: ReplayStep, contexts: tuple[int, ...], timeline: bool = False
@@ -202,14 +214,19 @@ class StepCoster:
         """The step from cached blocks (additive timing only: see the module docstring)."""
         if not self.additive:
             raise ValueError("block costing needs additive timing (no streamer; graph or synchronous launch)")
-        spec, prec, run = self.spec, self.config.precision, self.config.execution(self.hw, step.observe)
+        spec, prec = self.spec, self.config.precision
+        run = self.config.execution(self.hw, step.observe, step.policy)
         shape = self._shape(step, contexts)
-        tokens = (step.phase, len(contexts), step.new_tokens)
+        tokens = (step.phase, len(contexts), step.new_tokens, step.policy)
         pro = self._block(("pro", *tokens), lambda: step_prologue(spec, shape, prec, run))
         epi = self._block(("epi", *tokens), lambda: step_epilogue(spec, shape, prec, run))
-        att = self._block(
-            ("att", *tokens, contexts), lambda: attention_block(spec, shape, 0, prec, None, run)
-        )
+        heads = step.heads or (None,) * spec.num_layers
+        atts = [
+            self._block(
+                ("att", *tokens, contexts, h), lambda h=h: attention_block(spec, shape, 0, prec, None, run, h)
+            )
+            for h in heads
+        ]
         mlps = [
             self._block(
                 ("mlp", *tokens, kept, step.observe),
@@ -228,7 +245,7 @@ class StepCoster:
                 [a.part_demand[0], m.part_demand[1]],
                 [a.part_bounds[0], m.part_bounds[1]],
             )
-            for a, m in ((att, m) for m in mlps)
+            for a, m in zip(atts, mlps, strict=True)
         ]
         demand = pro.demand_s + epi.demand_s + sum(blk.demand_s for blk in layers)
         time_s = self.hw.launch.step_overhead_s + demand - self.hw.launch.kernel_gap_s
@@ -239,7 +256,16 @@ class StepCoster:
         return StepCost(time_s, total_bytes, total_flops, link, b, f, t, bounds)
 
     def _at(self, step: ReplayStep, total_context: int) -> StepCost:
-        key = (step.phase, len(step.contexts), step.new_tokens, step.kept, step.observe, total_context)
+        key = (
+            step.phase,
+            len(step.contexts),
+            step.new_tokens,
+            step.kept,
+            step.observe,
+            step.heads,
+            step.policy,
+            total_context,
+        )
         cached = self._memo.get(key)
         if cached is None:
             contexts = _spread(total_context, len(step.contexts))
@@ -318,11 +344,20 @@ class StepCoster:
         total.layer_bound = self.cost(step.at(0)).layer_bound
         return times, total
 
-    def retrigger_cost(self, kept: tuple[int, ...]) -> tuple[float, int, int]:
+    def retrigger_cost(
+        self, kept: tuple[int, ...], policy: PolicyCosts = NO_POLICY_COSTS
+    ) -> tuple[float, int, int]:
         """(time_s, DRAM bytes, host bytes) of installing a mask with these kept counts."""
-        key = ("retrigger", kept)
+        key = ("retrigger", kept, policy)
         if key not in self._memo:
-            kernels = retrigger_kernels(self.spec, list(kept), self.config.precision, self.execution)
+            kernels = retrigger_kernels(
+                self.spec,
+                list(kept),
+                self.config.precision,
+                self.execution,
+                policy.build_topk,
+                policy.classifier_classes,
+            )
             result = simulate_step(kernels, self.device, prefetch=False)
             self._memo[key] = (result.time_s, result.dram_bytes, result.host_bytes)
         return self._memo[key]  # type: ignore[no-any-return]

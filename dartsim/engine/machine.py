@@ -117,14 +117,19 @@ class KernelCost:
 
 def compute_time(kernel: Kernel, dev: Device) -> float:
     """Arithmetic time: matmul FLOPs on the tensor unit at the shape's efficiency,
-    vector FLOPs on the vector unit, the two overlapping."""
+    vector FLOPs on the vector unit, the two overlapping. A 2:4-sparse weight's matmul
+    runs at the device's 2:4 sparse peak where the hardware file lists one (its FLOPs are
+    still counted dense: the work the sparse unit skips is not reported as done)."""
     c = dev.hw.compute
     tensor = 0.0
     if kernel.flops_matmul:
         if kernel.compute_dtype is None:
             raise ValueError(f"kernel {kernel.name} has matmul FLOPs but no compute format")
         eff = c.gemm.efficiency if kernel.shape is None else matmul_efficiency(kernel.shape, c)
-        tensor = kernel.flops_matmul / (dev.hw.tensor_flops_per_s(kernel.compute_dtype) * eff)
+        peak = dev.hw.tensor_flops_per_s(kernel.compute_dtype)
+        if kernel.sparse_2to4:
+            peak = dev.hw.sparse_2to4_flops_per_s(kernel.compute_dtype) or peak
+        tensor = kernel.flops_matmul / (peak * eff)
     vector = kernel.flops_vector / (c.vector_flops_per_s * c.vector_efficiency)
     return max(tensor, vector)
 

@@ -17,6 +17,7 @@ from dartsim.specs.model import ModelSpec
 from dartsim.workload import Execution, Precision, StepShape, device_spec, step_kernels
 from dartsim.workload.execution import check_tensor_parallel
 from dartsim.workload.kernels import TensorKind
+from dartsim.workload.policy_costs import NO_POLICY_COSTS
 
 TP_CANDIDATES = (1, 2, 4, 8, 16, 32, 64)
 PROGRESS_MIN_STEPS = 2000
@@ -127,7 +128,7 @@ def run_steps(
     for step in steps:
         times, cost = coster.cost_run(step)
         for kept in step.mask_builds:
-            seconds, moved, host = coster.retrigger_cost(kept)
+            seconds, moved, host = coster.retrigger_cost(kept, step.policy)
             times[0] += seconds
             total_bytes += moved
             build_bytes += moved
@@ -230,11 +231,14 @@ def run_with_dense(
 
 
 def densified(steps: Sequence[ReplayStep], width: int) -> list[ReplayStep]:
-    """The same steps with the FFN dense and no DART work: the dense baseline."""
+    """The same steps with the FFN dense, every head and weight kept, and no DART or
+    policy work: the dense baseline."""
     dense = None
     out = []
     for step in steps:
         if dense is None:
             dense = tuple([width] * len(step.kept))
-        out.append(replace(step, kept=dense, observe=False, mask_builds=()))
+        out.append(
+            replace(step, kept=dense, observe=False, mask_builds=(), heads=None, policy=NO_POLICY_COSTS)
+        )
     return out

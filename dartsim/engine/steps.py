@@ -18,6 +18,13 @@ import numpy as np
 import torch
 
 from dartsim.engine.costing import ReplayStep
+from dartsim.engine.policy_replay import (
+    PER_TOKEN_POLICIES,
+    PROMPT_OBSERVING_POLICIES,
+    batch_policy,
+    head_counts,
+    policy_costs,
+)
 from dartsim.errors import UserError
 from dartsim.specs.model import ModelSpec
 from dartsim.trace.schema import unpack_mask
@@ -91,11 +98,21 @@ def build_steps(
     Under tensor parallelism (`tp` > 1) on the traces' own model, each layer's kept count
     is that of the busiest device given where the kept neurons fall; a retargeted trace's
     neuron indices mean nothing on the target, so its kept neurons are split evenly.
+
+    The traces' policy (trace v2) adds its costs to every step: weight storage, a
+    per-token predictor, pruned heads while a mask is in force, and what a mask switch
+    does. A per-token policy's masks change every step by design: its steps group by kept
+    counts and no mask build is charged.
     """
     views = [TraceView(t) for t in traces]
-    source_layers = traces[0]["model"]["num_layers"]
-    source_width = traces[0]["model"]["intermediate_size"]
+    source = traces[0]["model"]
+    source_layers = source["num_layers"]
+    source_width = source["intermediate_size"]
     layer_of = depth_map(source_layers, target.num_layers) if retarget else list(range(target.num_layers))
+    policy = batch_policy(traces)
+    costs = policy_costs(policy, source["hidden_size"], target)
+    pruned_heads = head_counts(policy, source, target, layer_of, retarget)
+    per_token = policy["name"] in PER_TOKEN_POLICIES
     m = target.intermediate_size
     dense = tuple([m] * target.num_layers)
     union_cache: dict[tuple[tuple[int, int], ...], tuple[int, ...]] = {}
@@ -106,7 +123,7 @@ def build_steps(
             return dense
         if active not in union_cache:
             first, first_epoch = active[0]
-            shard_aware = tp > 1 and not retarget and source_width % tp == 0
+            shard_aware = tp > 1 and not retarget and source_width % tp == 0 and not per_token
             if len(active) == 1 and not shard_aware:
                 counts = views[first].kept(first_epoch)
             else:
@@ -120,8 +137,21 @@ def build_steps(
             )
         return union_cache[active]
 
-    def observing(view: TraceView, epoch: int) -> bool:
-        return epoch < 0 and view.trace["dart"].get("mode", "dart") != "dense"
+    def observing(view: TraceView, epoch: int, phase: str) -> bool:
+        if policy["name"] in PROMPT_OBSERVING_POLICIES:
+            return phase == "prefill"
+        return policy["name"] == "dart" and epoch < 0 and view.trace["dart"].get("mode", "dart") != "dense"
+
+    def heads_for(active: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...] | None:
+        return pruned_heads if pruned_heads is not None and all(e >= 0 for _, e in active) else None
+
+    def canonical(view: TraceView) -> np.ndarray:
+        """Per epoch, the first epoch with the same kept counts (per-token policies)."""
+        first: dict[tuple[int, ...], int] = {}
+        kept = view.trace["epochs"]["kept"]
+        return np.array(
+            [first.setdefault(tuple(row.tolist()), e) for e, row in enumerate(kept)], dtype=np.int64
+        )
 
     steps: list[ReplayStep] = []
     decode: list[tuple[np.ndarray, np.ndarray]] = []
@@ -130,18 +160,25 @@ def build_steps(
         if int(s["phase"][0]) != 0:
             raise UserError("a trace must start with its prefill step")
         epoch = int(s["epoch"][0])
-        prompt_in_ref = bool(view.trace["dart"].get("prompt_in_reference", False))
+        prompt_in_ref = bool(view.trace.get("dart", {}).get("prompt_in_reference", False))
+        prompt_observed = prompt_in_ref or policy["name"] in PROMPT_OBSERVING_POLICIES
         steps.append(
             ReplayStep(
                 "prefill",
                 int(s["tokens"][0]),
                 (int(s["context_len"][0]),),
                 kept_for(((index, epoch),)),
-                prompt_in_ref and observing(view, epoch),
+                prompt_observed and observing(view, epoch, "prefill"),
+                heads=heads_for(((index, epoch),)),
+                policy=costs,
             )
         )
         rest = s["phase"][1:].numpy() == PHASE_DECODE
-        decode.append((s["context_len"][1:].numpy()[rest].astype(np.int64), s["epoch"][1:].numpy()[rest]))
+        epochs = s["epoch"][1:].numpy()[rest]
+        if per_token and epochs.size:
+            table = canonical(view)
+            epochs = np.where(epochs >= 0, table[np.maximum(epochs, 0)], epochs)
+        decode.append((s["context_len"][1:].numpy()[rest].astype(np.int64), epochs))
     longest = max(len(c) for c, _ in decode)
     breaks = {0, longest}
     for ctx, ep in decode:
@@ -155,7 +192,7 @@ def build_steps(
         contexts = tuple(int(decode[i][0][start]) for i, _ in active)
         builds = []
         for i, epoch in active:
-            if epoch >= 0 and epoch != last_epoch[i]:
+            if epoch >= 0 and epoch != last_epoch[i] and not per_token:
                 builds.append(kept_for(((i, epoch),)))
             last_epoch[i] = epoch
         steps.append(
@@ -164,9 +201,11 @@ def build_steps(
                 1,
                 contexts,
                 kept_for(active),
-                any(observing(views[i], e) for i, e in active),
+                any(observing(views[i], e, "decode") for i, e in active),
                 tuple(builds),
                 count=end - start,
+                heads=heads_for(active),
+                policy=costs,
             )
         )
     return steps

@@ -79,6 +79,9 @@ class ComputeSpec:
     attention_efficiency: float
     """Fraction of the tensor peak a fused attention kernel sustains on long sequences."""
     gemm: GemmSpec
+    tensor_sparse_2to4_flops_per_s: dict[str, float] | None = None
+    """Tensor peaks with 2:4 structured sparsity, where the device has them (its own field:
+    the dense peaks stay the figures every other kernel uses)."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,11 @@ class HardwareSpec:
 
     def has_tensor_dtype(self, dtype: DType) -> bool:
         return dtype.name in self.compute.tensor_flops_per_s
+
+    def sparse_2to4_flops_per_s(self, dtype: DType) -> float | None:
+        """The 2:4 sparse tensor peak for `dtype`, or None where the file lists none."""
+        table = self.compute.tensor_sparse_2to4_flops_per_s
+        return None if table is None else table.get(dtype.name)
 
     def tensor_flops_per_s(self, dtype: DType, option: str = "") -> float:
         """Dense tensor-unit peak for `dtype`; a format the device lacks is a user error

@@ -7,11 +7,12 @@ These are the inputs of the workload model; nothing here counts a FLOP or a byte
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from dartsim.errors import UserError
 from dartsim.specs.dtypes import FP8, FP16, INT8, DType
 from dartsim.specs.model import ModelSpec
+from dartsim.workload.sparse_storage import WeightStorage
 
 PHASES = ("prefill", "decode")
 
@@ -73,6 +74,10 @@ class Execution:
     allreduce: str = "ring"
     one_shot_max_bytes: int = 0
     """Largest message `auto` sends one-shot (a property of the collective library)."""
+    weights: WeightStorage = field(default_factory=WeightStorage)
+    """How the decoder blocks' linear weights are stored (pruned policies: wanda, 2:4)."""
+    predictor_rank: int = 0
+    """Rank of a per-token FFN neuron predictor run before every FFN (dejavu); 0: none."""
 
     def __post_init__(self) -> None:
         if isinstance(self.tp, bool) or not isinstance(self.tp, int) or self.tp <= 0:
@@ -81,6 +86,9 @@ class Execution:
             raise UserError(
                 f"mask apply must be one of {', '.join(MASK_APPLY_MODES)}, got {self.mask_apply!r}"
             )
+        rank = self.predictor_rank
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
+            raise UserError(f"predictor rank must be a non-negative integer, got {self.predictor_rank!r}")
         if self.allreduce not in ALLREDUCE_ALGORITHMS:
             raise UserError(
                 f"all-reduce algorithm must be one of {', '.join(ALLREDUCE_ALGORITHMS)}, "
@@ -140,10 +148,10 @@ class StepShape:
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
             raise UserError(f"step phase must be one of {PHASES}, got {self.phase!r}")
-        for field in ("batch", "new_tokens", "context_len"):
-            value = getattr(self, field)
+        for name in ("batch", "new_tokens", "context_len"):
+            value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise UserError(f"step {field} must be a positive integer, got {value!r}")
+                raise UserError(f"step {name} must be a positive integer, got {value!r}")
         if self.new_tokens > self.context_len:
             raise UserError(f"step new_tokens={self.new_tokens} exceeds context_len={self.context_len}")
 

@@ -118,6 +118,8 @@ class Kernel:
     """The matmul problem shape, when the kernel has matmul work."""
     collective: Collective | None = None
     """Set for tensor-parallel collectives; `link_bytes` is what the algorithm sends."""
+    sparse_2to4: bool = False
+    """The weight is 2:4 sparse: the tensor unit may run at its 2:4 sparse peak."""
 
     @property
     def flops(self) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 from dartsim.errors import UserError
 from dartsim.specs.dtypes import FP32, tensor_bytes
@@ -45,8 +46,6 @@ __all__ = [
     "step_prologue",
 ]
 
-TOPK_COMPARISONS_PER_ELEMENT_LOG2 = 1
-"""Top-k by sorting: m log2(m) comparisons, one FLOP each, on the vector unit."""
 MASK_BITS_PER_NEURON = 1
 """The compact path uploads the mask as a bitmap."""
 
@@ -58,14 +57,20 @@ def attention_block(
     precision: Precision | None = None,
     fusion: KernelFusion | None = None,
     execution: Execution | None = None,
+    heads: tuple[int, int] | None = None,
 ) -> list[Kernel]:
     """The first half of decoder block `layer`: input norm, attention (with its all-reduce
-    under tensor parallelism) and the residual add. It does not depend on the FFN mask."""
+    under tensor parallelism) and the residual add. It does not depend on the FFN mask.
+
+    `heads` = (query heads, KV heads) the layer keeps when a policy prunes heads (all by
+    default); under tensor parallelism the busiest device holds ceil(kept / tp) of each."""
     prec = precision or Precision()
     run = execution or Execution()
     shard = device_spec(spec, run.tp)
+    if heads is not None:
+        shard = pruned_heads(spec, shard, heads, run.tp)
     T, d = shape.tokens, spec.hidden_size
-    attention = ops.attention_kernels(shard, shape, layer, prec, fusion or KernelFusion())
+    attention = ops.attention_kernels(shard, shape, layer, prec, fusion or KernelFusion(), run.weights)
     if run.tp > 1:
         attention.append(all_reduce("attn_all_reduce", layer, Component.ATTENTION, T, d, prec, run))
     return [
@@ -96,7 +101,10 @@ def mlp_block(
     shard = device_spec(spec, run.tp)
     T, d = shape.tokens, spec.hidden_size
     fuse = fusion or KernelFusion()
-    mlp = ops.mlp_kernels(shard, shape, layer, shard_kept(k, run.tp), prec, fuse, run.mask_apply == "gather")
+    kept = shard_kept(k, run.tp)
+    mlp = ops.mlp_kernels(shard, shape, layer, kept, prec, fuse, run.mask_apply == "gather", run.weights)
+    if run.predictor_rank > 0:  # each device predicts its own shard's neurons
+        mlp.insert(0, ops.ffn_predictor(shard, shape, layer, run.predictor_rank, kept, prec))
     if run.tp > 1:
         mlp.append(all_reduce("mlp_all_reduce", layer, Component.MLP, T, d, prec, run))
     kernels = [
@@ -109,6 +117,16 @@ def mlp_block(
     return kernels
 
 
+def pruned_heads(spec: ModelSpec, shard: ModelSpec, heads: tuple[int, int], tp: int) -> ModelSpec:
+    """The shard with a policy's kept (query, KV) heads of the whole layer."""
+    q, kv = heads
+    if not (1 <= q <= spec.num_heads and 1 <= kv <= spec.num_kv_heads):
+        raise UserError(
+            f"kept heads ({q}, {kv}) must lie within the model's ({spec.num_heads}, {spec.num_kv_heads})"
+        )
+    return replace(shard, num_heads=-(-q // tp), num_kv_heads=min(shard.num_kv_heads, -(-kv // tp)))
+
+
 def layer_kernels(
     spec: ModelSpec,
     shape: StepShape,
@@ -117,6 +135,7 @@ def layer_kernels(
     precision: Precision | None = None,
     fusion: KernelFusion | None = None,
     execution: Execution | None = None,
+    heads: tuple[int, int] | None = None,
 ) -> list[Kernel]:
     """The kernels of decoder block `layer` on one device, in execution order.
 
@@ -125,7 +144,7 @@ def layer_kernels(
     `kept_neurons` counts the whole layer's kept neurons.
     """
     mlp = mlp_block(spec, shape, layer, kept_neurons, precision, fusion, execution)
-    return [*attention_block(spec, shape, layer, precision, fusion, execution), *mlp]
+    return [*attention_block(spec, shape, layer, precision, fusion, execution, heads), *mlp]
 
 
 def step_prologue(
@@ -162,19 +181,22 @@ def step_kernels(
     precision: Precision | None = None,
     fusion: KernelFusion | None = None,
     execution: Execution | None = None,
+    heads: Sequence[tuple[int, int] | None] | None = None,
 ) -> list[Kernel]:
     """Every kernel of one forward step on one device: embedding, all blocks, final norm
     and lm_head; under tensor parallelism also the embedding's all-reduce and the
     gather of the vocabulary-split logits.
 
-    `kept_neurons[l]` is the number of FFN neurons layer l keeps (all when None).
+    `kept_neurons[l]` is the number of FFN neurons layer l keeps (all when None);
+    `heads[l]` the (query, KV) heads it keeps (all when None).
     """
     if kept_neurons is not None and len(kept_neurons) != spec.num_layers:
         raise UserError(f"kept neurons given for {len(kept_neurons)} layers, model has {spec.num_layers}")
     kernels = step_prologue(spec, shape, precision, execution)
     for layer in range(spec.num_layers):
         k = None if kept_neurons is None else kept_neurons[layer]
-        kernels.extend(layer_kernels(spec, shape, layer, k, precision, fusion, execution))
+        h = None if heads is None else heads[layer]
+        kernels.extend(layer_kernels(spec, shape, layer, k, precision, fusion, execution, h))
     kernels.extend(step_epilogue(spec, shape, precision, execution))
     return kernels
 
@@ -184,21 +206,25 @@ def retrigger_kernels(
     kept_neurons: Sequence[int],
     precision: Precision | None = None,
     execution: Execution | None = None,
+    topk: bool = True,
+    classifier_classes: int = 0,
 ) -> list[Kernel]:
     """The work of building and installing a new mask, per layer, on one device.
 
-    Top-k over the layer's m scores (fp32) on the vector unit; the mask uploaded from the
-    host (a bitmap for compact, the int32 index list for gather); with compact, the kept
-    rows of W_gate and W_up and columns of W_down copied into contiguous buffers.
+    Top-k over the layer's m scores (fp32) on the vector unit (unless the mask was
+    computed offline, `topk` False); the mask uploaded from the host (a bitmap for
+    compact, the int32 index list for gather); with compact, the kept rows of W_gate and
+    W_up and columns of W_down copied into contiguous buffers. With `classifier_classes`
+    > 0, a prompt classifier picks the mask first (KG-DS).
     """
     prec = precision or Precision()
     run = execution or Execution()
     shard = device_spec(spec, run.tp)
     m, d = shard.intermediate_size, spec.hidden_size
-    kernels = []
+    kernels = [ops.prompt_classifier(spec, classifier_classes, prec)] if classifier_classes else []
     for layer, kept in enumerate(kept_neurons):
         k = shard_kept(kept, run.tp)
-        reads = [ops.activation("scores", m, FP32)]
+        reads = [ops.activation("scores", m, FP32)] if topk else []
         writes = []
         if run.mask_apply == "compact":
             reads.append(ops.weight("W_ffn_kept", 3 * d * k, prec.weight))
@@ -213,7 +239,9 @@ def retrigger_kernels(
                 component=Component.DART,
                 unit=Unit.VECTOR,
                 flops_matmul=0,
-                flops_vector=TOPK_COMPARISONS_PER_ELEMENT_LOG2 * m * max(1, math.ceil(math.log2(m))),
+                flops_vector=ops.TOPK_COMPARISONS_PER_ELEMENT_LOG2 * m * max(1, math.ceil(math.log2(m)))
+                if topk
+                else 0,
                 compute_dtype=None,
                 reads=tuple(reads),
                 writes=tuple(writes),

@@ -13,6 +13,7 @@ from dartsim.specs.dtypes import DType
 from dartsim.specs.model import ModelSpec
 from dartsim.workload.execution import KernelFusion, Precision, StepShape
 from dartsim.workload.kernels import Component, Kernel, MatmulShape, TensorAccess, TensorKind, Unit
+from dartsim.workload.sparse_storage import WeightStorage, stored_weight
 
 # Vector work, counted per arithmetic operation of each formula (exp and rsqrt count as one
 # FLOP each). These only feed the vector unit's time; Table 7's "compute" is matmul work.
@@ -35,6 +36,9 @@ SCORE_FLOPS_PER_ELEMENT = 2
 SENSITIVITY_FLOPS_PER_ELEMENT = 8
 """Eq. 4 per token: y.z, |y|, |z|, |z - y| (two FLOPs each per element)."""
 INDEX = DType("int32", INDEX_DTYPE_BITS)
+TOPK_COMPARISONS_PER_ELEMENT_LOG2 = 1
+"""Top-k by sorting: n log2(n) comparisons, one FLOP each, on the vector unit."""
+DENSE = WeightStorage()
 
 
 def weight(name: str, numel: int, dtype: DType) -> TensorAccess:
@@ -63,18 +67,22 @@ def gemm(
     bias: bool = False,
     weight_dtype: DType | None = None,
     gather_rows: int | None = None,
+    storage: WeightStorage = DENSE,
 ) -> Kernel:
     """y[T, out] = x[T, in] @ W[in, out] (+ b[out]).
 
     With `gather_rows` = k, the weight is read as k rows of `in_width` elements picked by an
-    int32 index list (the gather path of masked FFN weights).
+    int32 index list (the gather path of masked FFN weights). A pruned weight is read as
+    `storage` says (workload/sparse_storage.py); the matmul stays dense unless the storage
+    is 2:4 and the device lists a 2:4 sparse peak (engine/machine.py).
     """
     w_dtype = prec.weight if weight_dtype is None else weight_dtype
     w = weight(weight_name, in_width * out_width, w_dtype)
-    reads = [activation(input_name, tokens * in_width, prec.activation), w]  # x: [T, in], W: [in, out]
+    x = activation(input_name, tokens * in_width, prec.activation)  # x: [T, in]
+    reads = [x, *stored_weight(weight_name, out_width, in_width, w_dtype, storage)]  # W: [in, out]
     if gather_rows is not None:
         row = in_width if gather_rows == out_width else out_width
-        reads[1] = TensorAccess(weight_name, TensorKind.WEIGHT, w.numel, w_dtype, row)
+        reads = [x, TensorAccess(weight_name, TensorKind.WEIGHT, w.numel, w_dtype, row)]
         reads.append(TensorAccess(f"{weight_name}.index", TensorKind.ACTIVATION, gather_rows, INDEX))
     vector = 0
     if bias:
@@ -92,6 +100,7 @@ def gemm(
         reads=tuple(reads),
         writes=(activation(output_name, tokens * out_width, prec.activation),),  # y: [T, out]
         shape=MatmulShape(tokens, out_width, in_width),
+        sparse_2to4=storage.sparse_2to4 and gather_rows is None,
     )
 
 
@@ -180,23 +189,33 @@ def attention_core(spec: ModelSpec, shape: StepShape, layer: int, prec: Precisio
 
 
 def attention_kernels(
-    spec: ModelSpec, shape: StepShape, layer: int, prec: Precision, fusion: KernelFusion
+    spec: ModelSpec,
+    shape: StepShape,
+    layer: int,
+    prec: Precision,
+    fusion: KernelFusion,
+    storage: WeightStorage = DENSE,
 ) -> list[Kernel]:
+    """q/k/v projections, fused attention and o_proj of `spec`'s heads (pass a spec with
+    fewer heads for a layer whose heads are pruned: every term shrinks with them)."""
     T, d = shape.tokens, spec.hidden_size
     qw, kvw, bias = spec.q_width, spec.kv_width, spec.attention_bias
     attn = Component.ATTENTION
+    st = storage
     if fusion.qkv_fused:
-        projections = [gemm("qkv_proj", layer, attn, T, d, qw + 2 * kvw, "xn", "qkv", "W_qkv", prec, bias)]
+        projections = [
+            gemm("qkv_proj", layer, attn, T, d, qw + 2 * kvw, "xn", "qkv", "W_qkv", prec, bias, storage=st)
+        ]
     else:
         projections = [
-            gemm("q_proj", layer, attn, T, d, qw, "xn", "q", "W_q", prec, bias),
-            gemm("k_proj", layer, attn, T, d, kvw, "xn", "k", "W_k", prec, bias),
-            gemm("v_proj", layer, attn, T, d, kvw, "xn", "v", "W_v", prec, bias),
+            gemm("q_proj", layer, attn, T, d, qw, "xn", "q", "W_q", prec, bias, storage=st),
+            gemm("k_proj", layer, attn, T, d, kvw, "xn", "k", "W_k", prec, bias, storage=st),
+            gemm("v_proj", layer, attn, T, d, kvw, "xn", "v", "W_v", prec, bias, storage=st),
         ]
     return [
         *projections,
         attention_core(spec, shape, layer, prec),
-        gemm("o_proj", layer, attn, T, qw, d, "o", "attn_out", "W_o", prec),
+        gemm("o_proj", layer, attn, T, qw, d, "o", "attn_out", "W_o", prec, storage=st),
     ]
 
 
@@ -208,6 +227,7 @@ def mlp_kernels(
     prec: Precision,
     fusion: KernelFusion,
     gather: bool,
+    storage: WeightStorage = DENSE,
 ) -> list[Kernel]:
     """SwiGLU FFN with `kept` of its m neurons: rows of W_gate/W_up and columns of W_down.
 
@@ -220,11 +240,13 @@ def mlp_kernels(
     swiglu_vector = SWIGLU_FLOPS_PER_ELEMENT * T * k
     if fusion.swiglu_fused:
         row = None if rows is None else d
-        reads = [
-            activation("xn", T * d, prec.activation),  # x: [T, d]
-            TensorAccess("W_gate", TensorKind.WEIGHT, d * k, prec.weight, row),  # [d, k]
-            TensorAccess("W_up", TensorKind.WEIGHT, d * k, prec.weight, row),  # [d, k]
-        ]
+        reads = [activation("xn", T * d, prec.activation)]  # x: [T, d]
+        if rows is None:  # W_gate, W_up: [d, k] each
+            reads += stored_weight("W_gate", k, d, prec.weight, storage)
+            reads += stored_weight("W_up", k, d, prec.weight, storage)
+        else:
+            reads.append(TensorAccess("W_gate", TensorKind.WEIGHT, d * k, prec.weight, row))
+            reads.append(TensorAccess("W_up", TensorKind.WEIGHT, d * k, prec.weight, row))
         if rows is not None:
             reads.append(TensorAccess("W_gate_up.index", TensorKind.ACTIVATION, k, INDEX))
         vector = swiglu_vector
@@ -243,12 +265,13 @@ def mlp_kernels(
                 reads=tuple(reads),
                 writes=(activation("u", T * k, prec.activation),),  # u: [T, k]
                 shape=MatmulShape(T, 2 * k, d),  # [T, d] @ [d, 2k]
+                sparse_2to4=storage.sparse_2to4 and rows is None,
             )
         ]
     else:
         up_part = [
-            gemm("gate_proj", layer, mlp, T, d, k, "xn", "g", "W_gate", prec, bias, gather_rows=rows),
-            gemm("up_proj", layer, mlp, T, d, k, "xn", "up", "W_up", prec, bias, gather_rows=rows),
+            gemm("gate_proj", layer, mlp, T, d, k, "xn", "g", "W_gate", prec, bias, None, rows, storage),
+            gemm("up_proj", layer, mlp, T, d, k, "xn", "up", "W_up", prec, bias, None, rows, storage),
             Kernel(
                 name="swiglu",
                 layer=layer,
@@ -261,8 +284,34 @@ def mlp_kernels(
                 writes=(activation("u", T * k, prec.activation),),
             ),
         ]
-    down = gemm("down_proj", layer, mlp, T, k, d, "u", "ffn_out", "W_down", prec, bias, gather_rows=rows)
+    down = gemm("down_proj", layer, mlp, T, k, d, "u", "ffn_out", "W_down", prec, bias, None, rows, storage)
     return [*up_part, down]
+
+
+def ffn_predictor(
+    spec: ModelSpec, shape: StepShape, layer: int, rank: int, kept: int, prec: Precision
+) -> Kernel:
+    """A rank-r neuron predictor before the FFN (Deja Vu-style): scores[T, m] = (x A) B
+    with A [d, r], B [r, m] at the weight precision, then each token's top-k by sorting.
+    Its indices feed the FFN's gather of kept rows."""
+    T, d, m = shape.tokens, spec.hidden_size, spec.intermediate_size
+    topk = TOPK_COMPARISONS_PER_ELEMENT_LOG2 * T * m * max(1, (m - 1).bit_length())
+    return Kernel(
+        name="ffn_predictor",
+        layer=layer,
+        component=Component.MLP,
+        unit=Unit.TENSOR,
+        flops_matmul=MATMUL_FLOPS_PER_MAC * T * (d * rank + rank * m),
+        flops_vector=topk,
+        compute_dtype=prec.gemm_compute,
+        reads=(
+            activation("xn", T * d, prec.activation),  # x: [T, d]
+            weight("predictor_A", d * rank, prec.weight),  # A: [d, r]
+            weight("predictor_B", rank * m, prec.weight),  # B: [r, m]
+        ),
+        writes=(TensorAccess("kept.index", TensorKind.ACTIVATION, T * kept, INDEX),),  # [T, k]
+        shape=MatmulShape(T, rank, d),
+    )
 
 
 def dart_observe(spec: ModelSpec, shape: StepShape, layer: int) -> Kernel:
@@ -325,3 +374,23 @@ def lm_head(spec: ModelSpec, shape: StepShape, prec: Precision, vocab_shard: int
         weight_dtype=prec.activation,
     )
     return [norm, head]
+
+
+def prompt_classifier(spec: ModelSpec, classes: int, prec: Precision) -> Kernel:
+    """A nearest-centroid prompt classifier (KG-DS): cosine of the prompt's mean embedding
+    [d] with `classes` centroids [classes, d] (the mean itself is folded into prefill)."""
+    d = spec.hidden_size
+    return Kernel(
+        name="prompt_classifier",
+        layer=None,
+        component=Component.DART,
+        unit=Unit.VECTOR,
+        flops_matmul=0,
+        flops_vector=MATMUL_FLOPS_PER_MAC * classes * d,
+        compute_dtype=None,
+        reads=(
+            activation("prompt_mean", d, prec.activation),
+            weight("centroids", classes * d, prec.activation),
+        ),
+        writes=(),
+    )
