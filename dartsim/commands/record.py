@@ -24,6 +24,7 @@ from dartsim.dart.params import (
 from dartsim.dart.prompts import TWO_TOPIC_PROMPT, read_prompt_file
 from dartsim.errors import UserError
 from dartsim.fileio import check_folder_writable, check_writable
+from dartsim.policies import POLICIES, policies_help
 from dartsim.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_as_interrupt
 
 DEFAULTS = DartParams()
@@ -75,10 +76,71 @@ def _prompts(args: argparse.Namespace) -> list[str]:
     return [TWO_TOPIC_PROMPT]
 
 
+def _run_policy(args: argparse.Namespace, prompts: list[str], targets: list[Path]) -> int:
+    """`record --policy NAME` for every policy but DART."""
+    from dartsim.dart.hf import load_for_recording
+    from dartsim.policies.calibration import calibrate
+    from dartsim.policies.runner import NEEDS_CALIBRATION, PolicyConfig, PolicyRunner
+    from dartsim.policies.session import record_policy
+
+    config = PolicyConfig(
+        args.policy,
+        sparsity=0.5 if args.sparsity is None else args.sparsity,
+        head_sparsity=args.head_sparsity,
+        oracle=args.oracle,
+        rank=args.predictor_rank,
+        core_fraction=args.core_fraction,
+        weight_format=args.weight_format,
+    )
+    loaded = load_for_recording(args.model, args.device, args.seed)
+    stats = None
+    if config.name in NEEDS_CALIBRATION:
+        if not args.quiet:
+            sys.stderr.write(f"calibrating {config.name} on the shipped calibration text...\n")
+        stats = calibrate(loaded)
+    runner = PolicyRunner(loaded, config, stats)
+    try:
+        for prompt, target in zip(prompts, targets, strict=True):
+            try:
+                with sigterm_as_interrupt():
+                    result = record_policy(
+                        runner, prompt, args.max_new_tokens, target, args.chat_template, not args.quiet
+                    )
+            except KeyboardInterrupt as exc:
+                how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+                kept = f"{target} holds the steps recorded so far, marked incomplete"
+                sys.stderr.write(f"dartsim: {how}; {kept}\n")
+                return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+            sys.stderr.write(
+                f"wrote {target}: {config.label()}, {result.generated} tokens in {result.seconds:.1f} s, "
+                f"{result.bytes_written} bytes\n"
+            )
+    finally:
+        runner.close()
+    return 0
+
+
+def _targets(args: argparse.Namespace, prompts: list[str]) -> list[Path]:
+    out = Path(args.out)
+    if len(prompts) > 1:
+        check_folder_writable(out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{out}: cannot create the folder: {exc.strerror or exc}") from None
+        return [out / f"prompt-{i:03d}.pt" for i in range(len(prompts))]
+    if out.is_dir():
+        raise UserError(f"{out}: is a folder; --out needs a file name for one prompt")
+    check_writable(out)
+    return [out]
+
+
 def run(args: argparse.Namespace) -> int:
     from dartsim.dart.hf import load_for_recording
     from dartsim.dart.session import record
 
+    if args.policy != "dart":
+        return _run_policy(args, _prompts(args), _targets(args, _prompts(args)))
     params = _params(args)
     from dartsim.dart.recorder import RecordOptions
 
@@ -92,19 +154,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     prompts = _prompts(args)
-    out = Path(args.out)
-    if len(prompts) > 1:
-        check_folder_writable(out)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"{out}: cannot create the folder: {exc.strerror or exc}") from None
-        targets = [out / f"prompt-{i:03d}.pt" for i in range(len(prompts))]
-    else:
-        if out.is_dir():
-            raise UserError(f"{out}: is a folder; --out needs a file name for one prompt")
-        check_writable(out)
-        targets = [out]
+    targets = _targets(args, prompts)
     loaded = load_for_recording(args.model, args.device, args.seed)
     for prompt, target in zip(prompts, targets, strict=True):
         try:
@@ -142,15 +192,17 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
         "record",
-        help="run DART on a model and record a trace (masks, re-triggers, step times)",
+        help="run DART (or another sparsity policy) on a model and record a trace",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Generate text with DART's dynamic FFN sparsity and record every forward step,\n"
             "mask epoch, drift check and re-trigger, with measured times, into a trace file\n"
-            "(format v1; see 'dartsim trace info'). The defaults are the paper's where it\n"
+            "(format v2; see 'dartsim trace info'). The defaults are the paper's where it\n"
             "gives them; tau, T, c0 and whether the prompt joins the reference are dartsim's\n"
             "(traces/README.md says why). An interrupt (Ctrl-C) or an error mid-generation\n"
-            "still leaves a valid trace of what was recorded, marked incomplete."
+            "still leaves a valid trace of what was recorded, marked incomplete.\n\n"
+            "--policy records another sparsity system the same way (format v2), so that\n"
+            "every one replays on any model and hardware:\n" + policies_help()
         ),
         epilog=(
             "examples:\n"
@@ -158,7 +210,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "  dartsim record --prompt 'Explain GPUs.' --sparsity 0.5 --out gpus.pt\n"
             "  dartsim record --prompt-file prompts.jsonl --out traces/   one trace per line\n"
             "  dartsim record --model llama-3.2-3b --max-new-tokens 20 --out shape.pt  (random weights)\n"
-            "  dartsim record --preset published-code --no-chat-template --out pc.pt"
+            "  dartsim record --preset published-code --no-chat-template --out pc.pt\n"
+            "  dartsim record --policy wanda --sparsity 0.5 --out wanda.pt\n"
+            "  dartsim record --policy dejavu --oracle --out dejavu-oracle.pt"
         ),
     )
     what = parser.add_argument_group("model and prompt")
@@ -257,6 +311,33 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         type=positive_int,
         help="published-code: the first mask is built from the prompt and the forwards before "
         f"this one, and after a re-trigger this many forwards later (default {DEFAULTS.masking_step})",
+    )
+    pol = parser.add_argument_group("policy (see the list above)")
+    pol.add_argument(
+        "--policy",
+        choices=list(POLICIES),
+        default="dart",
+        help="the sparsity system to record (default dart); --sparsity is the fraction pruned "
+        "of what it prunes (default 0.5 for every policy but dart)",
+    )
+    pol.add_argument(
+        "--head-sparsity", type=float, default=0.25, help="dsgp: fraction of heads pruned (default 0.25)"
+    )
+    pol.add_argument("--oracle", action="store_true", help="dejavu: top-k of the true activations")
+    pol.add_argument(
+        "--predictor-rank", type=positive_int, default=64, help="dejavu: predictor rank (default 64)"
+    )
+    pol.add_argument(
+        "--core-fraction",
+        type=float,
+        default=0.5,
+        help="kgds: share of kept neurons in the knowledge core (default 0.5)",
+    )
+    pol.add_argument(
+        "--weight-format",
+        choices=("bitmap", "csr"),
+        default="bitmap",
+        help="wanda: how the pruned weights are stored (default bitmap)",
     )
     parser.add_argument("--out", required=True, metavar="FILE", help="trace file to write")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

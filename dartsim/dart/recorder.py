@@ -42,6 +42,9 @@ class RecordOptions:
     mask_apply: str = "zero"
     mode: str = "dart"
     seed: int = 0
+    forced_ids: tuple[int, ...] = ()
+    """Tokens fed instead of chosen (teacher forcing, for quality measurements): the run
+    then generates exactly these and never stops at end-of-sequence."""
 
     def __post_init__(self) -> None:
         if self.max_new_tokens <= 0:

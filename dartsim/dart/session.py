@@ -63,15 +63,16 @@ def record(
     progress: bool = False,
     trace_enabled: bool = True,
     on_logits: Callable[[Any], None] | None = None,
+    prompt_ids: list[int] | None = None,
 ) -> RecordResult:
     """Record one DART run. With `trace_enabled=False` nothing is kept (overhead baseline).
 
     A KeyboardInterrupt or an exception mid-generation still writes a valid trace of the
     completed steps, marked incomplete, before the exception propagates.
     """
-    import time
 
-    prompt_ids = encode_prompt(loaded, prompt, chat_template)
+    if prompt_ids is None:
+        prompt_ids = encode_prompt(loaded, prompt, chat_template)
     limit = loaded.spec.max_position_embeddings
     if len(prompt_ids) + options.max_new_tokens > limit:
         raise UserError(
@@ -86,10 +87,8 @@ def record(
         from tqdm import tqdm
 
         bar = tqdm(total=options.max_new_tokens, desc="recording", unit="tok", file=sys.stderr)
-    status = "complete"
-    start = time.perf_counter()
-    failure: BaseException | None = None
-    try:
+
+    def generate() -> None:
         recorder.run(
             prompt_ids,
             builder,
@@ -98,17 +97,13 @@ def record(
             on_token=(lambda _t: bar.update(1)) if bar else None,
             on_logits=on_logits,
         )
-    except KeyboardInterrupt as exc:
-        status, failure = "interrupted", exc
-    except UserError:
-        raise
-    except Exception as exc:
-        status, failure = f"error: {type(exc).__name__}: {exc}", exc
-    finally:
+
+    def cleanup() -> None:
         recorder.close()
         if bar is not None:
             bar.close()
-    seconds = time.perf_counter() - start
+
+    status, failure, seconds = guarded(generate, cleanup)
     trace = None
     written = 0
     if trace_enabled and builder.step_count > 0:
@@ -131,27 +126,61 @@ def assemble(
     chat_template: bool,
     status: str,
 ) -> dict[str, Any]:
+
+    trace = run_metadata(loaded, params, options.mode, options.mask_apply, options.seed)
+    trace.update(complete=status == "complete", status=status)
+    trace["generation"] = generation_section(loaded, prompt, prompt_ids, summary, chat_template, options)
+    trace.update(builder.tensors(loaded.spec.num_layers, loaded.spec.intermediate_size))
+    return trace
+
+
+def guarded(
+    generate: Callable[[], None], cleanup: Callable[[], None]
+) -> tuple[str, BaseException | None, float]:
+    """Run a recording's token loop: (status, the exception to re-raise once the partial
+    trace is saved, seconds). An interrupt or an error ends the loop but keeps what was
+    recorded; a user error propagates at once. `cleanup` always runs."""
+    import time
+
+    status, failure = "complete", None
+    start = time.perf_counter()
+    try:
+        generate()
+    except KeyboardInterrupt as exc:
+        status, failure = "interrupted", exc
+    except UserError:
+        raise
+    except Exception as exc:
+        status, failure = f"error: {type(exc).__name__}: {exc}", exc
+    finally:
+        cleanup()
+    return status, failure, time.perf_counter() - start
+
+
+def generation_section(
+    loaded: LoadedModel,
+    prompt: str,
+    prompt_ids: list[int],
+    summary: dict[str, Any],
+    chat_template: bool,
+    options: RecordOptions,
+) -> dict[str, Any]:
+    """The trace's `generation` section: prompt, generated tokens and text, and the
+    generation settings."""
     import torch
 
     generated = list(summary["generated_ids"])
-    trace = run_metadata(loaded, params, options.mode, options.mask_apply, options.seed)
-    trace.update(
-        complete=status == "complete",
-        status=status,
-        generation={
-            "prompt": prompt,
-            "prompt_len": len(prompt_ids),
-            "generated_len": len(generated),
-            "stopped_at_eos": bool(summary["stopped_at_eos"]),
-            "max_new_tokens": options.max_new_tokens,
-            "min_new_tokens": options.min_new_tokens,
-            "ignore_eos": options.ignore_eos,
-            "temperature": options.temperature,
-            "chat_template": chat_template,
-            "text": loaded.tokenizer.decode(generated, skip_special_tokens=True),
-            "prompt_ids": torch.tensor(prompt_ids, dtype=torch.int64),
-            "generated_ids": torch.tensor(generated, dtype=torch.int64),
-        },
-    )
-    trace.update(builder.tensors(loaded.spec.num_layers, loaded.spec.intermediate_size))
-    return trace
+    return {
+        "prompt": prompt,
+        "prompt_len": len(prompt_ids),
+        "generated_len": len(generated),
+        "stopped_at_eos": bool(summary["stopped_at_eos"]),
+        "max_new_tokens": options.max_new_tokens,
+        "min_new_tokens": options.min_new_tokens,
+        "ignore_eos": options.ignore_eos,
+        "temperature": options.temperature,
+        "chat_template": chat_template,
+        "text": loaded.tokenizer.decode(generated, skip_special_tokens=True),
+        "prompt_ids": torch.tensor(prompt_ids, dtype=torch.int64),
+        "generated_ids": torch.tensor(generated, dtype=torch.int64),
+    }

@@ -102,8 +102,9 @@ def generate(
     while True:
         if on_logits is not None:
             on_logits(logits)
-        allow_eos = not o.ignore_eos and len(generated) >= o.min_new_tokens
-        token = rec.choose(logits, allow_eos, eos_ids, gen)
+        forced = len(generated) < len(o.forced_ids)
+        allow_eos = not o.ignore_eos and len(generated) >= o.min_new_tokens and not o.forced_ids
+        token = o.forced_ids[len(generated)] if forced else rec.choose(logits, allow_eos, eos_ids, gen)
         generated.append(token)
         summary["generated_ids"] = generated
         if on_token is not None:
@@ -111,7 +112,7 @@ def generate(
         if token in eos_ids and allow_eos:
             summary["stopped_at_eos"] = True
             break
-        if len(generated) >= o.max_new_tokens:
+        if len(generated) >= (len(o.forced_ids) or o.max_new_tokens):
             break
         epoch = timeline.forward_epoch()
         timeline.before_decode()

@@ -1,0 +1,64 @@
+"""Deja Vu-style contextual sparsity: a different FFN mask for every token, chosen just
+before the FFN runs by a small predictor of which neurons will matter.
+
+Follows Deja Vu (Liu et al., "Deja Vu: Contextual Sparsity for Efficient LLMs at Inference
+Time", ICML 2023, section 4): a low-rank predictor per layer, trained offline on
+calibration text, maps the layer's input to neuron scores, and the top-k neurons run.
+Deja Vu trains a two-layer MLP with a classification loss; dartsim fits a linear rank-r
+predictor in closed form (reduced-rank ridge regression of |u| on the FFN input; Izenman
+1975), so the fit is deterministic and needs no training loop. The oracle mode uses the
+true |u| instead: the upper bound any predictor could reach.
+
+Per token and layer the predictor costs 2 (d r + r m) FLOPs and reads its d r + r m
+weights; replay charges both (workload/policy_ops.py).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dartsim.policies.masks import keep_count, top_k_rows
+
+DEFAULT_RANK = 64
+"""Predictor rank; Deja Vu's MLP predictors have a hidden width of about 1000 for OPT-175B
+(d = 12288), i.e. d/12; 64 is d/9 for SmolLM2 (d = 576)."""
+RIDGE = 1e-3
+"""Ridge strength, as a fraction of the mean diagonal of X^T X (keeps the solve stable
+when calibration tokens are fewer than input dimensions)."""
+
+
+def fit_predictor(x: torch.Tensor, target: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fit scores ~ x A B with A [d, r], B [r, m] from x [N, d] and target [N, m].
+
+    The ridge solution W = (X^T X + lambda I)^-1 X^T Y, projected onto the top-r right
+    singular vectors V_r of the fitted values X W (the best rank-r predictor of the
+    fitted values): A = W V_r, B = V_r^T.
+    """
+    x64 = x.double()
+    return fit_predictor_from_moments(x64.T @ x64, x64.T @ target.double(), rank)
+
+
+def predicted_scores(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """x [T, d] -> predicted neuron scores [T, m]."""
+    return (x.double() @ a) @ b
+
+
+def token_masks(scores: torch.Tensor, keep_fraction: float) -> torch.Tensor:
+    """Bool [T, m]: each token's top round(keep * m) neurons."""
+    return top_k_rows(scores, keep_count(keep_fraction, scores.shape[-1]))
+
+
+def fit_predictor_from_moments(
+    xtx: torch.Tensor, xty: torch.Tensor, rank: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`fit_predictor` from accumulated moments X^T X [d, d] and X^T Y [d, m] (so the
+    calibration pass never holds every token's activations): the fitted values' right
+    singular vectors are the eigenvectors of W^T (X^T X) W."""
+    if rank < 1:
+        raise ValueError(f"predictor rank must be at least 1, got {rank}")
+    gram = xtx.double()
+    scale = RIDGE * float(gram.diagonal().mean())
+    w = torch.linalg.solve(gram + scale * torch.eye(gram.shape[0], dtype=torch.float64), xty.double())
+    values, vectors = torch.linalg.eigh(w.T @ gram @ w)  # ascending
+    v = vectors[:, torch.argsort(-values, stable=True)[: min(rank, vectors.shape[1])]]
+    return w @ v, v.T.contiguous()

@@ -1,0 +1,46 @@
+"""DSGP: dynamic structured pruning of attention heads and FFN neurons, by each one's
+sensitivity on the current input.
+
+Follows the DSGP abstract (Zhu, Cui and Zhang, "Dynamic Structured Pruning for LLMs based
+on Real-Time Sensitivity Analysis", 2025; shared/papers/dsgp-abstract.txt): a lightweight
+sensitivity analysis scores heads and FFN neurons per inference and a mask prunes the
+least sensitive. The abstract gives no formula, so dartsim uses the first-order effect of
+removing a component on its block's output, measured on the prompt:
+
+- head h of a layer: mean over prompt tokens of ||W_o[:, h] o_h|| / ||W_o o||, the share
+  of the attention output the head contributes;
+- FFN neuron j: mean over prompt tokens of |u_j| ||W_down[:, j]||, the size of the output
+  change if the neuron were removed.
+
+Each layer keeps the same fraction of heads and of neurons (at least one head).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dartsim.policies.masks import keep_count, top_k_rows
+
+NORM_FLOOR = 1e-12
+
+
+def head_sensitivity(o: torch.Tensor, w_o: torch.Tensor, heads: int) -> torch.Tensor:
+    """o [T, H hd] (the input of o_proj), w_o [d, H hd] -> [H]."""
+    width = o.shape[-1]
+    hd = width // heads
+    o64, w64 = o.double(), w_o.double()
+    per_head = torch.stack(
+        [o64[:, h * hd : (h + 1) * hd] @ w64[:, h * hd : (h + 1) * hd].T for h in range(heads)]
+    )  # [H, T, d]
+    total = (o64 @ w64.T).norm(dim=-1).clamp_min(NORM_FLOOR)  # [T]
+    return (per_head.norm(dim=-1) / total).mean(dim=-1)
+
+
+def neuron_sensitivity(u: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
+    """u [T, m] (the input of down_proj), w_down [d, m] -> [m]."""
+    return u.double().abs().mean(dim=0) * w_down.double().norm(dim=0)
+
+
+def keep_top(sensitivity: torch.Tensor, keep_fraction: float) -> torch.Tensor:
+    """Bool [L, n]: each layer's top round(keep * n) components (at least one)."""
+    return top_k_rows(sensitivity, keep_count(keep_fraction, sensitivity.shape[-1]))

@@ -1,0 +1,165 @@
+"""Every policy recorded on the real model (short runs, a small calibration), the trace
+it writes, and what replay charges for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from dartsim.dart.hf import LoadedModel
+from dartsim.engine.costing import ReplayConfig
+from dartsim.engine.run import densified, run_steps
+from dartsim.engine.steps import build_steps
+from dartsim.policies.calibration import CalibrationStats, calibrate
+from dartsim.policies.corpus import categories
+from dartsim.policies.quality import quality, token_stats
+from dartsim.policies.runner import PolicyConfig, PolicyRunner
+from dartsim.policies.session import record_policy
+from dartsim.specs.hardware import load_hardware_spec
+from dartsim.trace.io import load_trace
+from dartsim.trace.schema import model_spec_of, unpack_mask
+
+PROMPT = "Explain how a GPU works."
+TOKENS = 6
+
+
+@pytest.fixture(scope="module")
+def stats(smollm2: LoadedModel) -> CalibrationStats:
+    """One 48-token passage per category: enough to exercise every offline rule."""
+    return calibrate(smollm2, per_category=1, tokens=48)
+
+
+def _record(loaded: LoadedModel, stats: CalibrationStats, tmp_path: Path, **config: Any) -> dict[str, Any]:
+    runner = PolicyRunner(loaded, PolicyConfig(**config), stats)
+    try:
+        path = tmp_path / f"{config['name'].replace(':', '-')}.pt"
+        record_policy(runner, PROMPT, TOKENS, path)
+    finally:
+        runner.close()
+    return load_trace(path)
+
+
+def _decode_bytes(trace: dict[str, Any]) -> int:
+    """DRAM bytes of one decode step (the last) replayed on the trace's own model."""
+    spec = model_spec_of(trace)
+    steps = build_steps([trace], spec, False)
+    result = run_steps(steps[-1:], spec, load_hardware_spec("l40s"), ReplayConfig())
+    return int(result["totals"]["bytes"]) // steps[-1].count
+
+
+def test_weight_pruning_is_recorded_and_the_weights_come_back(
+    smollm2: LoadedModel, stats: CalibrationStats, tmp_path: Path
+) -> None:
+    down = smollm2.model.model.layers[3].mlp.down_proj.weight
+    before = down.detach().clone()
+    wanda = _record(smollm2, stats, tmp_path, name="wanda", sparsity=0.5)
+    assert torch.equal(down.detach(), before)  # restored after the run
+    policy = wanda["policy"]
+    assert policy["name"] == "wanda" and policy["weight_format"] == "bitmap"
+    # every row of every matrix drops exactly half (all input widths are even)
+    assert torch.equal(policy["weight_density"], torch.full((30,), 0.5, dtype=torch.float64))
+    assert int((wanda["steps"]["epoch"] >= 0).sum()) == 0  # no FFN neuron mask
+    two_four = _record(smollm2, stats, tmp_path, name="2:4")
+    assert two_four["policy"]["weight_format"] == "2:4"
+    dense_step = _decode_bytes({**wanda, "policy": {**policy, "weight_format": "dense",
+                                "weight_density": torch.ones(30, dtype=torch.float64)}})  # fmt: skip
+    # bitmap at 50%: half the fp8 values plus 1 bit per element = 9/16 of the dense weight bytes
+    spec = model_spec_of(wanda)
+    block_weights = spec.num_layers * (spec.attention_params_per_layer() + spec.mlp_params_per_layer())
+    assert dense_step - _decode_bytes(wanda) == block_weights - (block_weights // 2 + block_weights // 8)
+
+
+def test_dejavu_chooses_a_mask_per_token_and_replay_charges_its_predictor(
+    smollm2: LoadedModel, stats: CalibrationStats, tmp_path: Path
+) -> None:
+    rank = 16
+    trace = _record(smollm2, stats, tmp_path, name="dejavu", sparsity=0.5, rank=rank)
+    oracle = _record(smollm2, stats, tmp_path, name="dejavu", sparsity=0.5, oracle=True)
+    epochs = trace["steps"]["epoch"]
+    assert epochs[0] == -1 and epochs[1:].tolist() == list(range(TOKENS - 1))
+    assert bool((trace["epochs"]["kept"] == 768).all())  # round(0.5 * 1536) per layer, every token
+    masks = unpack_mask(trace["epochs"]["masks"], 1536)
+    assert not torch.equal(masks[0], masks[1])  # tokens choose different neurons
+    assert trace["policy"]["params"]["predictor_rank"] == rank
+    assert oracle["policy"]["params"]["predictor_rank"] == 0
+    spec = model_spec_of(trace)
+    d, m, k = spec.hidden_size, spec.intermediate_size, 768
+    # per layer: predictor weights (fp8) + its input x (fp16) + the kept index it writes (int32)
+    predictor = spec.num_layers * ((d * rank + rank * m) + 2 * d + 4 * k)
+    assert _decode_bytes(trace) - _decode_bytes(oracle) == predictor
+    assert build_steps([trace], spec, False)[-1].mask_builds == ()  # no mask build per token
+
+
+def test_dsgp_prunes_heads_and_replay_shrinks_attention(
+    smollm2: LoadedModel, stats: CalibrationStats, tmp_path: Path
+) -> None:
+    trace = _record(smollm2, stats, tmp_path, name="dsgp", sparsity=0.5, head_sparsity=0.25)
+    heads = trace["policy"]["head_masks"]
+    assert heads.shape == (30, 9) and bool((heads.sum(dim=-1) == 7).all())  # round(0.75 * 9)
+    spec = model_spec_of(trace)
+    steps = build_steps([trace], spec, False)
+    assert steps[0].heads is None  # the prefill runs every head
+    assert steps[-1].heads is not None and all(q == 7 for q, _ in steps[-1].heads)
+    hw, config = load_hardware_spec("l40s"), ReplayConfig()
+    pruned = run_steps(steps[-1:], spec, hw, config)["components"]["attention"]["bytes"]
+    full = run_steps([densified(steps[-1:], 1536)[0]], spec, hw, config)["components"]["attention"]["bytes"]
+    assert pruned < full
+
+
+def test_kgds_classifies_the_prompt_and_keeps_its_core(
+    smollm2: LoadedModel, stats: CalibrationStats, tmp_path: Path
+) -> None:
+    trace = _record(smollm2, stats, tmp_path, name="kgds", sparsity=0.5, core_fraction=0.5)
+    params = trace["policy"]["params"]
+    assert params["category"] in categories() and params["classifier_classes"] == 3
+    from dartsim.policies import kgds
+
+    core, masks = kgds.core_and_category_masks(stats.saliency, stats.category_saliency, 0.5, 0.5)
+    recorded = unpack_mask(trace["epochs"]["masks"][0], 1536)
+    assert torch.equal(recorded, masks[categories().index(params["category"])])
+    assert bool((recorded | ~core).all())  # the core is kept
+    steps = build_steps([trace], model_spec_of(trace), False)
+    assert steps[1].mask_builds and not steps[1].policy.build_topk and steps[1].policy.classifier_classes == 3
+
+
+def test_static_mask_follows_the_prompt_and_holds(smollm2: LoadedModel, tmp_path: Path) -> None:
+    runner = PolicyRunner(smollm2, PolicyConfig("static", sparsity=0.7), None)
+    try:
+        record_policy(runner, PROMPT, TOKENS, tmp_path / "s.pt")
+    finally:
+        runner.close()
+    trace = load_trace(tmp_path / "s.pt")
+    assert trace["steps"]["epoch"].tolist() == [-1] + [0] * (TOKENS - 1)
+    assert bool((trace["epochs"]["kept"] == 461).all())  # round(0.3 * 1536)
+
+
+def test_teacher_forced_dense_agrees_with_itself_exactly(smollm2: LoadedModel) -> None:
+    runner = PolicyRunner(smollm2, PolicyConfig("dense"), None)
+    forced = [1, 2, 3, 4]
+    logits: list[torch.Tensor] = []
+    try:
+        result = record_policy(
+            runner, "", 0, None, prompt_ids=[5, 6, 7], forced_ids=forced, on_logits=logits.append
+        )
+    finally:
+        runner.close()
+    assert result.trace is not None and result.trace["generation"]["generated_ids"].tolist() == forced
+    stacked = torch.stack(logits)
+    q = quality([stacked], [stacked], [torch.tensor(forced)])
+    assert q.top1_agreement == 1.0 and q.mean_kl == 0.0 and q.positions == 4
+
+
+def test_quality_metrics_on_a_hand_worked_example() -> None:
+    # dense: uniform over 2 tokens; policy: log-probs log(0.8), log(0.2); target token 0.
+    dense = torch.tensor([[0.0, 0.0]])
+    policy = torch.log(torch.tensor([[0.8, 0.2]]))
+    nll, agree, kl = token_stats(dense, policy, torch.tensor([0]))
+    assert nll == pytest.approx(-torch.log(torch.tensor(0.8)).item())
+    assert agree == 1  # both put token 0 first (a tie goes to the lower index)
+    # KL(u || p) = 0.5 log(0.5/0.8) + 0.5 log(0.5/0.2)
+    assert kl == pytest.approx(
+        0.5 * torch.log(torch.tensor(0.625)).item() + 0.5 * torch.log(torch.tensor(2.5)).item()
+    )
