@@ -140,7 +140,12 @@ def run(args: argparse.Namespace) -> int:
     from dartsim.dart.session import record
 
     if args.policy != "dart":
-        return _run_policy(args, _prompts(args), _targets(args, _prompts(args)))
+        if args.mode != "dart" or args.preset != "paper":
+            raise UserError(
+                f"--mode and --preset choose how DART runs; they do not apply to --policy {args.policy}"
+            )
+        prompts = _prompts(args)
+        return _run_policy(args, prompts, _targets(args, prompts))
     params = _params(args)
     from dartsim.dart.recorder import RecordOptions
 

@@ -52,13 +52,16 @@ def fit_predictor_from_moments(
     xtx: torch.Tensor, xty: torch.Tensor, rank: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`fit_predictor` from accumulated moments X^T X [d, d] and X^T Y [d, m] (so the
-    calibration pass never holds every token's activations): the fitted values' right
-    singular vectors are the eigenvectors of W^T (X^T X) W."""
+    calibration pass never holds every token's activations). With X^T X = Q diag(l) Q^T,
+    the fitted values X W have the right singular vectors of diag(sqrt(l)) Q^T W (a d x m
+    matrix: cheaper than the m x m eigenproblem when d < m)."""
     if rank < 1:
         raise ValueError(f"predictor rank must be at least 1, got {rank}")
     gram = xtx.double()
     scale = RIDGE * float(gram.diagonal().mean())
     w = torch.linalg.solve(gram + scale * torch.eye(gram.shape[0], dtype=torch.float64), xty.double())
-    values, vectors = torch.linalg.eigh(w.T @ gram @ w)  # ascending
-    v = vectors[:, torch.argsort(-values, stable=True)[: min(rank, vectors.shape[1])]]
+    values, q = torch.linalg.eigh(gram)
+    root = values.clamp_min(0).sqrt().unsqueeze(-1) * q.T  # [d, d]: root^T root = X^T X
+    _, _, vh = torch.linalg.svd(root @ w, full_matrices=False)
+    v = vh[: min(rank, vh.shape[0])].T  # [m, r]
     return w @ v, v.T.contiguous()
