@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-REPORT_NAMES = ("figure5", "retriggers", "host-check", "run", "mechanisms", "detector")
+REPORT_NAMES = ("figure5", "retriggers", "host-check", "run", "mechanisms", "detector", "policies")
 """The `dartsim report` subcommands; anything else after `report` is taken as a trace."""
 
 

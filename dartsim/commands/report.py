@@ -21,7 +21,11 @@ def run_figure5(args: argparse.Namespace) -> int:
         ("pruned with tracing (DART)", load_trace(args.dart)),
     ]
     model = curves[2][1]["model"]["name"]
-    sparsity = curves[2][1]["dart"].get("sparsity")
+    sparsity = curves[2][1].get("dart", {}).get("sparsity")
+    if sparsity is None:
+        from dartsim.errors import UserError
+
+        raise UserError(f"{args.dart}: not a DART trace (recorded under another policy)")
     title = f"Last-layer attention drift, {model}, {sparsity:.0%} FFN sparsity"
     atomic_write_bytes(args.out, figure5_png(curves, title))
     sys.stderr.write(f"wrote {args.out}\n")
@@ -112,7 +116,7 @@ def run_mechanisms(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_study(path: str) -> dict[str, object]:
+def _load_study(path: str, study: str = "detector") -> dict[str, object]:
     import json
 
     from dartsim.errors import UserError
@@ -122,8 +126,8 @@ def _load_study(path: str) -> dict[str, object]:
         payload = json.loads(read_text(Path(path), "study results"))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: malformed JSON: {exc.msg}") from None
-    if not isinstance(payload, dict) or payload.get("study") != "detector" or "rows" not in payload:
-        raise UserError(f"{path}: not the results of a detector study")
+    if not isinstance(payload, dict) or payload.get("study") != study or "rows" not in payload:
+        raise UserError(f"{path}: not the results of a {study} study")
     return payload
 
 
@@ -185,6 +189,67 @@ def run_detector(args: argparse.Namespace) -> int:
     payload = study_payload(rows, loaded.spec.name, args.tokens, names)
     if args.json is not None:
         atomic_write_text(args.json, json_text(payload))
+    emit(render(payload), args.out)
+    return 0
+
+
+def pareto_png(payload: dict[str, object], panels: list[str]) -> bytes:
+    """reports/policies-pareto.png from a policies payload: one series per policy (its
+    settings at every sparsity), one panel per target."""
+    from dartsim.report.plots import pareto
+
+    groups: dict[str, list[list[tuple[float, float]]]] = {}
+    for row in payload["rows"]:  # type: ignore[attr-defined]
+        name = row["label"].rsplit(" ", 1)[0] if row["label"].endswith("%") else row["label"]
+        cells = groups.setdefault(name, [[] for _ in panels])
+        for i, key in enumerate(panels):
+            cells[i].append((row["costs"][key]["speedup"], row["quality"]["top1_agreement"]))
+    return pareto(list(groups.items()), panels)
+
+
+def run_policies(args: argparse.Namespace) -> int:
+    from dartsim.commands.common import split_list
+    from dartsim.errors import UserError
+    from dartsim.fileio import atomic_write_bytes, atomic_write_text
+    from dartsim.report.policies import render
+    from dartsim.report.render import json_text
+
+    targets = [tuple(t.split("@", 1)) for t in split_list(args.targets, "--targets")]
+    if any(len(t) != 2 or not t[0] or not t[1] for t in targets):
+        raise UserError(f"--targets takes MODEL@HW pairs, got {args.targets!r}")
+    if args.from_json is not None:
+        payload = _load_study(args.from_json, "policies")
+    else:
+        from dartsim.dart.hf import load_for_recording
+        from dartsim.policies.quality import eval_items
+        from dartsim.specs.hardware import load_hardware_spec
+        from dartsim.specs.model import load_model_spec
+        from dartsim.study.policies import run_policies_study, settings
+
+        for model, hw in targets:  # unknown names fail before an hour of recording
+            load_model_spec(model)
+            load_hardware_spec(hw)
+        sparsities = [float(x) for x in split_list(args.sparsities, "--sparsities")]
+        if any(not 0 < x < 1 for x in sparsities):
+            raise UserError(f"--sparsities must lie in (0, 1), got {args.sparsities!r}")
+        loaded = load_for_recording(args.model, "cpu", 0)
+        items = eval_items(loaded, args.items_per_category, args.prompt_tokens, args.tokens)
+        if not items:
+            raise UserError("no evaluation passage is long enough for --prompt-tokens plus --tokens")
+
+        def say(message: str) -> None:
+            if not args.quiet:
+                sys.stderr.write(message + "\n")
+
+        chosen = settings(sparsities)
+        if args.policies:
+            wanted = split_list(args.policies, "--policies")
+            chosen = [s for s in chosen if s.policy in wanted or s.label == "dense"]
+        payload = run_policies_study(loaded, chosen, items, targets, say)  # type: ignore[arg-type]
+        if args.json is not None:
+            atomic_write_text(args.json, json_text(payload))
+    if args.plot is not None:
+        atomic_write_bytes(args.plot, pareto_png(payload, list(payload["targets"])))  # type: ignore[arg-type]
     emit(render(payload), args.out)
     return 0
 
@@ -315,6 +380,45 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     detector.add_argument("--quiet", action="store_true", help="no progress lines")
     detector.add_argument("--out", metavar="FILE", help="write atomically to FILE")
     detector.set_defaults(handler=run_detector)
+    pol = report_sub.add_parser(
+        "policies",
+        help="every sparsity policy on the real model: kept fraction, quality, and replayed cost",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Records every policy (dense, static, dart, dejavu and its oracle, wanda, 2:4, dsgp,\n"
+            "kgds) on the bundled model at each sparsity, teacher-forced on the shipped\n"
+            "evaluation text, measures quality against the dense model (perplexity, top-1\n"
+            "agreement, KL), and replays every trace on each MODEL@HW target for DRAM bytes,\n"
+            "time per token and speedup. The full run takes about 15 minutes on two CPU cores."
+        ),
+        epilog="examples:\n  dartsim report policies --json reports/policies.json "
+        "--plot reports/policies-pareto.png --out reports/policies.md"
+        "\n  dartsim report policies --from-json reports/policies.json --out reports/policies.md"
+        "\n  dartsim report policies --policies static,wanda --sparsities 0.5 --items-per-category 1 "
+        "--tokens 16 --targets llama-3.1-8b@l40s --out smoke.md",
+    )
+    pol.add_argument("--sparsities", default="0.3,0.5,0.7", help="comma-separated (default 0.3,0.5,0.7)")
+    pol.add_argument("--policies", help="comma-separated policies to run (default: all; dense always runs)")
+    pol.add_argument(
+        "--targets",
+        default="llama-3.1-8b@l40s,llama-3.1-8b@h100-sxm,llama-3.1-70b@l40s,llama-3.1-70b@h100-sxm",
+        help="comma-separated MODEL@HW replay targets (default: 8B and 70B on L40S and H100)",
+    )
+    pol.add_argument(
+        "--items-per-category",
+        type=positive_int,
+        default=2,
+        help="evaluation passages per category (default 2)",
+    )
+    pol.add_argument("--prompt-tokens", type=positive_int, default=64, help="prompt tokens (default 64)")
+    pol.add_argument("--tokens", type=positive_int, default=128, help="continuation tokens (default 128)")
+    pol.add_argument("--model", help="model as for dartsim record (default: the bundled SmolLM2)")
+    pol.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
+    pol.add_argument("--from-json", metavar="FILE", help="render saved results instead of running")
+    pol.add_argument("--plot", metavar="FILE", help="write the quality-vs-speedup Pareto plot (PNG)")
+    pol.add_argument("--quiet", action="store_true", help="no progress lines")
+    pol.add_argument("--out", metavar="FILE", help="write the markdown atomically to FILE")
+    pol.set_defaults(handler=run_policies)
     mech.add_argument(
         "--model", default="llama-3.1-70b", help="model preset or config.json (default llama-3.1-70b)"
     )

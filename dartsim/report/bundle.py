@@ -18,6 +18,7 @@ from dartsim.report import plots, render
 from dartsim.specs.hardware import HardwareSpec
 from dartsim.specs.model import ModelSpec
 from dartsim.text import printable
+from dartsim.trace.schema import policy_section
 from dartsim.trace.summary import dense_step_fraction, drift_detection_rate
 from dartsim.units import GB, format_seconds
 from dartsim.workload import Precision
@@ -92,6 +93,14 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
+def _policy_text(trace: dict[str, Any]) -> str:
+    """`policy dsgp, sparsity 0.5` (DART traces: the DART sparsity)."""
+    policy = policy_section(trace)
+    sparsity = trace.get("dart", {}).get("sparsity", policy["params"].get("sparsity"))
+    name = printable(policy["name"])
+    return f"sparsity {sparsity}" if name == "dart" else f"policy {name}, sparsity {sparsity}"
+
+
 def summary_md(
     names: Sequence[str], traces: Sequence[dict[str, Any]], runs: Sequence[ModelRun], hw: HardwareSpec
 ) -> str:
@@ -100,7 +109,7 @@ def summary_md(
         "",
         "Traces (one batch): "
         + ", ".join(
-            f"`{printable(n)}` ({printable(t['model']['name'])}, sparsity {t['dart']['sparsity']}, "
+            f"`{printable(n)}` ({printable(t['model']['name'])}, {_policy_text(t)}, "
             f"dense-step fraction {dense_step_fraction(t):.2f}, drift detection rate "
             + ("n/a" if drift_detection_rate(t) is None else f"{drift_detection_rate(t):.2f}")
             + ")"

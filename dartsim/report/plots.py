@@ -170,3 +170,57 @@ def speedups(labels: Sequence[str], values: Sequence[float], title: str) -> byte
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     return _png(fig)
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h")
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both coordinates (higher is better on both),
+    sorted by the first."""
+    front = sorted(set(points))
+    return [
+        p
+        for p in front
+        if not any((o[0] >= p[0] and o[1] > p[1]) or (o[0] > p[0] and o[1] >= p[1]) for o in front)
+    ]
+
+
+def pareto(
+    series: Sequence[tuple[str, Sequence[Sequence[tuple[float, float]]]]], panels: Sequence[str]
+) -> bytes:
+    """Quality (top-1 agreement with dense, %) against speedup over dense, one panel per
+    target (two per row); `series` holds per policy, per panel, its (speedup, agreement)
+    points. The dashed line joins the points of buildable policies that no other beats on
+    both (an oracle series, an upper bound, is drawn but left out of it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(2, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.6 * cols, 4.3 * rows), dpi=100, squeeze=False)
+    for p, title in enumerate(panels):
+        ax = axes[p // cols][p % cols]
+        buildable = []
+        for i, (name, values) in enumerate(series):
+            xs = [v[0] for v in values[p]]
+            ys = [100 * v[1] for v in values[p]]
+            if "oracle" not in name:
+                buildable += list(zip(xs, ys, strict=True))
+            colour = OKABE_ITO[i % len(OKABE_ITO)]
+            ax.scatter(xs, ys, color=colour, marker=MARKERS[i % len(MARKERS)], label=name, s=36)
+        frontier = pareto_front(buildable)
+        ax.plot(
+            [f[0] for f in frontier], [f[1] for f in frontier], color=OKABE_ITO[7], lw=1, ls="--",
+            label="frontier (buildable)",
+        )  # fmt: skip
+        ax.set_xlabel("speedup over dense (x, time per output token)")
+        ax.set_ylabel("top-1 agreement with dense (%)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    for q in range(len(panels), rows * cols):
+        axes[q // cols][q % cols].set_visible(False)
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    return _png(fig)

@@ -1,0 +1,226 @@
+"""The policy comparison: every policy recorded on the real model over the shipped
+evaluation text (teacher-forced), measured against the dense model for quality, and its
+traces replayed on target models and hardware for cost.
+
+Each (policy, setting) is run on the same evaluation items. Quality pools every
+position of every item (policies/quality.py). Cost replays each item's trace on every
+(model, hardware) target, retargeted by depth, at the smallest tensor-parallel degree
+that fits, and averages over items: DRAM bytes per generated token, time per output
+token (decode steps), and the speedup over the dense trace of the same item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from dartsim.dart.hf import LoadedModel
+from dartsim.policies.calibration import CalibrationStats, calibrate
+from dartsim.policies.quality import EvalItem, quality
+
+DEFAULT_SPARSITIES = (0.3, 0.5, 0.7)
+DEFAULT_TARGETS = (
+    ("llama-3.1-8b", "l40s"),
+    ("llama-3.1-8b", "h100-sxm"),
+    ("llama-3.1-70b", "l40s"),
+    ("llama-3.1-70b", "h100-sxm"),
+)
+DART_PRESET = "paper"
+DART_PROMPT_IN_REFERENCE = True
+"""DART builds its first mask from the prompt here, as the other prompt-derived policies
+do; with dartsim's recording default (the first 100 generated tokens run dense) most of a
+128-token evaluation would be dense."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    label: str
+    policy: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sparsity(self) -> float:
+        return float(self.options.get("sparsity", 0.0))
+
+
+def settings(sparsities: Sequence[float]) -> list[Setting]:
+    """dense, 2:4, and every other policy at each sparsity."""
+    out = [Setting("dense", "dense")]
+    for s in sparsities:
+        pct = f"{s:.0%}"
+        out += [
+            Setting(f"static {pct}", "static", {"sparsity": s}),
+            Setting(f"dart {pct}", "dart", {"sparsity": s}),
+            Setting(f"dejavu {pct}", "dejavu", {"sparsity": s}),
+            Setting(f"dejavu-oracle {pct}", "dejavu", {"sparsity": s, "oracle": True}),
+            Setting(f"wanda {pct}", "wanda", {"sparsity": s}),
+            Setting(f"dsgp {pct}", "dsgp", {"sparsity": s}),
+            Setting(f"kgds {pct}", "kgds", {"sparsity": s}),
+        ]
+    out.append(Setting("2:4", "2:4"))
+    return out
+
+
+def record_item(
+    loaded: LoadedModel,
+    setting: Setting,
+    item: EvalItem,
+    stats: CalibrationStats | None,
+    runners: dict[str, Any],
+) -> tuple[dict[str, Any], torch.Tensor]:
+    """(trace, logits [C, V]) of one setting teacher-forced on one item."""
+    logits: list[torch.Tensor] = []
+    collect = lambda x: logits.append(x.detach().double().cpu())  # noqa: E731
+    if setting.policy == "dart":
+        from dartsim.dart.params import DartParams
+        from dartsim.dart.recorder import RecordOptions
+        from dartsim.dart.session import record
+
+        params = DartParams.preset(
+            DART_PRESET, sparsity=setting.sparsity, prompt_in_reference=DART_PROMPT_IN_REFERENCE
+        )
+        options = RecordOptions(
+            max_new_tokens=len(item.continuation_ids), forced_ids=tuple(item.continuation_ids)
+        )
+        result = record(
+            loaded, "", params, options, None, False, on_logits=collect, prompt_ids=item.prompt_ids
+        )
+    else:
+        from dartsim.policies.session import record_policy
+
+        result = record_policy(
+            runners[setting.label],
+            "",
+            len(item.continuation_ids),
+            None,
+            False,
+            prompt_ids=item.prompt_ids,
+            forced_ids=item.continuation_ids,
+            on_logits=collect,
+        )
+    assert result.trace is not None
+    return result.trace, torch.stack(logits)
+
+
+def kept_fractions(trace: dict[str, Any]) -> dict[str, float]:
+    """Decode-step averages: FFN neurons kept, decoder weights kept, attention heads kept."""
+    from dartsim.trace.schema import policy_section
+
+    steps = trace["steps"]
+    decode = steps["phase"] == 1
+    epochs = steps["epoch"][decode].long()
+    m = trace["model"]["intermediate_size"]
+    dense = torch.ones(1, dtype=torch.float64)  # appended: epoch -1 (dense) indexes it
+    per_epoch = torch.cat([trace["epochs"]["kept"].double().mean(dim=-1) / m, dense])
+    ffn = per_epoch[torch.where(epochs >= 0, epochs, per_epoch.numel() - 1)]
+    policy = policy_section(trace)
+    heads = policy["head_masks"].double().mean()
+    head_share = torch.where(epochs >= 0, heads, torch.ones((), dtype=torch.float64))
+    return {
+        "ffn": float(ffn.mean()) if ffn.numel() else 1.0,
+        "weights": float(policy["weight_density"].mean()),
+        "heads": float(head_share.mean()) if head_share.numel() else 1.0,
+    }
+
+
+def replay_cost(traces: list[dict[str, Any]], model: str, hw_name: str) -> dict[str, float]:
+    """Mean over items of bytes per generated token and TPOT, and the tensor-parallel degree."""
+    from dartsim.engine.costing import ReplayConfig
+    from dartsim.engine.run import choose_tp, run_steps
+    from dartsim.engine.steps import build_steps, check_retarget
+    from dartsim.specs.hardware import load_hardware_spec
+    from dartsim.specs.model import load_model_spec
+    from dartsim.workload import Precision
+
+    spec, hw, precision = load_model_spec(model), load_hardware_spec(hw_name), Precision()
+    per_token, tpot, tps = [], [], []
+    for trace in traces:
+        retarget, _ = check_retarget([trace], spec)
+        tp = choose_tp(spec, hw, precision, "auto", int(trace["steps"]["context_len"].max()))
+        result = run_steps(build_steps([trace], spec, retarget, tp), spec, hw, ReplayConfig(tp=tp))
+        per_token.append(result["totals"]["bytes"] / result["tokens"])
+        tpot.append(result["tpot_s"])
+        tps.append(tp)
+    n = len(traces)
+    return {"bytes_per_token": sum(per_token) / n, "tpot_s": sum(tpot) / n, "tp": max(tps)}
+
+
+def run_policies_study(
+    loaded: LoadedModel,
+    chosen: Sequence[Setting],
+    items: Sequence[EvalItem],
+    targets: Sequence[tuple[str, str]],
+    say: Callable[[str], None],
+    stats: CalibrationStats | None = None,
+) -> dict[str, Any]:
+    """Every setting on every item: the payload reports/policies.md is rendered from."""
+    from dartsim.policies.runner import NEEDS_CALIBRATION, PolicyConfig, PolicyRunner
+
+    if stats is None and any(s.policy in NEEDS_CALIBRATION for s in chosen):
+        say("calibrating on the shipped calibration text")
+        stats = calibrate(loaded)
+    targets_ids = [torch.tensor(i.continuation_ids) for i in items]
+    rows: list[dict[str, Any]] = []
+    dense_logits: list[torch.Tensor] = []
+    dense_cost: dict[str, dict[str, float]] = {}
+    for n, setting in enumerate(chosen):
+        say(f"[{n + 1}/{len(chosen)}] {setting.label}")
+        runners: dict[str, Any] = {}
+        if setting.policy != "dart":
+            runners[setting.label] = PolicyRunner(
+                loaded, PolicyConfig(setting.policy, **setting.options), stats
+            )
+        try:
+            recorded = [record_item(loaded, setting, item, stats, runners) for item in items]
+        finally:
+            for runner in runners.values():
+                runner.close()
+        traces = [t for t, _ in recorded]
+        logits = [lg for _, lg in recorded]
+        if setting.policy == "dense":
+            dense_logits = logits
+        if not dense_logits:
+            raise ValueError("the dense setting must come first")
+        q = quality(dense_logits, logits, targets_ids)
+        fractions = [kept_fractions(t) for t in traces]
+        kept = {k: sum(f[k] for f in fractions) / len(fractions) for k in fractions[0]}
+        costs = {}
+        for model, hw in targets:
+            key = f"{model} @ {hw}"
+            cost = replay_cost(traces, model, hw)
+            if setting.policy == "dense":
+                dense_cost[key] = cost
+            cost["speedup"] = dense_cost[key]["tpot_s"] / cost["tpot_s"]
+            costs[key] = cost
+        categories = sorted(
+            {t["policy"]["params"].get("category", "") for t in traces if "policy" in t} - {""}
+        )
+        rows.append(
+            {
+                "label": setting.label,
+                "policy": setting.policy,
+                "options": dict(setting.options),
+                "kept": kept,
+                "quality": {
+                    "perplexity": q.perplexity,
+                    "top1_agreement": q.top1_agreement,
+                    "mean_kl": q.mean_kl,
+                    "positions": q.positions,
+                },
+                "costs": costs,
+                "categories": categories,
+            }
+        )
+    return {
+        "study": "policies",
+        "model": loaded.spec.name,
+        "items": [{"category": i.category, "topic": i.topic} for i in items],
+        "prompt_tokens": len(items[0].prompt_ids) if items else 0,
+        "continuation_tokens": len(items[0].continuation_ids) if items else 0,
+        "calibration_tokens": stats.tokens if stats is not None else 0,
+        "targets": [f"{m} @ {h}" for m, h in targets],
+        "rows": rows,
+    }
