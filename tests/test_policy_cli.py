@@ -131,6 +131,12 @@ def test_policies_report_covers_every_policy_target_and_quality_figure() -> None
 def test_policies_report_errors_are_one_line(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     bad = run_cli("report", "policies", "--targets", "llama-3.1-8b", "--out", str(tmp_path / "x.md"))
     assert bad.code == 2 and "MODEL@HW" in bad.err
+    for value in ("abc", "0.5,1.5"):
+        sparsities = run_cli("report", "policies", "--sparsities", value, "--out", str(tmp_path / "x.md"))
+        assert sparsities.code == 2 and "--sparsities" in sparsities.err and "Traceback" not in sparsities.err
+    unknown = run_cli("report", "policies", "--targets", "llama-9@l40s", "--out", str(tmp_path / "x.md"))
+    assert unknown.code == 2 and "llama-9" in unknown.err
+    assert not (tmp_path / "x.md").exists()
     detector = run_cli("report", "policies", "--from-json", str(REPORTS / "detector.json"))
     assert detector.code == 2 and "not the results of a policies study" in detector.err
 

@@ -229,7 +229,10 @@ def run_policies(args: argparse.Namespace) -> int:
         for model, hw in targets:  # unknown names fail before an hour of recording
             load_model_spec(model)
             load_hardware_spec(hw)
-        sparsities = [float(x) for x in split_list(args.sparsities, "--sparsities")]
+        try:
+            sparsities = [float(x) for x in split_list(args.sparsities, "--sparsities")]
+        except ValueError:
+            raise UserError(f"--sparsities takes numbers in (0, 1), got {args.sparsities!r}") from None
         if any(not 0 < x < 1 for x in sparsities):
             raise UserError(f"--sparsities must lie in (0, 1), got {args.sparsities!r}")
         loaded = load_for_recording(args.model, "cpu", 0)
