@@ -163,3 +163,24 @@ def test_quality_metrics_on_a_hand_worked_example() -> None:
     assert kl == pytest.approx(
         0.5 * torch.log(torch.tensor(0.625)).item() + 0.5 * torch.log(torch.tensor(2.5)).item()
     )
+
+
+def test_an_interrupted_policy_run_keeps_its_steps(smollm2: LoadedModel, tmp_path: Path) -> None:
+    runner = PolicyRunner(smollm2, PolicyConfig("static", sparsity=0.5), None)
+    seen: list[int] = []
+
+    def interrupt(_logits: torch.Tensor) -> None:
+        seen.append(1)
+        if len(seen) == 4:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "cut.pt"
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            record_policy(runner, PROMPT, 20, path, on_logits=interrupt)
+    finally:
+        runner.close()
+    trace = load_trace(path)
+    assert trace["status"] == "interrupted" and not trace["complete"]
+    assert trace["steps"]["phase"].numel() == 4  # the prefill and three decode steps
+    assert trace["policy"]["name"] == "static"

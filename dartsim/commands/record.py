@@ -95,9 +95,22 @@ def _run_policy(args: argparse.Namespace, prompts: list[str], targets: list[Path
     loaded = load_for_recording(args.model, args.device, args.seed)
     stats = None
     if config.name in NEEDS_CALIBRATION:
+        bar = None
         if not args.quiet:
-            sys.stderr.write(f"calibrating {config.name} on the shipped calibration text...\n")
-        stats = calibrate(loaded)
+            from tqdm import tqdm
+
+            bar = tqdm(desc=f"calibrating {config.name}", unit="passage", file=sys.stderr)
+
+        def advance(done: int, total: int) -> None:
+            if bar is not None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+        try:
+            stats = calibrate(loaded, advance)
+        finally:
+            if bar is not None:
+                bar.close()
     runner = PolicyRunner(loaded, config, stats)
     try:
         for prompt, target in zip(prompts, targets, strict=True):
