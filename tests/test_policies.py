@@ -184,3 +184,43 @@ def test_an_interrupted_policy_run_keeps_its_steps(smollm2: LoadedModel, tmp_pat
     assert trace["status"] == "interrupted" and not trace["complete"]
     assert trace["steps"]["phase"].numel() == 4  # the prefill and three decode steps
     assert trace["policy"]["name"] == "static"
+
+
+def test_hook_masks_equal_physically_pruned_weights(smollm2: LoadedModel, stats: CalibrationStats) -> None:
+    """The runner's masks (multiplying u and the heads' outputs) give the same logits as a
+    model whose pruned neurons' gate rows and pruned heads' o_proj columns are zeroed."""
+    runner = PolicyRunner(smollm2, PolicyConfig("dsgp", sparsity=0.5, head_sparsity=0.25), stats)
+    prompt, forced = [1, 504, 3214, 314, 253, 1052, 30], [3365, 2418, 314]
+    got: list[torch.Tensor] = []
+    try:
+        result = record_policy(
+            runner, "", 0, None, prompt_ids=prompt, forced_ids=forced, on_logits=got.append
+        )
+    finally:
+        runner.close()
+    assert result.trace is not None
+    neurons = unpack_mask(result.trace["epochs"]["masks"][0], 1536)  # [L, m]
+    heads = result.trace["policy"]["head_masks"]  # [L, H]
+    model = smollm2.model
+    from transformers.cache_utils import DynamicCache
+
+    saved = []
+    expected = []
+    with torch.no_grad():
+        cache = DynamicCache()
+        model(input_ids=torch.tensor([prompt]), past_key_values=cache, use_cache=True)  # dense prefill
+        try:
+            for i, layer in enumerate(model.model.layers):
+                gate, o_proj = layer.mlp.gate_proj.weight, layer.self_attn.o_proj.weight
+                saved += [(gate, gate.clone()), (o_proj, o_proj.clone())]
+                gate[~neurons[i]] = 0  # u = silu(0) * up = 0 for every pruned neuron
+                o_proj[:, ~heads[i].repeat_interleave(64)] = 0  # pruned heads contribute nothing
+            for j, token in enumerate(forced[:-1]):
+                position = torch.tensor([[len(prompt) + j]])
+                out = model(input_ids=torch.tensor([[token]]), past_key_values=cache, position_ids=position)
+                expected.append(out.logits[0, -1])
+        finally:
+            for w, original in saved:
+                w.copy_(original)
+    for a, b in zip(got[1:], expected, strict=True):
+        assert torch.allclose(a, b, atol=1e-4), float((a - b).abs().max())
