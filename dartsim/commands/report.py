@@ -81,7 +81,7 @@ def run_bundle(args: argparse.Namespace) -> int:
     runs = []
     for spec in specs:
         if not args.quiet:
-            sys.stderr.write(f"replaying as {spec.name} on {hw.name} (DART and dense)\n")
+            sys.stderr.write(f"replaying as {spec.name} on {hw.name} (as recorded, and dense)\n")
         runs.append(replay_model(traces, spec, hw, args.tp, config))
     names = [Path(p).name for p in args.traces]
     files = bundle(names, traces, runs, hw, precision)

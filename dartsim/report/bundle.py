@@ -117,7 +117,7 @@ def summary_md(
         )
         + ".",
         "",
-        "Each model replays the traces as recorded (DART) and with every FFN dense; retargeted "
+        "Each model replays the traces as recorded (under their policy) and fully dense; retargeted "
         "models map keep ratios by normalised depth. Bytes are DRAM traffic per device.",
         "",
     ]
