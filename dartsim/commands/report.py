@@ -392,7 +392,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "kgds) on the bundled model at each sparsity, teacher-forced on the shipped\n"
             "evaluation text, measures quality against the dense model (perplexity, top-1\n"
             "agreement, KL), and replays every trace on each MODEL@HW target for DRAM bytes,\n"
-            "time per token and speedup. The full run takes about 15 minutes on two CPU cores."
+            "time per token and speedup. The full run takes about 20 minutes on two CPU cores."
         ),
         epilog="examples:\n  dartsim report policies --json reports/policies.json "
         "--plot reports/policies-pareto.png --out reports/policies.md"
