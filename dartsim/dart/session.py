@@ -73,20 +73,13 @@ def record(
 
     if prompt_ids is None:
         prompt_ids = encode_prompt(loaded, prompt, chat_template)
-    limit = loaded.spec.max_position_embeddings
-    if len(prompt_ids) + options.max_new_tokens > limit:
-        raise UserError(
-            f"the prompt ({len(prompt_ids)} tokens) plus --max-new-tokens "
-            f"{options.max_new_tokens} exceeds the model's context of {limit} positions"
-        )
+    check_context(
+        loaded, len(prompt_ids), options.max_new_tokens, f"--max-new-tokens {options.max_new_tokens}"
+    )
     builder = TraceBuilder() if trace_enabled else NullTraceBuilder()
     recorder = DartRecorder(loaded, params, options)
     summary: dict[str, Any] = {"generated_ids": [], "stopped_at_eos": False}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=options.max_new_tokens, desc="recording", unit="tok", file=sys.stderr)
+    bar = token_bar(options.max_new_tokens, "recording") if progress else None
 
     def generate() -> None:
         recorder.run(
@@ -105,11 +98,38 @@ def record(
 
     status, failure, seconds = guarded(generate, cleanup)
     trace = None
-    written = 0
     if trace_enabled and builder.step_count > 0:
         trace = assemble(loaded, params, options, builder, prompt, prompt_ids, summary, chat_template, status)
-        if out is not None:
-            written = save_trace(trace, out)
+    return finish(trace, out, status, failure, seconds, summary)
+
+
+def check_context(loaded: LoadedModel, prompt_len: int, new_tokens: int, asked: str) -> None:
+    """A prompt plus the tokens to generate must fit the model's context."""
+    limit = loaded.spec.max_position_embeddings
+    if prompt_len + new_tokens > limit:
+        raise UserError(
+            f"the prompt ({prompt_len} tokens) plus {asked} exceeds the model's context of {limit} positions"
+        )
+
+
+def token_bar(total: int, desc: str) -> Any:
+    """A progress bar on stderr counting generated tokens."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="tok", file=sys.stderr)
+
+
+def finish(
+    trace: dict[str, Any] | None,
+    out: Path | None,
+    status: str,
+    failure: BaseException | None,
+    seconds: float,
+    summary: dict[str, Any],
+) -> RecordResult:
+    """Save what was recorded (also after an interrupt or an error), then re-raise the
+    failure if there was one."""
+    written = save_trace(trace, out) if trace is not None and out is not None else 0
     if failure is not None:
         raise failure
     return RecordResult(trace, status, written, seconds, len(summary["generated_ids"]))

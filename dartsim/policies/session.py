@@ -3,7 +3,6 @@ is interrupted or fails (as DART's recordings do: dart/session.py)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,11 +10,18 @@ from typing import Any
 import torch
 
 from dartsim.dart.recorder import RecordOptions
-from dartsim.dart.session import RecordResult, encode_prompt, eos_ids, generation_section, guarded
+from dartsim.dart.session import (
+    RecordResult,
+    check_context,
+    encode_prompt,
+    eos_ids,
+    finish,
+    generation_section,
+    guarded,
+    token_bar,
+)
 from dartsim.dart.trace_builder import TraceBuilder, trace_header
-from dartsim.errors import UserError
 from dartsim.policies.runner import PolicyRunner
-from dartsim.trace.io import save_trace
 
 
 def record_policy(
@@ -33,18 +39,10 @@ def record_policy(
     loaded = runner.loaded
     ids = prompt_ids if prompt_ids is not None else encode_prompt(loaded, prompt, chat_template)
     new_tokens = len(forced_ids) if forced_ids is not None else max_new_tokens
-    if len(ids) + new_tokens > loaded.spec.max_position_embeddings:
-        raise UserError(
-            f"the prompt ({len(ids)} tokens) plus {new_tokens} new tokens exceeds the model's "
-            f"context of {loaded.spec.max_position_embeddings} positions"
-        )
+    check_context(loaded, len(ids), new_tokens, f"{new_tokens} new tokens")
     builder = TraceBuilder()
     summary: dict[str, Any] = {"generated_ids": [], "stopped_at_eos": False}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=new_tokens, desc=f"recording {runner.config.name}", unit="tok", file=sys.stderr)
+    bar = token_bar(new_tokens, f"recording {runner.config.name}") if progress else None
 
     def generate() -> None:
         runner.run(
@@ -59,14 +57,10 @@ def record_policy(
         )
 
     status, failure, seconds = guarded(generate, lambda: bar.close() if bar is not None else None)
-    trace, written = None, 0
+    trace = None
     if builder.step_count > 0:
         trace = assemble(runner, builder, prompt, ids, summary, max_new_tokens, chat_template, status)
-        if out is not None:
-            written = save_trace(trace, out)
-    if failure is not None:
-        raise failure
-    return RecordResult(trace, status, written, seconds, len(summary["generated_ids"]))
+    return finish(trace, out, status, failure, seconds, summary)
 
 
 def assemble(

@@ -9,7 +9,6 @@ source is an error naming the file, the field and the value.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,16 +16,14 @@ from typing import Any
 
 from dartsim.errors import UserError, unknown_name
 from dartsim.specs.dtypes import DType
+from dartsim.specs.hardware_fields import FieldReader
 from dartsim.specs.hardware_schema import (
     CALIBRATABLE,
     FIELDS,
     REQUIRED,
     REQUIRED_SOURCES,
-    RETIRED_KEYS,
     SECTIONS,
-    TENSOR_DTYPES,
     TOP_KEYS,
-    Field,
 )
 from dartsim.specs.strict_yaml import read_yaml
 from dartsim.text import brief
@@ -193,83 +190,6 @@ _CLASSES: dict[str, type] = {
 }
 
 
-class _Reader:
-    """Validates one parsed YAML document, naming the file and dotted field on errors."""
-
-    def __init__(self, where: str) -> None:
-        self.where = where
-
-    def fail(self, path: str, message: str) -> UserError:
-        return UserError(f"{self.where}: field {path!r} {message}")
-
-    def mapping(self, value: Any, path: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            label = path or "top level"
-            raise UserError(f"{self.where}: {label} must be a mapping, got {brief(value)}")
-        return value
-
-    def check_keys(self, mapping: dict[str, Any], allowed: set[str], prefix: str) -> None:
-        for key in mapping:
-            if key not in allowed:
-                hint = RETIRED_KEYS.get(str(key)) if not prefix else None
-                extra = f": {hint}" if hint else f" (allowed: {', '.join(sorted(allowed))})"
-                raise UserError(f"{self.where}: unknown key {prefix + str(key)!r}{extra}")
-
-    def leaf(self, field: Field, raw: Any) -> Any:
-        """The SI value of one field, or an error naming it."""
-        path = field.path
-        if field.kind == "text":
-            if not isinstance(raw, str) or not raw.strip():
-                raise self.fail(path, f"must be a non-empty string, got {brief(raw)}")
-            return raw
-        if field.kind == "flag":
-            if not isinstance(raw, bool):
-                raise self.fail(path, f"must be true or false, got {brief(raw)}")
-            return raw
-        if field.kind == "choice":
-            if raw not in field.choices:
-                raise self.fail(path, f"must be one of {', '.join(field.choices)}, got {brief(raw)}")
-            return raw
-        if field.kind == "rates":
-            table = self.mapping(raw, path)
-            self.check_keys(table, set(TENSOR_DTYPES), path + ".")
-            if not table:
-                raise self.fail(path, "must list at least one format")
-            number = Field(path, path, "number", field.scale, field.low, field.high, field.why)
-            return {
-                name: self.number(number, table[name], f"{path}.{name}")
-                for name in TENSOR_DTYPES
-                if name in table
-            }
-        return self.number(field, raw, path)
-
-    def number(self, field: Field, raw: Any, path: str) -> float | int:
-        if field.kind == "integer":
-            if isinstance(raw, bool) or not isinstance(raw, int):
-                raise self.fail(path, f"must be a positive integer, got {brief(raw)}")
-        elif isinstance(raw, bool) or not isinstance(raw, (int, float)):
-            raise self.fail(path, f"must be a number, got {brief(raw)}")
-        try:
-            value = float(raw)
-        except OverflowError:
-            raise self.fail(path, f"must be at most {field.high:g} ({field.why}), got {brief(raw)}") from None
-        if not math.isfinite(value):
-            raise self.fail(path, f"must be finite, got {brief(raw)}")
-        assert field.low is not None and field.high is not None
-        if field.kind == "fraction" and not 0 < value <= 1:
-            raise self.fail(path, f"is an efficiency factor and must lie in (0, 1], got {brief(raw)}")
-        if field.low_open and value <= field.low:
-            raise self.fail(path, f"must be positive and finite, got {brief(raw)}")
-        if not field.low_open and value < field.low:
-            what = "a positive integer" if field.kind == "integer" else "zero or positive"
-            raise self.fail(path, f"must be {what}, got {brief(raw)}")
-        if value > field.high:
-            raise self.fail(path, f"must be at most {field.high:g} ({field.why}), got {brief(raw)}")
-        if field.kind == "integer":
-            return int(raw)
-        return value * field.scale
-
-
 def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     parts = dotted.split(".")
     for part in parts[:-1]:
@@ -285,7 +205,7 @@ def get_dotted(tree: Any, dotted: str) -> Any:
 
 def hardware_spec_from_dict(raw: Any, where: str) -> HardwareSpec:
     """Validate a parsed hardware YAML document and convert it to SI."""
-    r = _Reader(where)
+    r = FieldReader(where)
     top = r.mapping(raw, "")
     r.check_keys(top, set(TOP_KEYS), "")
     docs: dict[str, dict[str, Any]] = {"": top}
@@ -349,7 +269,7 @@ def hardware_spec_from_dict(raw: Any, where: str) -> HardwareSpec:
     )
 
 
-def _check_noc(r: _Reader, values: dict[str, Any]) -> None:
+def _check_noc(r: FieldReader, values: dict[str, Any]) -> None:
     topology, tiles = values["noc.topology"], values["noc.tiles"]
     rows, cols = values["noc.mesh_rows"], values["noc.mesh_cols"]
     if topology == "mesh":
@@ -364,12 +284,12 @@ def _check_noc(r: _Reader, values: dict[str, Any]) -> None:
         raise r.fail("noc.mesh_rows", f"applies only to a mesh, topology is {topology!r}")
 
 
-def _check_link(r: _Reader, values: dict[str, Any]) -> None:
+def _check_link(r: FieldReader, values: dict[str, Any]) -> None:
     if values["link.allreduce_algorithm"] == "auto" and values["link.one_shot_max_bytes"] <= 0:
         raise r.fail("link.one_shot_max_kb", "must be positive when link.allreduce_algorithm is auto")
 
 
-def _calibrated(r: _Reader, raw: Any) -> tuple[str, ...]:
+def _calibrated(r: FieldReader, raw: Any) -> tuple[str, ...]:
     if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
         raise r.fail("calibrated", f"must be a list of field names, got {brief(raw)}")
     for path in raw:

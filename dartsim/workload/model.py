@@ -7,7 +7,6 @@ decoder blocks, whole steps and the work of a DART mask build.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -239,9 +238,7 @@ def retrigger_kernels(
                 component=Component.DART,
                 unit=Unit.VECTOR,
                 flops_matmul=0,
-                flops_vector=ops.TOPK_COMPARISONS_PER_ELEMENT_LOG2 * m * max(1, math.ceil(math.log2(m)))
-                if topk
-                else 0,
+                flops_vector=ops.topk_flops(m) if topk else 0,
                 compute_dtype=None,
                 reads=tuple(reads),
                 writes=tuple(writes),

@@ -41,6 +41,11 @@ TOPK_COMPARISONS_PER_ELEMENT_LOG2 = 1
 DENSE = WeightStorage()
 
 
+def topk_flops(n: int) -> int:
+    """Vector FLOPs of a top-k over n scores by sorting: n ceil(log2 n) comparisons."""
+    return TOPK_COMPARISONS_PER_ELEMENT_LOG2 * n * max(1, (n - 1).bit_length())
+
+
 def weight(name: str, numel: int, dtype: DType) -> TensorAccess:
     return TensorAccess(name, TensorKind.WEIGHT, numel, dtype)
 
@@ -295,7 +300,7 @@ def ffn_predictor(
     with A [d, r], B [r, m] at the weight precision, then each token's top-k by sorting.
     Its indices feed the FFN's gather of kept rows."""
     T, d, m = shape.tokens, spec.hidden_size, spec.intermediate_size
-    topk = TOPK_COMPARISONS_PER_ELEMENT_LOG2 * T * m * max(1, (m - 1).bit_length())
+    topk = T * topk_flops(m)  # each token ranks its m scores
     return Kernel(
         name="ffn_predictor",
         layer=layer,
