@@ -25,8 +25,8 @@ SCENARIO = r"""
 import json, resource, sys, time
 import simpy
 from dartsim.engine.costing import ReplayConfig
-from dartsim.engine.run import run_steps
-from dartsim.engine.steps import build_steps
+from dartsim.replay.run import run_steps
+from dartsim.replay.steps import build_steps
 from dartsim.specs.hardware import load_hardware_spec
 from dartsim.specs.model import load_model_spec
 from dartsim.trace.synth import synth_trace
@@ -50,10 +50,10 @@ print(json.dumps({
     "wall_s": wall,
     "simpy_100k_s": simpy_s,
     "rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-    "tokens": result["tokens"],
-    "device_s": result["totals"]["time_s"],
-    "tpot_ms": result["tpot_s"] * 1e3,
-    "costed_steps": result["simulated_steps"],
+    "tokens": result.tokens,
+    "device_s": result.totals.time_s,
+    "tpot_ms": result.tpot_s * 1e3,
+    "costed_steps": result.simulated_steps,
 }))
 """
 GIB = 2**30

@@ -20,17 +20,6 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USER_ERROR)
 
 
-def emit(text: str, out: str | None) -> None:
-    """Print `text`, or write it atomically to `out`."""
-    if out is None:
-        sys.stdout.write(text)
-        return
-    from dartsim.fileio import atomic_write_text
-
-    atomic_write_text(out, text)
-    sys.stderr.write(f"wrote {out}\n")
-
-
 OUTPUT_OPTIONS = ("out", "perfetto", "json", "fit")
 """Namespace attributes that name something a command writes, checked before it starts."""
 

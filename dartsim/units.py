@@ -30,6 +30,12 @@ MHZ = 10**6
 NS = 1e-9
 US = 1e-6
 MS = 1e-3
+"""Seconds per nanosecond, microsecond, millisecond: `x_us * US` is seconds."""
+NS_PER_S = 10**9
+US_PER_S = 10**6
+MS_PER_S = 10**3
+"""Their inverses, exact: `seconds * MS_PER_S` is milliseconds (multiplying by an exact
+integer gives the same bits as the literal 1e3; dividing by MS would not)."""
 
 BITS_PER_BYTE = 8
 

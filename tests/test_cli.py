@@ -173,8 +173,8 @@ def test_trace_synth_writes_a_marked_synthetic_trace(run_cli, tmp_path: Path) ->
     assert result.code == 0, result.err
     assert "SYNTHETIC" in result.err
     trace = load_trace(out)
-    assert trace["synthetic"] and trace["retriggers"]["step"].numel() == 3
-    assert trace["epochs"]["pruning"][0].sum().item() == pytest.approx(0.6 * 32, abs=1e-6)
+    assert trace.synthetic and trace.retriggers.step.size == 3
+    assert trace.epochs.pruning[0].sum().item() == pytest.approx(0.6 * 32, abs=1e-6)
     info = run_cli("trace", "info", str(out))
     assert "[SYNTHETIC]" in info.out and "re-triggers      3" in info.out
     too_many = run_cli(

@@ -3,24 +3,26 @@ it writes, and what replay charges for it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
 from dartsim.dart.hf import LoadedModel
 from dartsim.engine.costing import ReplayConfig
-from dartsim.engine.run import densified, run_steps
-from dartsim.engine.steps import build_steps
 from dartsim.policies.calibration import CalibrationStats, calibrate
 from dartsim.policies.corpus import categories
 from dartsim.policies.quality import quality, token_stats
 from dartsim.policies.runner import PolicyConfig, PolicyRunner
 from dartsim.policies.session import record_policy
+from dartsim.replay.run import densified, run_steps
+from dartsim.replay.steps import build_steps
 from dartsim.specs.hardware import load_hardware_spec
+from dartsim.trace import Trace
 from dartsim.trace.io import load_trace
-from dartsim.trace.schema import model_spec_of, unpack_mask
 
 PROMPT = "Explain how a GPU works."
 TOKENS = 6
@@ -32,7 +34,7 @@ def stats(smollm2: LoadedModel) -> CalibrationStats:
     return calibrate(smollm2, per_category=1, tokens=48)
 
 
-def _record(loaded: LoadedModel, stats: CalibrationStats, tmp_path: Path, **config: Any) -> dict[str, Any]:
+def _record(loaded: LoadedModel, stats: CalibrationStats, tmp_path: Path, **config: Any) -> Trace:
     runner = PolicyRunner(loaded, PolicyConfig(**config), stats)
     try:
         path = tmp_path / f"{config['name'].replace(':', '-')}.pt"
@@ -42,12 +44,12 @@ def _record(loaded: LoadedModel, stats: CalibrationStats, tmp_path: Path, **conf
     return load_trace(path)
 
 
-def _decode_bytes(trace: dict[str, Any]) -> int:
+def _decode_bytes(trace: Trace) -> int:
     """DRAM bytes of one decode step (the last) replayed on the trace's own model."""
-    spec = model_spec_of(trace)
+    spec = trace.model.spec()
     steps = build_steps([trace], spec, False)
     result = run_steps(steps[-1:], spec, load_hardware_spec("l40s"), ReplayConfig())
-    return int(result["totals"]["bytes"]) // steps[-1].count
+    return result.totals.bytes // steps[-1].count
 
 
 def test_weight_pruning_is_recorded_and_the_weights_come_back(
@@ -57,17 +59,17 @@ def test_weight_pruning_is_recorded_and_the_weights_come_back(
     before = down.detach().clone()
     wanda = _record(smollm2, stats, tmp_path, name="wanda", sparsity=0.5)
     assert torch.equal(down.detach(), before)  # restored after the run
-    policy = wanda["policy"]
-    assert policy["name"] == "wanda" and policy["weight_format"] == "bitmap"
+    policy = wanda.policy
+    assert policy.name == "wanda" and policy.weight_format == "bitmap"
     # every row of every matrix drops exactly half (all input widths are even)
-    assert torch.equal(policy["weight_density"], torch.full((30,), 0.5, dtype=torch.float64))
-    assert int((wanda["steps"]["epoch"] >= 0).sum()) == 0  # no FFN neuron mask
+    assert np.array_equal(policy.weight_density, np.full(30, 0.5))
+    assert int((wanda.steps.epoch >= 0).sum()) == 0  # no FFN neuron mask
     two_four = _record(smollm2, stats, tmp_path, name="2:4")
-    assert two_four["policy"]["weight_format"] == "2:4"
-    dense_step = _decode_bytes({**wanda, "policy": {**policy, "weight_format": "dense",
-                                "weight_density": torch.ones(30, dtype=torch.float64)}})  # fmt: skip
+    assert two_four.policy.weight_format == "2:4"
+    unpruned = replace(policy, weight_format="dense", weight_density=np.ones(30))
+    dense_step = _decode_bytes(replace(wanda, policy=unpruned))
     # bitmap at 50%: half the fp8 values plus 1 bit per element = 9/16 of the dense weight bytes
-    spec = model_spec_of(wanda)
+    spec = wanda.model.spec()
     block_weights = spec.num_layers * (spec.attention_params_per_layer() + spec.mlp_params_per_layer())
     assert dense_step - _decode_bytes(wanda) == block_weights - (block_weights // 2 + block_weights // 8)
 
@@ -78,14 +80,13 @@ def test_dejavu_chooses_a_mask_per_token_and_replay_charges_its_predictor(
     rank = 16
     trace = _record(smollm2, stats, tmp_path, name="dejavu", sparsity=0.5, rank=rank)
     oracle = _record(smollm2, stats, tmp_path, name="dejavu", sparsity=0.5, oracle=True)
-    epochs = trace["steps"]["epoch"]
+    epochs = trace.steps.epoch
     assert epochs[0] == -1 and epochs[1:].tolist() == list(range(TOKENS - 1))
-    assert bool((trace["epochs"]["kept"] == 768).all())  # round(0.5 * 1536) per layer, every token
-    masks = unpack_mask(trace["epochs"]["masks"], 1536)
-    assert not torch.equal(masks[0], masks[1])  # tokens choose different neurons
-    assert trace["policy"]["params"]["predictor_rank"] == rank
-    assert oracle["policy"]["params"]["predictor_rank"] == 0
-    spec = model_spec_of(trace)
+    assert bool((trace.epochs.kept == 768).all())  # round(0.5 * 1536) per layer, every token
+    assert not np.array_equal(trace.mask(0), trace.mask(1))  # tokens choose different neurons
+    assert trace.policy.params["predictor_rank"] == rank
+    assert oracle.policy.params["predictor_rank"] == 0
+    spec = trace.model.spec()
     d, m, k = spec.hidden_size, spec.intermediate_size, 768
     # per layer: predictor weights (fp8) + its input x (fp16) + the kept index it writes (int32)
     predictor = spec.num_layers * ((d * rank + rank * m) + 2 * d + 4 * k)
@@ -97,15 +98,15 @@ def test_dsgp_prunes_heads_and_replay_shrinks_attention(
     smollm2: LoadedModel, stats: CalibrationStats, tmp_path: Path
 ) -> None:
     trace = _record(smollm2, stats, tmp_path, name="dsgp", sparsity=0.5, head_sparsity=0.25)
-    heads = trace["policy"]["head_masks"]
-    assert heads.shape == (30, 9) and bool((heads.sum(dim=-1) == 7).all())  # round(0.75 * 9)
-    spec = model_spec_of(trace)
+    heads = trace.policy.head_masks
+    assert heads.shape == (30, 9) and bool((heads.sum(axis=-1) == 7).all())  # round(0.75 * 9)
+    spec = trace.model.spec()
     steps = build_steps([trace], spec, False)
     assert steps[0].heads is None  # the prefill runs every head
     assert steps[-1].heads is not None and all(q == 7 for q, _ in steps[-1].heads)
     hw, config = load_hardware_spec("l40s"), ReplayConfig()
-    pruned = run_steps(steps[-1:], spec, hw, config)["components"]["attention"]["bytes"]
-    full = run_steps([densified(steps[-1:], 1536)[0]], spec, hw, config)["components"]["attention"]["bytes"]
+    pruned = run_steps(steps[-1:], spec, hw, config).components["attention"].bytes
+    full = run_steps([densified(steps[-1:], 1536)[0]], spec, hw, config).components["attention"].bytes
     assert pruned < full
 
 
@@ -113,15 +114,15 @@ def test_kgds_classifies_the_prompt_and_keeps_its_core(
     smollm2: LoadedModel, stats: CalibrationStats, tmp_path: Path
 ) -> None:
     trace = _record(smollm2, stats, tmp_path, name="kgds", sparsity=0.5, core_fraction=0.5)
-    params = trace["policy"]["params"]
+    params = trace.policy.params
     assert params["category"] in categories() and params["classifier_classes"] == 3
     from dartsim.policies import kgds
 
     core, masks = kgds.core_and_category_masks(stats.saliency, stats.category_saliency, 0.5, 0.5)
-    recorded = unpack_mask(trace["epochs"]["masks"][0], 1536)
+    recorded = torch.from_numpy(trace.mask(0))
     assert torch.equal(recorded, masks[categories().index(params["category"])])
     assert bool((recorded | ~core).all())  # the core is kept
-    steps = build_steps([trace], model_spec_of(trace), False)
+    steps = build_steps([trace], trace.model.spec(), False)
     assert steps[1].mask_builds and not steps[1].policy.build_topk and steps[1].policy.classifier_classes == 3
 
 
@@ -132,8 +133,8 @@ def test_static_mask_follows_the_prompt_and_holds(smollm2: LoadedModel, tmp_path
     finally:
         runner.close()
     trace = load_trace(tmp_path / "s.pt")
-    assert trace["steps"]["epoch"].tolist() == [-1] + [0] * (TOKENS - 1)
-    assert bool((trace["epochs"]["kept"] == 461).all())  # round(0.3 * 1536)
+    assert trace.steps.epoch.tolist() == [-1] + [0] * (TOKENS - 1)
+    assert bool((trace.epochs.kept == 461).all())  # round(0.3 * 1536)
 
 
 def test_teacher_forced_dense_agrees_with_itself_exactly(smollm2: LoadedModel) -> None:
@@ -146,7 +147,7 @@ def test_teacher_forced_dense_agrees_with_itself_exactly(smollm2: LoadedModel) -
         )
     finally:
         runner.close()
-    assert result.trace is not None and result.trace["generation"]["generated_ids"].tolist() == forced
+    assert result.trace is not None and result.trace.generation.generated_ids.tolist() == forced
     stacked = torch.stack(logits)
     q = quality([stacked], [stacked], [torch.tensor(forced)])
     assert q.top1_agreement == 1.0 and q.mean_kl == 0.0 and q.positions == 4
@@ -181,9 +182,9 @@ def test_an_interrupted_policy_run_keeps_its_steps(smollm2: LoadedModel, tmp_pat
     finally:
         runner.close()
     trace = load_trace(path)
-    assert trace["status"] == "interrupted" and not trace["complete"]
-    assert trace["steps"]["phase"].numel() == 4  # the prefill and three decode steps
-    assert trace["policy"]["name"] == "static"
+    assert trace.status == "interrupted" and not trace.complete
+    assert trace.steps.count == 4  # the prefill and three decode steps
+    assert trace.policy.name == "static"
 
 
 def test_hook_masks_equal_physically_pruned_weights(smollm2: LoadedModel, stats: CalibrationStats) -> None:
@@ -199,8 +200,8 @@ def test_hook_masks_equal_physically_pruned_weights(smollm2: LoadedModel, stats:
     finally:
         runner.close()
     assert result.trace is not None
-    neurons = unpack_mask(result.trace["epochs"]["masks"][0], 1536)  # [L, m]
-    heads = result.trace["policy"]["head_masks"]  # [L, H]
+    neurons = torch.from_numpy(result.trace.mask(0))  # [L, m]
+    heads = torch.from_numpy(result.trace.policy.head_masks.copy())  # [L, H]
     model = smollm2.model
     from transformers.cache_utils import DynamicCache
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
-import torch
 
-from dartsim.engine.policy_replay import head_counts
 from dartsim.policies import POLICIES
+from dartsim.replay.charges import head_counts
 from dartsim.specs.model import load_model_spec
-from dartsim.trace.schema import new_policy_section
+from dartsim.trace.types import PolicySection
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 
@@ -85,16 +87,17 @@ def test_retargeted_heads_keep_the_same_fractions() -> None:
     # SmolLM2: 9 query heads in 3 KV groups of 3. Keeping heads 0-3 keeps 4 query heads and
     # touches groups 0 and 1: (4, 2). On Llama-3.1-8B (32 heads, 8 KV heads) that is
     # round(4/9 * 32) = 14 query heads and round(2/3 * 8) = 5 KV heads.
-    masks = torch.zeros(30, 9, dtype=torch.bool)
+    masks = np.zeros((30, 9), dtype=bool)
     masks[:, :4] = True
-    policy = new_policy_section("dsgp", 30, 9, head_masks=masks)
-    source = {"num_heads": 9, "num_kv_heads": 3}
+    policy = PolicySection("dsgp", {}, masks, "dense", np.ones(30))
+    source = SimpleNamespace(num_heads=9, num_kv_heads=3)
     target = load_model_spec("llama-3.1-8b")
     layer_of = [0] * target.num_layers
-    assert head_counts(policy, source, target, layer_of, retarget=True) == ((14, 5),) * 32
+    assert head_counts(policy, source, target, layer_of, retarget=True) == ((14, 5),) * 32  # type: ignore[arg-type]
     own = load_model_spec("smollm2-135m")
-    assert head_counts(policy, source, own, list(range(30)), retarget=False) == ((4, 2),) * 30
-    assert head_counts(new_policy_section("dsgp", 30, 9), source, own, list(range(30)), False) is None
+    assert head_counts(policy, source, own, list(range(30)), retarget=False) == ((4, 2),) * 30  # type: ignore[arg-type]
+    every = replace(policy, head_masks=np.ones((30, 9), dtype=bool))
+    assert head_counts(every, source, own, list(range(30)), False) is None  # type: ignore[arg-type]
 
 
 def _payload() -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -16,7 +17,6 @@ from dartsim.dart.recorder import RecordOptions
 from dartsim.dart.session import record
 from dartsim.errors import UserError
 from dartsim.trace import load_trace
-from dartsim.trace.schema import unpack_mask
 
 pytestmark = pytest.mark.slow
 
@@ -35,44 +35,42 @@ def test_recording_is_deterministic(smollm2: LoadedModel, tmp_path: Path) -> Non
     first = load_trace(tmp_path / "a.pt") if _short(smollm2, tmp_path, "a.pt") else None
     second = load_trace(tmp_path / "b.pt") if _short(smollm2, tmp_path, "b.pt") else None
     assert first is not None and second is not None
-    assert first["epochs"]["kept"].shape[0] >= 1, "the run must build at least one mask"
-    assert torch.equal(first["epochs"]["masks"], second["epochs"]["masks"])
-    assert torch.equal(first["retriggers"]["step"], second["retriggers"]["step"])
-    assert torch.equal(first["generation"]["generated_ids"], second["generation"]["generated_ids"])
-    assert torch.equal(first["drift_checks"]["similarity"], second["drift_checks"]["similarity"])
+    assert first.epochs.kept.shape[0] >= 1, "the run must build at least one mask"
+    assert np.array_equal(first.epochs.masks, second.epochs.masks)
+    assert np.array_equal(first.retriggers.step, second.retriggers.step)
+    assert np.array_equal(first.generation.generated_ids, second.generation.generated_ids)
+    assert np.array_equal(first.drift_checks.similarity, second.drift_checks.similarity)
 
 
 def test_trace_records_steps_epochs_and_checks_consistently(smollm2: LoadedModel, tmp_path: Path) -> None:
     result = _short(smollm2, tmp_path, "t.pt")
     trace = load_trace(tmp_path / "t.pt")
-    assert result.status == "complete" and trace["complete"]
-    steps = trace["steps"]
-    prompt_len = trace["generation"]["prompt_len"]
-    assert steps["phase"][0] == 0 and steps["tokens"][0] == prompt_len
+    assert result.status == "complete" and trace.complete
+    steps = trace.steps
+    prompt_len = trace.generation.prompt_len
+    assert steps.phase[0] == 0 and steps.tokens[0] == prompt_len
     # one decode step per generated token but the last
-    assert steps["phase"].numel() == 1 + trace["generation"]["generated_len"] - 1
-    assert torch.equal(
-        steps["context_len"][1:], torch.arange(prompt_len + 1, prompt_len + steps["phase"].numel()).int()
-    )
-    assert bool((steps["time_s"] > 0).all())
+    assert steps.phase.size == 1 + trace.generation.generated_len - 1
+    assert np.array_equal(steps.context_len[1:], np.arange(prompt_len + 1, prompt_len + steps.phase.size))
+    assert bool((steps.time_s > 0).all())
     # the first T decode steps run dense, then the first mask is in force
-    assert bool((steps["epoch"][: 1 + SHORT.reference_tokens] == -1).all())
-    assert int(steps["epoch"][1 + SHORT.reference_tokens]) == 0
-    epochs = trace["epochs"]
-    masks = unpack_mask(epochs["masks"], trace["model"]["intermediate_size"])
-    assert torch.equal(masks.sum(-1).int(), epochs["kept"])
+    assert bool((steps.epoch[: 1 + SHORT.reference_tokens] == -1).all())
+    assert int(steps.epoch[1 + SHORT.reference_tokens]) == 0
+    epochs = trace.epochs
+    masks = np.stack([trace.mask(e) for e in range(epochs.count)])
+    assert np.array_equal(masks.sum(-1), epochs.kept)
     # DART's allocation: total pruning rho * L (up to rounding to whole neurons)
-    layers = trace["model"]["num_layers"]
-    assert epochs["pruning"][0].sum().item() == pytest.approx(SHORT.sparsity * layers, abs=1e-6)
-    assert float(epochs["build_time_s"].min()) > 0
+    layers = trace.model.num_layers
+    assert epochs.pruning[0].sum().item() == pytest.approx(SHORT.sparsity * layers, abs=1e-6)
+    assert float(epochs.build_time_s.min()) > 0
     # every re-trigger is a fired check, and the next epoch starts T - tau steps later
-    fired_steps = trace["drift_checks"]["step"][trace["drift_checks"]["fired"]]
-    assert set(trace["retriggers"]["step"].tolist()) <= set(fired_steps.tolist())
+    fired_steps = trace.drift_checks.step[trace.drift_checks.fired]
+    assert set(trace.retriggers.step.tolist()) <= set(fired_steps.tolist())
     for step, epoch in zip(
-        trace["retriggers"]["step"].tolist(), trace["retriggers"]["epoch"].tolist(), strict=True
+        trace.retriggers.step.tolist(), trace.retriggers.epoch.tolist(), strict=True
     ):
         if epoch >= 0:
-            assert int(epochs["first_step"][epoch]) == step + SHORT.reference_tokens - SHORT.tau + 1
+            assert int(epochs.first_step[epoch]) == step + SHORT.reference_tokens - SHORT.tau + 1
 
 
 def test_zeroing_and_compact_masks_give_the_same_logits(smollm2: LoadedModel) -> None:
@@ -126,8 +124,8 @@ def test_zeroing_and_compact_masks_give_the_same_logits(smollm2: LoadedModel) ->
 def test_compact_recording_matches_zeroing(smollm2: LoadedModel, tmp_path: Path) -> None:
     zero = _short(smollm2, tmp_path, "z.pt").trace
     compact = _short(smollm2, tmp_path, "c.pt", mask_apply="compact").trace
-    assert torch.equal(zero["epochs"]["masks"], compact["epochs"]["masks"])
-    assert torch.equal(zero["generation"]["generated_ids"], compact["generation"]["generated_ids"])
+    assert np.array_equal(zero.epochs.masks, compact.epochs.masks)
+    assert np.array_equal(zero.generation.generated_ids, compact.generation.generated_ids)
 
 
 def test_an_interrupt_leaves_a_valid_incomplete_trace(
@@ -149,8 +147,8 @@ def test_an_interrupt_leaves_a_valid_incomplete_trace(
     with pytest.raises(KeyboardInterrupt):
         _short(smollm2, tmp_path, "cut.pt")
     trace = load_trace(target)
-    assert not trace["complete"] and trace["status"] == "interrupted"
-    assert trace["steps"]["phase"].numel() == 14
+    assert not trace.complete and trace.status == "interrupted"
+    assert trace.steps.phase.size == 14
     assert [p.name for p in tmp_path.iterdir()] == ["cut.pt"]
 
 
@@ -181,8 +179,8 @@ def test_sigterm_during_record_keeps_what_was_recorded(  # type: ignore[no-untyp
     result = run_cli("record", "--max-new-tokens", "40", "--quiet", "--out", str(target))
     assert result.code == 143 and "terminated" in result.err, result.err
     trace = load_trace(target)
-    assert not trace["complete"] and trace["status"] == "interrupted"
-    assert 14 <= trace["steps"]["phase"].numel() <= 15
+    assert not trace.complete and trace.status == "interrupted"
+    assert 14 <= trace.steps.phase.size <= 15
     assert signal.getsignal(signal.SIGTERM) == before
     assert [p.name for p in tmp_path.iterdir()] == ["cut.pt"]
 
@@ -203,8 +201,8 @@ def test_an_exception_is_recorded_then_raised(smollm2: LoadedModel, tmp_path: Pa
     with pytest.raises(RuntimeError, match="simulated"):
         _short(smollm2, tmp_path, "err.pt")
     trace = load_trace(tmp_path / "err.pt")
-    assert trace["status"] == "error: RuntimeError: simulated device failure"
-    assert trace["steps"]["phase"].numel() == 4
+    assert trace.status == "error: RuntimeError: simulated device failure"
+    assert trace.steps.phase.size == 4
 
 
 def test_record_cli_and_trace_info(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -249,7 +247,7 @@ def test_random_weight_preset_is_marked(run_cli, tmp_path: Path) -> None:  # typ
     )
     assert result.code == 0, result.err
     trace = load_trace(out)
-    assert trace["model"]["random_weights"] and trace["model"]["source"] == "models_cfg/smollm2-135m.json"
+    assert trace.model.random_weights and trace.model.source == "models_cfg/smollm2-135m.json"
 
 
 @pytest.mark.parametrize(
@@ -311,29 +309,29 @@ def test_published_code_variant_records(tiny_random: LoadedModel, tmp_path: Path
         tiny_random, PROMPT, params, RecordOptions(max_new_tokens=60, min_new_tokens=60), tmp_path / "pc.pt"
     )
     trace = load_trace(tmp_path / "pc.pt")
-    assert trace["dart"]["variant"] == "published-code" and result.status == "complete"
-    checks = trace["drift_checks"]
+    assert trace.dart["variant"] == "published-code" and result.status == "complete"
+    checks = trace.drift_checks
     # threshold mu - max(0.1 sigma, 0.1)
-    expected = checks["mu"] - torch.clamp(0.1 * checks["sigma"], min=0.1)
-    assert torch.allclose(checks["threshold"], expected)
+    expected = checks.mu - np.maximum(0.1 * checks.sigma, 0.1)
+    assert np.allclose(checks.threshold, expected)
     # published-code importance is min-max normalised with eps 1e-6 in the denominator:
     # 1 for the least sensitive layer, eps / (range + eps) for the most sensitive one
-    importance, s_bar = trace["epochs"]["importance"][0], trace["epochs"]["s_bar"][0]
+    importance, s_bar = trace.epochs.importance[0], trace.epochs.s_bar[0]
     spread = float(s_bar.max() - s_bar.min())
     assert float(importance.max()) == 1.0
     assert float(importance.min()) == pytest.approx(1e-6 / (spread + 1e-6), rel=1e-9)
     # the first mask is in force from forward masking_step, its reference spans P + M positions
-    epochs = trace["epochs"]
-    prompt_len = trace["generation"]["prompt_len"]
-    assert int(epochs["first_step"][0]) == params.masking_step
-    assert int(epochs["reference_tokens"][0]) == prompt_len + params.masking_step
+    epochs = trace.epochs
+    prompt_len = trace.generation.prompt_len
+    assert int(epochs.first_step[0]) == params.masking_step
+    assert int(epochs.reference_tokens[0]) == prompt_len + params.masking_step
     # after a trigger at forward f the masks are back at forward f + masking_step
     for step, epoch in zip(
-        trace["retriggers"]["step"].tolist(), trace["retriggers"]["epoch"].tolist(), strict=True
+        trace.retriggers.step.tolist(), trace.retriggers.epoch.tolist(), strict=True
     ):
         if epoch >= 0:
-            assert int(epochs["first_step"][epoch]) == step + params.masking_step
-            assert int(epochs["reference_tokens"][epoch]) == params.masking_step
+            assert int(epochs.first_step[epoch]) == step + params.masking_step
+            assert int(epochs.reference_tokens[epoch]) == params.masking_step
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
@@ -356,7 +354,7 @@ def test_a_jsonl_prompt_file_records_one_trace_per_prompt(run_cli, tmp_path: Pat
     )
     assert result.code == 0, result.err
     assert sorted(p.name for p in out.iterdir()) == ["prompt-000.pt", "prompt-001.pt"]
-    assert load_trace(out / "prompt-001.pt")["generation"]["prompt"] == "Explain jazz."
+    assert load_trace(out / "prompt-001.pt").generation.prompt == "Explain jazz."
 
 
 def test_the_prompt_can_be_the_first_reference(smollm2: LoadedModel, tmp_path: Path) -> None:
@@ -364,8 +362,8 @@ def test_the_prompt_can_be_the_first_reference(smollm2: LoadedModel, tmp_path: P
     record(smollm2, PROMPT, params, RecordOptions(max_new_tokens=15, min_new_tokens=15), tmp_path / "p.pt")
     trace = load_trace(tmp_path / "p.pt")
     # the first mask is built from the prompt, so the first decode step is already masked
-    assert int(trace["epochs"]["first_step"][0]) == 1 and int(trace["steps"]["epoch"][1]) == 0
-    assert int(trace["epochs"]["reference_tokens"][0]) == 20
+    assert int(trace.epochs.first_step[0]) == 1 and int(trace.steps.epoch[1]) == 0
+    assert int(trace.epochs.reference_tokens[0]) == 20
 
 
 def test_replaying_an_incomplete_trace_says_so(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -11,14 +11,14 @@ import pytest
 from dartsim.dart.params import DartParams
 from dartsim.engine.costing import ReplayConfig
 from dartsim.engine.machine import device
-from dartsim.engine.run import choose_tp, run_steps
 from dartsim.engine.sim import simulate_step
-from dartsim.engine.steps import build_steps, check_retarget, expand
 from dartsim.errors import UserError
+from dartsim.replay.capacity import choose_tp
+from dartsim.replay.run import run_steps
+from dartsim.replay.steps import build_steps, check_retarget, expand
 from dartsim.specs.hardware import load_hardware_spec
 from dartsim.specs.model import load_model_spec
 from dartsim.trace import save_trace
-from dartsim.trace.schema import unpack_mask
 from dartsim.trace.synth import synth_trace
 from dartsim.workload import Execution, Precision, StepShape, step_kernels
 
@@ -37,15 +37,15 @@ def test_memoised_and_unmemoised_replays_agree() -> None:
     hw = load_hardware_spec("h100-sxm")
     memo = run_steps(steps, spec, hw, ReplayConfig(memoize=True, context_grid=128))
     full = run_steps(steps, spec, hw, ReplayConfig(memoize=False))
-    assert memo["totals"]["bytes"] == full["totals"]["bytes"]
-    assert memo["totals"]["flops"] == full["totals"]["flops"]
-    assert memo["totals"]["time_s"] == pytest.approx(full["totals"]["time_s"], rel=1e-3)
-    assert memo["tpot_p99_s"] == pytest.approx(full["tpot_p99_s"], rel=1e-3)
-    assert memo["step_times_s"] == pytest.approx(full["step_times_s"], rel=2e-3)
-    for a, b in zip(memo["layers"], full["layers"], strict=True):
-        assert a["mlp"]["bytes"] == b["mlp"]["bytes"] and a["attention"]["flops"] == b["attention"]["flops"]
-        assert a["mlp"]["time_s"] == pytest.approx(b["mlp"]["time_s"], rel=2e-3)
-    assert memo["simulated_steps"] < full["simulated_steps"] / 10
+    assert memo.totals.bytes == full.totals.bytes
+    assert memo.totals.flops == full.totals.flops
+    assert memo.totals.time_s == pytest.approx(full.totals.time_s, rel=1e-3)
+    assert memo.tpot_p99_s == pytest.approx(full.tpot_p99_s, rel=1e-3)
+    assert memo.step_times_s == pytest.approx(full.step_times_s, rel=2e-3)
+    for a, b in zip(memo.layers, full.layers, strict=True):
+        assert a.mlp.bytes == b.mlp.bytes and a.attention.flops == b.attention.flops
+        assert a.mlp.time_s == pytest.approx(b.mlp.time_s, rel=2e-3)
+    assert memo.simulated_steps < full.simulated_steps / 10
 
 
 BLOCK_CASES = [
@@ -89,7 +89,7 @@ def test_a_streamer_or_eager_issue_turns_block_costing_off() -> None:
 
 
 def test_runs_break_where_a_sequence_changes_epoch_or_leaves_the_batch() -> None:
-    from dartsim.engine.steps import step_count
+    from dartsim.replay.steps import step_count
 
     spec = load_model_spec("smollm2-135m")
     a = synth_trace(spec, 16, 200, 1, 0.6, seed=1, params=SMALL_T)
@@ -99,12 +99,12 @@ def test_runs_break_where_a_sequence_changes_epoch_or_leaves_the_batch() -> None
     assert step_count(runs) == len(steps) == 2 + 199  # two prefills, then a's 199 decode steps
     assert [len(s.contexts) for s in steps[2:]] == [2] * 119 + [1] * 80
     assert all(s.contexts[0] == 17 + j for j, s in enumerate(steps[2:]))
-    epochs_a = a["steps"]["epoch"][1:].tolist()
+    epochs_a = a.steps.epoch[1:].tolist()
     for run in runs[2:]:
         first = sum(r.count for r in runs[2 : runs.index(run)])
         span = epochs_a[first : first + run.count]
         assert len(set(span)) == 1, "a run spans one epoch of every sequence"
-    assert sum(len(s.mask_builds) for s in steps) == len(a["epochs"]["kept"]) + len(b["epochs"]["kept"])
+    assert sum(len(s.mask_builds) for s in steps) == a.epochs.count + b.epochs.count
 
 
 def test_replay_totals_equal_the_workload_model() -> None:
@@ -119,10 +119,10 @@ def test_replay_totals_equal_the_workload_model() -> None:
         kernels = step_kernels(spec, shape, list(step.kept), execution=Execution(dart_observe=step.observe))
         expected_bytes += sum(k.bytes for k in kernels)
         expected_flops += sum(k.flops for k in kernels)
-    mask_bytes = sum(r["bytes"] for r in result["retriggers"])
-    assert result["totals"]["bytes"] == expected_bytes + mask_bytes
-    assert result["totals"]["flops"] == expected_flops
-    assert len(result["retriggers"]) == 2  # the first mask and one re-trigger
+    mask_bytes = sum(b.bytes for b in result.mask_builds)
+    assert result.totals.bytes == expected_bytes + mask_bytes
+    assert result.totals.flops == expected_flops
+    assert len(result.mask_builds) == 2  # the first mask and one re-trigger
 
 
 def test_batches_fetch_the_union_of_kept_neurons() -> None:
@@ -131,9 +131,9 @@ def test_batches_fetch_the_union_of_kept_neurons() -> None:
     b = synth_trace(spec, 16, 120, 0, 0.7, seed=2, params=SMALL_T)
     steps = build_steps([a, b], spec, False)
     masked = next(s for s in steps if s.phase == "decode" and s.kept[0] < spec.intermediate_size)
-    union = unpack_mask(a["epochs"]["masks"][0], 1536) | unpack_mask(b["epochs"]["masks"][0], 1536)
-    assert list(masked.kept) == union.sum(dim=-1).tolist()
-    assert all(k >= int(a["epochs"]["kept"][0][i]) for i, k in enumerate(masked.kept))
+    union = a.mask(0) | b.mask(0)
+    assert list(masked.kept) == union.sum(axis=-1).tolist()
+    assert all(k >= int(a.epochs.kept[0][i]) for i, k in enumerate(masked.kept))
     assert len(masked.contexts) == 2
 
 
@@ -145,7 +145,7 @@ def test_retargeting_maps_keep_ratios_by_depth() -> None:
     assert retarget and name == "smollm2-135m"
     steps = build_steps([trace], target, True)
     masked = next(s for s in steps if s.kept[0] < target.intermediate_size)
-    ratios = trace["epochs"]["keep_ratio"][0]
+    ratios = trace.epochs.keep_ratio[0]
     assert masked.kept[0] == round(float(ratios[0]) * 14336)
     assert masked.kept[-1] == round(float(ratios[-1]) * 14336)
     assert len(masked.kept) == 32
@@ -297,8 +297,8 @@ def test_gather_pays_per_step_compact_pays_at_the_retrigger(synth_file: Path) ->
     hw = load_hardware_spec("l40s")
     compact = run_steps(steps, spec, hw, ReplayConfig(mask_apply="compact"))
     gather = run_steps(steps, spec, hw, ReplayConfig(mask_apply="gather"))
-    assert sum(r["bytes"] for r in compact["retriggers"]) > sum(r["bytes"] for r in gather["retriggers"])
-    assert gather["tpot_p50_s"] > compact["tpot_p50_s"]
+    assert sum(b.bytes for b in compact.mask_builds) > sum(b.bytes for b in gather.mask_builds)
+    assert gather.tpot_p50_s > compact.tpot_p50_s
 
 
 def test_layer_times_are_shares_of_the_simulated_time() -> None:
@@ -307,13 +307,13 @@ def test_layer_times_are_shares_of_the_simulated_time() -> None:
     spec = load_model_spec("llama-3.1-8b")
     trace = synth_trace(spec, 64, 300, 1, 0.7, params=SMALL_T)
     result = run_steps(build_steps([trace], spec, False), spec, load_hardware_spec("l40s"), ReplayConfig())
-    parts = sum(row[p]["time_s"] for row in result["layers"] for p in ("attention", "mlp"))
-    total = result["totals"]["time_s"]
+    parts = sum(row.part(p).time_s for row in result.layers for p in ("attention", "mlp"))
+    total = result.totals.time_s
     assert 0.7 * total < parts <= total
-    first = result["layers"][0]
-    assert first["attention"]["bound"] == "memory" and first["mlp"]["bound"] == "memory"
+    first = result.layers[0]
+    assert first.attention.bound == "memory" and first.mlp.bound == "memory"
     # MLP weights are 4.2x the attention weights in 8B; at 70% sparsity the ratio shrinks.
-    ratio = first["mlp"]["time_s"] / first["attention"]["time_s"]
+    ratio = first.mlp.time_s / first.attention.time_s
     assert ratio > 1.0
     assert ratio < 4.2
 
@@ -364,11 +364,11 @@ def test_sweep_covers_the_grid_and_skips_what_cannot_run(run_cli, synth_file: Pa
 
 
 def test_tensor_parallel_replay_charges_the_busiest_shard() -> None:
-    import torch
+    import numpy as np
 
-    from dartsim.engine.steps import busiest_shard_kept
+    from dartsim.replay.steps import busiest_shard_kept
 
-    mask = torch.zeros(2, 8, dtype=torch.bool)
+    mask = np.zeros((2, 8), dtype=bool)
     mask[0, :3] = True  # all three kept neurons on shard 0 of 2
     mask[1, [0, 5]] = True  # one on each shard
     assert busiest_shard_kept(mask, 2).tolist() == [6, 2]
@@ -378,8 +378,8 @@ def test_tensor_parallel_replay_charges_the_busiest_shard() -> None:
     two = build_steps([trace], spec, False, tp=2)
     masked = next(i for i, s in enumerate(one) if s.kept[0] < spec.intermediate_size)
     assert all(b >= a for a, b in zip(one[masked].kept, two[masked].kept, strict=True))
-    full = unpack_mask(trace["epochs"]["masks"][0], spec.intermediate_size)
-    halves = full.reshape(32, 2, -1).sum(-1).max(-1).values * 2
+    full = trace.mask(0)
+    halves = full.reshape(32, 2, -1).sum(-1).max(-1) * 2
     assert list(two[masked].kept) == halves.tolist()
 
 
@@ -419,7 +419,7 @@ def test_a_ttft_only_run_has_a_first_token_and_no_tpot(run_cli, tmp_path: Path) 
 
 
 def test_tied_embeddings_are_stored_once_and_split_by_vocabulary() -> None:
-    from dartsim.engine.run import memory_needed_bytes
+    from dartsim.replay.capacity import memory_needed_bytes
 
     smol = load_model_spec("smollm2-135m")  # ties its lm_head to the embedding
     assert smol.tie_word_embeddings
@@ -440,12 +440,13 @@ def test_components_split_the_totals_and_other_is_what_no_block_holds() -> None:
     trace = synth_trace(spec, 16, 200, 1, 0.5, params=SMALL_T)
     steps = build_steps([trace], spec, False)
     result = run_steps(steps, spec, load_hardware_spec("l40s"), ReplayConfig(memoize=True))
-    parts, totals = result["components"], result["totals"]
+    parts, totals = result.components, result.totals
     for key in ("bytes", "flops"):
-        assert sum(parts[name][key] for name in ("attention", "mlp", "other")) == totals[key]
-    assert sum(parts[n]["time_s"] for n in parts) == pytest.approx(totals["time_s"], rel=1e-12)
-    assert sum(parts[n]["share_bytes"] for n in parts) == pytest.approx(1.0)
-    assert sum(parts[n]["share_time"] for n in parts) == pytest.approx(1.0)
+        total = getattr(totals, key)
+        assert sum(getattr(parts[name], key) for name in ("attention", "mlp", "other")) == total
+    assert sum(parts[n].time_s for n in parts) == pytest.approx(totals.time_s, rel=1e-12)
+    assert sum(parts[n].share_bytes for n in parts) == pytest.approx(1.0)
+    assert sum(parts[n].share_time for n in parts) == pytest.approx(1.0)
     outside_bytes = outside_flops = 0
     for step in expand(steps):
         shape = StepShape(step.phase, len(step.contexts), step.new_tokens, max(step.contexts), step.contexts)
@@ -453,11 +454,11 @@ def test_components_split_the_totals_and_other_is_what_no_block_holds() -> None:
         outside = [k for k in kernels if k.component.value not in ("attention", "mlp")]
         outside_bytes += sum(k.bytes for k in outside)
         outside_flops += sum(k.flops for k in outside)
-    builds = sum(r["bytes"] for r in result["retriggers"])
-    assert parts["other"]["mask_builds_bytes"] == builds > 0
-    assert parts["other"]["bytes"] == outside_bytes + builds
-    assert parts["other"]["flops"] == outside_flops
-    assert parts["attention"]["bytes"] == sum(row["attention"]["bytes"] for row in result["layers"])
+    builds = sum(b.bytes for b in result.mask_builds)
+    assert parts["other"].mask_builds_bytes == builds > 0
+    assert parts["other"].bytes == outside_bytes + builds
+    assert parts["other"].flops == outside_flops
+    assert parts["attention"].bytes == sum(row.attention.bytes for row in result.layers)
 
 
 def _compare_8b(trace: Path) -> tuple[str, ...]:

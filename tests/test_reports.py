@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
 
 from dartsim.dart.params import DartParams
 from dartsim.report.drift_report import figure5_png, retrigger_rows
 from dartsim.specs.model import load_model_spec
-from dartsim.trace import save_trace
+from dartsim.trace import Trace, save_trace
 from dartsim.trace.synth import synth_trace
 
 SMALL_T = DartParams(reference_tokens=20, tau=10)
@@ -21,11 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _with_curve(trace: dict, phase: float) -> dict:  # type: ignore[type-arg]
-    steps = trace["steps"]["phase"].numel() - 1
+def _with_curve(trace: Trace, phase: float) -> Trace:
+    steps = trace.steps.count - 1
     values = [math.nan] * 10 + [0.8 + 0.1 * math.cos(phase + i / 20) for i in range(steps - 10)]
-    trace["figure5"]["similarity"] = torch.tensor(values, dtype=torch.float64)
-    return trace
+    return replace(trace, figure5=replace(trace.figure5, similarity=np.array(values)))
 
 
 @pytest.fixture
@@ -117,8 +117,8 @@ def test_host_check_compares_measured_and_predicted_decode_steps(run_cli, monkey
     from dartsim.trace import load_trace
 
     trace = load_trace(REPO / "traces" / "two-topic-dense.pt")
-    decode = trace["steps"]["phase"] == 1
-    assert row["measured_decode_ms"] == pytest.approx(float(trace["steps"]["time_s"][decode].mean()) * 1e3)
+    decode = trace.steps.phase == 1
+    assert row["measured_decode_ms"] == pytest.approx(float(trace.steps.time_s[decode].mean()) * 1e3)
     assert row["decode_ratio"] == pytest.approx(row["measured_decode_ms"] / row["predicted_decode_ms"])
     assert row["predicted_decode_ms"] > 0
 
@@ -129,8 +129,8 @@ def test_every_shipped_trace_loads_and_is_complete() -> None:
 
     for path in SHIPPED:
         trace = load_trace(path)
-        assert trace["complete"] and not trace["synthetic"], path
-        assert trace["generation"]["generated_len"] == 500, path
+        assert trace.complete and not trace.synthetic, path
+        assert trace.generation.generated_len == 500, path
 
 
 @pytest.mark.slow
@@ -183,10 +183,10 @@ def test_host_check_flags_a_noisy_measurement(run_cli, tmp_path: Path) -> None: 
     from dartsim.trace import load_trace, save_trace
 
     trace = load_trace(REPO / "traces" / "two-topic-dense.pt")
-    times = trace["steps"]["time_s"]
+    times = trace.steps.time_s.copy()
     times[1::3] *= 6.0  # a third of the decode steps slowed by other load
     busy = tmp_path / "busy.pt"
-    save_trace(trace, busy)
+    save_trace(replace(trace, steps=replace(trace.steps, time_s=times)), busy)
     report = run_cli("report", "host-check", str(REPO / "traces" / "two-topic-dense.pt"), str(busy)).out
     assert "Noisy measurements" in report
     noted = report.split("Noisy measurements", 1)[1]

@@ -7,12 +7,13 @@ import os
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tracefactory import tiny_trace
 
 from dartsim.errors import UserError
-from dartsim.trace import load_trace, save_trace
+from dartsim.trace import Trace, load_trace, save_trace
 from dartsim.trace.schema import pack_mask, unpack_mask
 
 
@@ -39,8 +40,11 @@ def test_save_then_load_round_trips_with_weights_only(tmp_path: Path) -> None:
     raw = torch.load(path, weights_only=True)  # plain tensors only
     assert raw["schema_version"] == 2
     loaded = load_trace(path)
-    assert torch.equal(loaded["epochs"]["masks"], trace["epochs"]["masks"])
-    assert loaded["model"] == trace["model"]
+    assert np.array_equal(loaded.epochs.masks, trace["epochs"]["masks"].numpy())
+    assert loaded.model.as_dict() == trace["model"]
+    again = tmp_path / "again.pt"
+    save_trace(loaded, again)  # a typed trace writes back the same content
+    assert _same(load_trace(again), loaded)
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -92,24 +96,28 @@ def test_wrong_schema_version_is_named(tmp_path: Path) -> None:
         load_trace(path)
 
 
-def test_v1_traces_still_load_and_read_as_dart(tmp_path: Path) -> None:
-    from dartsim.trace.schema import policy_section
-
+def test_v1_traces_load_upgraded_to_the_current_version(tmp_path: Path) -> None:
+    """The upgrader gives a v1 trace the v2 policy section (DART's, every head and weight
+    kept; `dense` for DART's dense mode); readers see one version only."""
     trace = tiny_trace()
     trace["schema_version"] = 1
     del trace["policy"]
     path = tmp_path / "v1.pt"
     torch.save(trace, path)
-    loaded = load_trace(path)
-    policy = policy_section(loaded)
-    assert policy["name"] == "dart" and policy["weight_format"] == "dense"
-    assert bool(policy["head_masks"].all()) and policy["head_masks"].shape == (3, 2)
+    policy = load_trace(path).policy
+    assert policy.name == "dart" and policy.weight_format == "dense"
+    assert bool(policy.head_masks.all()) and policy.head_masks.shape == (3, 2)
+    assert np.array_equal(policy.weight_density, np.ones(3))
+    trace["dart"]["mode"] = "dense"
+    torch.save(trace, path)
+    assert load_trace(path).policy.name == "dense"
 
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("name", "griffin", "policy.name"),
+        ("name", "Griffin!", "policy.name"),
+        ("name", "", "policy.name"),
         ("weight_format", "coo", "policy.weight_format"),
         ("head_masks", torch.zeros(3, 2, dtype=torch.bool), "no attention head"),
         ("weight_density", torch.full((3,), 0.5, dtype=torch.float64), "must be 1 for dense"),
@@ -191,3 +199,17 @@ def test_mask_bits_follow_the_documented_layout() -> None:
     mask[0, 9] = True
     mask[0, 0] = True
     assert pack_mask(mask).tolist() == [[1, 2, 0]]
+
+
+def _same(a: Trace, b: Trace) -> bool:
+    """Field-by-field equality of two typed traces (arrays by value)."""
+    left, right = a.to_dict(), b.to_dict()
+
+    def equal(x: object, y: object) -> bool:
+        if isinstance(x, dict) and isinstance(y, dict):
+            return x.keys() == y.keys() and all(equal(x[k], y[k]) for k in x)
+        if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+            return x.dtype == y.dtype and torch.equal(x, y)
+        return x == y
+
+    return equal(left, right)

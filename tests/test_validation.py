@@ -15,7 +15,7 @@ from dartsim.calibrate import published_gemm
 from dartsim.calibrate.cpu import streaming_line
 from dartsim.calibrate.gemm_fit import GemmSample, fit_gemm, predict_gemm_seconds
 from dartsim.engine.costing import ReplayConfig, ReplayStep
-from dartsim.engine.run import run_steps
+from dartsim.replay.run import run_steps
 from dartsim.specs.dtypes import BF16, FP32
 from dartsim.specs.hardware import load_hardware_spec
 from dartsim.specs.hardware_yaml import override
@@ -82,7 +82,7 @@ def test_the_tpot_shortcut_equals_a_full_replay(data: published.Dataset) -> None
         for c in range(row.input_tokens + 1, row.input_tokens + 128)
     ]
     full = run_steps(steps, spec, hw, ReplayConfig(precision=row.prec, memoize=False))
-    assert tpot == pytest.approx(full["tpot_s"], rel=1e-3)
+    assert tpot == pytest.approx(full.tpot_s, rel=1e-3)
 
 
 def test_the_fit_recovers_known_fields() -> None:

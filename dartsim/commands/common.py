@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 
 from dartsim.errors import UserError
 from dartsim.report.render import FORMATS
 from dartsim.specs.dtypes import DTYPES, get_dtype
 from dartsim.workload import Precision
+
+
+def emit(text: str, out: str | None) -> None:
+    """Print `text`, or write it atomically to `out`."""
+    if out is None:
+        sys.stdout.write(text)
+        return
+    from dartsim.fileio import atomic_write_text
+
+    atomic_write_text(out, text)
+    sys.stderr.write(f"wrote {out}\n")
 
 
 def add_format_and_out(parser: argparse.ArgumentParser, formats: tuple[str, ...] = FORMATS) -> None:

@@ -6,8 +6,7 @@ import argparse
 
 import yaml
 
-from dartsim.cli import emit
-from dartsim.commands.common import add_format_and_out
+from dartsim.commands.common import add_format_and_out, emit
 from dartsim.report import render
 from dartsim.specs.hardware import HardwareSpec, hardware_preset_names, load_hardware_spec
 from dartsim.specs.hardware_yaml import hardware_to_yaml_dict

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dartsim.cli import emit
-from dartsim.commands.common import add_format_and_out
+from dartsim.commands.common import add_format_and_out, emit
 from dartsim.report import render
 from dartsim.specs.model import ModelSpec, load_model_spec, preset_names
 

@@ -192,8 +192,8 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
         trace = result.trace
         assert trace is not None
-        retriggers = trace["retriggers"]["step"].numel()
-        if trace["epochs"]["kept"].shape[0] == 0 and options.mode != "dense":
+        retriggers = trace.retriggers.count
+        if trace.epochs.count == 0 and options.mode != "dense":
             sys.stderr.write(
                 f"warning: {target}: the run ended after {result.generated} tokens, before its first mask "
                 f"(built after {_first_mask_after(params)}): the trace records no sparsity; "
@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
             )
         sys.stderr.write(
             f"wrote {target}: {result.generated} tokens in {result.seconds:.1f} s, "
-            f"{trace['epochs']['kept'].shape[0]} mask epochs, {retriggers} re-triggers, "
+            f"{trace.epochs.count} mask epochs, {retriggers} re-triggers, "
             f"{result.bytes_written} bytes\n"
         )
     return 0

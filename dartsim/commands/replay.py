@@ -18,7 +18,7 @@ from dartsim.commands.common import (
 
 def _device_options(parser: argparse.ArgumentParser) -> None:
     """Choices the hardware file makes by default, overridable per run."""
-    from dartsim.specs.hardware_schema import ALLREDUCE_ALGORITHMS, LAUNCH_MODES
+    from dartsim.names import ALLREDUCE_ALGORITHMS, LAUNCH_MODES
 
     parser.add_argument(
         "--prefetch",
@@ -84,22 +84,15 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     add_precision(parser)
 
 
-def _execute(args: argparse.Namespace, traces: list[dict[str, Any]], spec: Any, extra: dict[str, Any]) -> int:
-    from dartsim.cli import emit
-    from dartsim.engine.costing import ReplayConfig, StepCoster
-    from dartsim.engine.report import (
-        contract,
-        layers_csv,
-        perfetto_events,
-        render_table,
-        retriggers_csv,
-        tidy_csv,
-    )
-    from dartsim.engine.run import choose_tp, densified, run_steps
-    from dartsim.engine.steps import build_steps, check_retarget, step_count
+def _execute(args: argparse.Namespace, traces: list[Any], spec: Any, about: dict[str, Any]) -> int:
+    from dartsim.commands.common import emit
+    from dartsim.engine.costing import StepCoster
     from dartsim.errors import UserError
     from dartsim.fileio import atomic_write_text
+    from dartsim.replay.job import ReplayJob, prepare, run_prepared
+    from dartsim.replay.steps import step_count
     from dartsim.report import render
+    from dartsim.report.replay import layers_csv, perfetto_events, render_table, retriggers_csv, tidy_csv
     from dartsim.specs.hardware import load_hardware_spec
 
     hw = load_hardware_spec(args.hw)
@@ -108,40 +101,40 @@ def _execute(args: argparse.Namespace, traces: list[dict[str, Any]], spec: Any, 
     hw.tensor_flops_per_s(
         precision.attention_compute, _format_option(precision.attention_compute, args, "kv")
     )
-    retarget, source = check_retarget(traces, spec)
-    kv_positions = sum(int(t["steps"]["context_len"].max()) for t in traces)
-    tp = choose_tp(spec, hw, precision, args.tp, kv_positions)
-    steps = build_steps(traces, spec, retarget, tp)
-    config = ReplayConfig(
-        tp=tp,
-        prefetch=args.prefetch,
+    job = ReplayJob(
+        traces=tuple(traces),
+        model=spec,
+        hardware=hw,
+        tp=args.tp,
         mask_apply=args.mask_apply,
-        memoize=args.memoize,
         precision=precision,
+        prefetch=args.prefetch,
         launch=args.launch,
         allreduce=args.allreduce,
+        memoize=args.memoize,
+        compare_dense=args.compare_dense,
+        progress=not args.quiet,
     )
-    result = run_steps(steps, spec, hw, config, progress=not args.quiet)
-    if retarget:
-        extra = {**extra, "retargeted_from": source}
-    data = contract(result, spec, hw, config, len(traces), extra)
-    if args.compare_dense:
-        dense = run_steps(densified(steps, spec.intermediate_size), spec, hw, config, progress=not args.quiet)
-        data["dense"] = contract(dense, spec, hw, config, len(traces), {})
-        data["speedup"] = dense["totals"]["time_s"] / result["totals"]["time_s"]
+    prepared = prepare(job)
+    result = run_prepared(prepared)
     if args.perfetto:
+        steps = prepared.steps
         try:
             a, b = (int(x) for x in args.perfetto_steps.split(":"))
         except ValueError:
             raise UserError(f"--perfetto-steps must be A:B, got {args.perfetto_steps!r}") from None
         if not 0 <= a <= b < step_count(steps):
             raise UserError(f"--perfetto-steps {a}:{b} outside the {step_count(steps)} steps")
-        coster = StepCoster(spec, hw, config)
+        coster = StepCoster(spec, hw, prepared.config)
         atomic_write_text(
-            args.perfetto, render.json_text(perfetto_events(coster, steps, result["step_times_s"], a, b))
+            args.perfetto, render.json_text(perfetto_events(coster, steps, result.run.step_times_s, a, b))
         )
         sys.stderr.write(f"wrote {args.perfetto}\n")
-    texts = {"json": render.json_text(data), "table": render_table(data), "csv": tidy_csv(data)}
+    texts = {
+        "json": render.json_text(result.contract(about)),
+        "table": render_table(result, about),
+        "csv": tidy_csv(result),
+    }
     if args.out:
         folder = Path(args.out)
         try:
@@ -151,8 +144,8 @@ def _execute(args: argparse.Namespace, traces: list[dict[str, Any]], spec: Any, 
         atomic_write_text(folder / "replay.json", texts["json"])
         atomic_write_text(folder / "summary.txt", texts["table"])
         atomic_write_text(folder / "results.csv", texts["csv"])
-        atomic_write_text(folder / "layers.csv", layers_csv(data))
-        atomic_write_text(folder / "retriggers.csv", retriggers_csv(data))
+        atomic_write_text(folder / "layers.csv", layers_csv(result))
+        atomic_write_text(folder / "retriggers.csv", retriggers_csv(result))
         sys.stderr.write(
             f"wrote {folder}/replay.json, summary.txt, results.csv, layers.csv, retriggers.csv\n"
         )
@@ -171,43 +164,15 @@ def _format_option(dtype: Any, args: argparse.Namespace, role: str) -> str:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from dartsim.specs.model import load_model_spec
-    from dartsim.trace.io import load_trace
+    from dartsim.replay.job import target_model
+    from dartsim.replay.workload import describe_traces, load_traces
 
-    traces = [load_trace(p) for p in args.traces]
-    spec = load_model_spec(args.model) if args.model else _trace_spec(traces[0])
-    complete = all(t["complete"] for t in traces)
-    if not complete:
-        unfinished = ", ".join(str(p) for p, t in zip(args.traces, traces, strict=True) if not t["complete"])
+    traces = load_traces(args.traces)
+    spec = target_model(traces, args.model)
+    if not all(t.complete for t in traces):
+        unfinished = ", ".join(str(p) for p, t in zip(args.traces, traces, strict=True) if not t.complete)
         sys.stderr.write(f"note: replaying incomplete trace(s) {unfinished}: the recording was cut short\n")
-    from dartsim.trace.summary import dense_step_fraction
-
-    checks = sum(int(t["drift_checks"]["step"].numel()) for t in traces)
-    detected = sum(int(t["drift_checks"]["detected"].sum()) for t in traces)
-    extra = {
-        "traces": [str(p) for p in args.traces],
-        "synthetic": any(t["synthetic"] for t in traces),
-        "complete": complete,
-        "drift_detection_rate": detected / checks if checks else None,
-        "dense_step_fraction": sum(dense_step_fraction(t) * t["steps"]["epoch"].numel() for t in traces)
-        / sum(t["steps"]["epoch"].numel() for t in traces),
-    }
-    return _execute(args, traces, spec, extra)
-
-
-def _trace_spec(trace: dict[str, Any]) -> Any:
-    """The trace's own model: its preset when one matches, else the dimensions it records."""
-    from dartsim.specs.model import load_model_spec, preset_names
-    from dartsim.trace.schema import model_spec_of
-
-    recorded = model_spec_of(trace)
-    for candidate in (recorded.name, recorded.name.removesuffix("-instruct")):
-        if candidate in preset_names():
-            spec = load_model_spec(candidate)
-            same = (spec.num_layers, spec.hidden_size, spec.intermediate_size)
-            if same == (recorded.num_layers, recorded.hidden_size, recorded.intermediate_size):
-                return spec
-    return recorded
+    return _execute(args, traces, spec, describe_traces(args.traces, traces))
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -228,7 +193,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         )
         for i in range(args.batch)
     ]
-    extra = {
+    about = {
         "synthetic": True,
         "workload": {
             "prompt_len": args.prompt_len,
@@ -238,20 +203,19 @@ def run_simulate(args: argparse.Namespace) -> int:
             "retriggers": args.retriggers,
         },
     }
-    return _execute(args, traces, spec, extra)
+    return _execute(args, traces, spec, about)
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from dartsim.cli import emit
-    from dartsim.commands.common import split_list
-    from dartsim.engine.run import parse_tp
-    from dartsim.engine.sweep import render_sweep, sweep
+    from dartsim.commands.common import emit, split_list
     from dartsim.errors import UserError
-    from dartsim.specs.model import load_model_spec
-    from dartsim.trace.io import load_trace
+    from dartsim.replay.capacity import parse_tp
+    from dartsim.replay.job import target_model
+    from dartsim.replay.workload import load_traces
+    from dartsim.study.sweep import render_sweep, sweep
 
-    traces = [load_trace(p) for p in args.traces]
-    spec = load_model_spec(args.model) if args.model else _trace_spec(traces[0])
+    traces = load_traces(args.traces)
+    spec = target_model(traces, args.model)
     tps = split_list(args.tp, "--tp")
     for tp in tps:
         if tp != "auto":

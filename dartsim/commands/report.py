@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dartsim.cli import emit
-from dartsim.commands.common import add_format_and_out, add_precision, fraction
+from dartsim.commands.common import add_format_and_out, add_precision, emit, fraction
 from dartsim.commands.report_studies import register_studies
 
 
@@ -21,8 +20,8 @@ def run_figure5(args: argparse.Namespace) -> int:
         ("pruned (first mask only)", load_trace(args.static)),
         ("pruned with tracing (DART)", load_trace(args.dart)),
     ]
-    model = curves[2][1]["model"]["name"]
-    sparsity = curves[2][1].get("dart", {}).get("sparsity")
+    model = curves[2][1].model.name
+    sparsity = (curves[2][1].dart or {}).get("sparsity")
     if sparsity is None:
         from dartsim.errors import UserError
 
@@ -44,31 +43,31 @@ def run_retriggers(args: argparse.Namespace) -> int:
 
 
 def run_host_check(args: argparse.Namespace) -> int:
-    from dartsim.commands.replay import _trace_spec
-    from dartsim.report.host_check import compare, render_rows
+    from dartsim.replay.job import own_model
+    from dartsim.report.host_check import render_rows
     from dartsim.specs.hardware import load_hardware_spec
     from dartsim.trace.io import load_trace
+    from dartsim.validate.recorded import compare
 
     hw = load_hardware_spec(args.hw)
     rows = []
     for name in args.traces:
         path = Path(name)
         trace = load_trace(path)
-        rows.append(compare(path, trace, _trace_spec(trace), hw, args.prefetch))
+        rows.append(compare(path, trace, own_model(trace), hw, args.prefetch))
     emit(render_rows(rows, hw, args.format), args.out)
     return 0
 
 
 def run_bundle(args: argparse.Namespace) -> int:
     from dartsim.commands.common import precision_from, split_list
-    from dartsim.engine.costing import ReplayConfig
-    from dartsim.report.bundle import bundle, replay_model, write_bundle
+    from dartsim.replay.per_model import replay_model
+    from dartsim.replay.workload import load_traces
+    from dartsim.report.bundle import bundle, write_bundle
     from dartsim.specs.hardware import load_hardware_spec
     from dartsim.specs.model import load_model_spec
-    from dartsim.trace import load_trace
-    from dartsim.trace.schema import model_spec_of
 
-    traces = [load_trace(p) for p in args.traces]
+    traces = load_traces(args.traces)
     hw = load_hardware_spec(args.hw)
     precision = precision_from(args)
     hw.tensor_flops_per_s(precision.gemm_compute, f"--weight-dtype {args.weight_dtype}")
@@ -76,14 +75,13 @@ def run_bundle(args: argparse.Namespace) -> int:
     specs = (
         [load_model_spec(name) for name in split_list(args.models, "--models")]
         if args.models
-        else [model_spec_of(traces[0], str(args.traces[0]))]
+        else [traces[0].model.spec(str(args.traces[0]))]
     )
-    config = ReplayConfig(precision=precision)
     runs = []
     for spec in specs:
         if not args.quiet:
             sys.stderr.write(f"replaying as {spec.name} on {hw.name} (as recorded, and dense)\n")
-        runs.append(replay_model(traces, spec, hw, args.tp, config))
+        runs.append(replay_model(traces, spec, hw, args.tp, precision))
     names = [Path(p).name for p in args.traces]
     files = bundle(names, traces, runs, hw, precision)
     write_bundle(Path(args.out), files)

@@ -8,8 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dartsim.cli import emit
-from dartsim.commands.common import positive_int
+from dartsim.commands.common import emit, positive_int
 
 
 def _load_study(path: str, study: str = "detector") -> dict[str, object]:

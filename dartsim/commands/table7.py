@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from dartsim.cli import emit
 from dartsim.commands.common import (
     MAX_STEP_TOKENS,
     add_format_and_out,
     add_precision,
     bounded_int,
+    emit,
     fraction,
     precision_from,
     split_list,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dartsim.cli import emit
-from dartsim.commands.common import add_format_and_out
+from dartsim.commands.common import add_format_and_out, emit
 from dartsim.report import render
 
 

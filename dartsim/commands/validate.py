@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dartsim.cli import emit
+from dartsim.commands.common import emit
 
 
 def _progress(quiet: bool):  # type: ignore[no-untyped-def]

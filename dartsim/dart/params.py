@@ -10,11 +10,12 @@ import math
 from dataclasses import asdict, dataclass
 
 from dartsim.errors import UserError
+from dartsim.trace.schema import DART_MODES
 
-RECORD_MODES = ("dart", "static", "dense")
+RECORD_MODES = DART_MODES
 """What `dartsim record --mode` records: DART; its first mask kept for the whole run (drift
 is still checked and recorded, never acted on); or no mask at all (the reference is still
-built, for Figure 5)."""
+built, for Figure 5). The trace format names them (trace/schema.py)."""
 MASK_APPLY = ("zero", "compact")
 """How a recorded mask is applied to the model: zeroing u, or slicing the kept weights."""
 

@@ -15,11 +15,13 @@ from dartsim.dart.recorder import DartRecorder, RecordOptions
 from dartsim.dart.trace_builder import NullTraceBuilder, TraceBuilder, run_metadata
 from dartsim.errors import UserError
 from dartsim.trace.io import save_trace
+from dartsim.trace.types import Trace
 
 
 @dataclass
 class RecordResult:
-    trace: dict[str, Any] | None
+    trace: Trace | None
+    """The recorded trace (None when tracing was off or no step ran)."""
     status: str
     bytes_written: int
     seconds: float
@@ -132,7 +134,8 @@ def finish(
     written = save_trace(trace, out) if trace is not None and out is not None else 0
     if failure is not None:
         raise failure
-    return RecordResult(trace, status, written, seconds, len(summary["generated_ids"]))
+    typed = Trace.from_dict(trace) if trace is not None else None
+    return RecordResult(typed, status, written, seconds, len(summary["generated_ids"]))
 
 
 def assemble(

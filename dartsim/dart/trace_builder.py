@@ -13,11 +13,12 @@ from dartsim import __version__
 from dartsim.dart import drift
 from dartsim.dart.hf import LoadedModel
 from dartsim.dart.params import FIGURE5_WINDOW, DartParams
+from dartsim.names import PHASES
 from dartsim.trace.schema import (
     CHECK_DTYPES,
     FORMAT_NAME,
-    PHASES,
     SCHEMA_VERSION,
+    STEP_DTYPES,
     model_section,
     new_policy_section,
     pack_mask,
@@ -70,14 +71,7 @@ class TraceBuilder:
         """The steps, epochs, checks, re-triggers and Figure 5 sections as tensors."""
         from dartsim.trace.schema import packed_width
 
-        dtypes = {
-            "phase": torch.uint8,
-            "tokens": torch.int32,
-            "context_len": torch.int32,
-            "epoch": torch.int32,
-            "time_s": torch.float64,
-        }
-        steps = {k: torch.tensor(v, dtype=dtypes[k]) for k, v in self.steps.items()}
+        steps = {k: torch.tensor(v, dtype=getattr(torch, STEP_DTYPES[k])) for k, v in self.steps.items()}
         e = self.epochs
         epochs = {
             "first_step": torch.tensor([r["first_step"] for r in e], dtype=torch.int32),
@@ -96,7 +90,10 @@ class TraceBuilder:
             epochs[key] = (
                 torch.stack([r[key] for r in e]) if e else torch.zeros(0, layers, dtype=torch.float64)
             )
-        checks = {k: torch.tensor([c[k] for c in self.checks], dtype=t) for k, t in CHECK_DTYPES.items()}
+        checks = {
+            k: torch.tensor([c[k] for c in self.checks], dtype=getattr(torch, t))
+            for k, t in CHECK_DTYPES.items()
+        }
         retriggers = {
             "step": torch.tensor([r["step"] for r in self.retriggers], dtype=torch.int32),
             "epoch": torch.tensor([r["epoch"] for r in self.retriggers], dtype=torch.int32),

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from dartsim.engine.collectives import collective_time
 from dartsim.engine.efficiency import matmul_efficiency
 from dartsim.errors import UserError
+from dartsim.names import LAUNCH_MODES
 from dartsim.specs.hardware import HardwareSpec
-from dartsim.specs.hardware_schema import LAUNCH_MODES
 from dartsim.workload.kernels import Kernel, TensorKind
 
 

@@ -24,9 +24,10 @@ from dartsim.dart.hf import LoadedModel
 from dartsim.dart.hooks import decoder_layers
 from dartsim.dart.trace_builder import TraceBuilder
 from dartsim.errors import UserError
+from dartsim.names import WEIGHT_FORMATS
 from dartsim.policies import dejavu, dsgp, kgds, policy_info, semistructured, static, wanda
 from dartsim.policies.calibration import CalibrationStats
-from dartsim.trace.schema import WEIGHT_FORMATS, new_policy_section
+from dartsim.trace.schema import new_policy_section
 
 NEEDS_CALIBRATION = ("dejavu", "wanda", "2:4", "kgds")
 UNSTRUCTURED_FORMATS = ("bitmap", "csr")

@@ -6,110 +6,48 @@ report/plots.py."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dartsim.engine.costing import ReplayConfig, ReplayStep, StepCoster
-from dartsim.engine.report import contract, tidy_csv
-from dartsim.engine.run import COMPONENTS, choose_tp, densified, run_with_dense
-from dartsim.engine.steps import build_steps, check_retarget, step_at, step_count
+from dartsim.replay.per_model import ModelRun
+from dartsim.replay.result import COMPONENTS, RunResult
 from dartsim.report import plots, render
+from dartsim.report.replay import TIDY_HEADER, tidy_rows
 from dartsim.specs.hardware import HardwareSpec
-from dartsim.specs.model import ModelSpec
 from dartsim.text import printable
-from dartsim.trace.schema import policy_section
 from dartsim.trace.summary import dense_step_fraction, drift_detection_rate
+from dartsim.trace.types import Trace
 from dartsim.units import GB, format_seconds
 from dartsim.workload import Precision
 
 
-@dataclass
-class ModelRun:
-    """The traces replayed as one model: DART as recorded and the dense baseline."""
-
-    spec: ModelSpec
-    tp: int
-    retargeted_from: str | None
-    sparse: dict[str, Any]
-    dense: dict[str, Any]
-    sparse_times: list[float]
-    dense_times: list[float]
-    roofline: dict[str, list[tuple[float, float]]]
-
-
-def _masked_decode_index(steps: Sequence[ReplayStep], width: int) -> int | None:
-    """A decode step under a mask, from the middle of the run on when there is one."""
-    index, found = 0, None
-    for step in steps:
-        if step.phase == "decode" and any(k < width for k in step.kept):
-            found = index + step.count // 2
-            if index + step.count > step_count(steps) // 2:
-                return found
-        index += step.count
-    return found
-
-
-def _kernel_points(coster: StepCoster, step: ReplayStep) -> list[tuple[float, float]]:
-    """(FLOP/byte, achieved FLOP/s) of every kernel with work and traffic; achieved uses the
-    kernel's standalone time (launch plus its slowest resource)."""
-    _, result = coster.simulate(step, step.contexts)
-    return [
-        (t.kernel.flops / t.kernel.bytes, t.kernel.flops / t.demand_s)
-        for t in result.timings
-        if t.kernel.flops > 0 and t.kernel.bytes > 0 and t.demand_s > 0
-    ]
-
-
-def replay_model(
-    traces: Sequence[dict[str, Any]], spec: ModelSpec, hw: HardwareSpec, tp_text: str, config: ReplayConfig
-) -> ModelRun:
-    retarget, source = check_retarget(traces, spec)
-    kv_positions = sum(int(t["steps"]["context_len"].max()) for t in traces)
-    tp = choose_tp(spec, hw, config.precision, tp_text, kv_positions)
-    config = ReplayConfig(**{**config.__dict__, "tp": tp})
-    steps = build_steps(traces, spec, retarget, tp)
-    dense_steps = densified(steps, spec.intermediate_size)
-    sparse, dense = run_with_dense(steps, spec, hw, config)
-    coster = StepCoster(spec, hw, config)
-    points: dict[str, list[tuple[float, float]]] = {}
-    masked = _masked_decode_index(steps, spec.intermediate_size)
-    if masked is not None:
-        points["dense"] = _kernel_points(coster, step_at(dense_steps, masked))
-        points["DART"] = _kernel_points(coster, step_at(steps, masked))
-    return ModelRun(
-        spec,
-        tp,
-        source if retarget else None,
-        contract(sparse, spec, hw, config, len(traces), {}),
-        contract(dense, spec, hw, config, len(traces), {}),
-        [float(t) for t in sparse["step_times_s"]],
-        [float(t) for t in dense["step_times_s"]],
-        points,
-    )
+def _runs(r: ModelRun) -> tuple[RunResult, RunResult]:
+    """(as recorded, dense) of a model's replay."""
+    dense = r.result.dense
+    assert dense is not None, "the report folder replays every model beside its dense twin"
+    return r.result.run, dense
 
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-def _policy_text(trace: dict[str, Any]) -> str:
+def _policy_text(trace: Trace) -> str:
     """`policy dsgp, sparsity 0.5` (DART traces: the DART sparsity)."""
-    policy = policy_section(trace)
-    sparsity = trace.get("dart", {}).get("sparsity", policy["params"].get("sparsity"))
-    name = printable(policy["name"])
+    sparsity = trace.sparsity
+    name = printable(trace.policy.name)
     return f"sparsity {sparsity}" if name == "dart" else f"policy {name}, sparsity {sparsity}"
 
 
 def summary_md(
-    names: Sequence[str], traces: Sequence[dict[str, Any]], runs: Sequence[ModelRun], hw: HardwareSpec
+    names: Sequence[str], traces: Sequence[Trace], runs: Sequence[ModelRun], hw: HardwareSpec
 ) -> str:
     lines = [
         f"# dartsim report on {printable(hw.name)}",
         "",
         "Traces (one batch): "
         + ", ".join(
-            f"`{printable(n)}` ({printable(t['model']['name'])}, {_policy_text(t)}, "
+            f"`{printable(n)}` ({printable(t.model.name)}, {_policy_text(t)}, "
             f"dense-step fraction {dense_step_fraction(t):.2f}, drift detection rate "
             + ("n/a" if drift_detection_rate(t) is None else f"{drift_detection_rate(t):.2f}")
             + ")"
@@ -124,16 +62,17 @@ def summary_md(
     header = ["model", "TP", "TPOT dense", "TPOT DART", "speedup", "GB/token dense", "GB/token DART"]
     rows = []
     for r in runs:
-        tokens = r.sparse["tokens"] or 1
+        run, dense = _runs(r)
+        tokens = run.tokens or 1
         rows.append(
             [
-                printable(r.spec.name) + (" (retargeted)" if r.retargeted_from else ""),
+                printable(r.spec.name) + (" (retargeted)" if r.result.setup.retargeted_from else ""),
                 str(r.tp),
-                format_seconds(r.dense["tpot_s"]) if r.dense["tpot_s"] else "n/a",
-                format_seconds(r.sparse["tpot_s"]) if r.sparse["tpot_s"] else "n/a",
-                f"{r.dense['totals']['time_s'] / r.sparse['totals']['time_s']:.3f}x",
-                f"{r.dense['totals']['bytes'] / tokens / GB:.3f}",
-                f"{r.sparse['totals']['bytes'] / tokens / GB:.3f}",
+                format_seconds(dense.tpot_s) if dense.tpot_s else "n/a",
+                format_seconds(run.tpot_s) if run.tpot_s else "n/a",
+                f"{dense.totals.time_s / run.totals.time_s:.3f}x",
+                f"{dense.totals.bytes / tokens / GB:.3f}",
+                f"{run.totals.bytes / tokens / GB:.3f}",
             ]
         )
     lines += [
@@ -145,16 +84,17 @@ def summary_md(
     header = ["model", "component", "bytes dense", "bytes DART", "time dense", "time DART"]
     rows = []
     for r in runs:
+        run, dense = _runs(r)
         for name in COMPONENTS:
-            d, s = r.dense["components"][name], r.sparse["components"][name]
+            d, s = dense.components[name], run.components[name]
             rows.append(
                 [
                     printable(r.spec.name),
                     name,
-                    _pct(d["share_bytes"]),
-                    _pct(s["share_bytes"]),
-                    _pct(d["share_time"]),
-                    _pct(s["share_time"]),
+                    _pct(d.share_bytes),
+                    _pct(s.share_bytes),
+                    _pct(d.share_time),
+                    _pct(s.share_time),
                 ]
             )
     lines += [render.markdown_table(header, rows).rstrip("\n"), "", "## Files", ""]
@@ -176,28 +116,21 @@ FILES = (
 
 def bundle(
     names: Sequence[str],
-    traces: Sequence[dict[str, Any]],
+    traces: Sequence[Trace],
     runs: Sequence[ModelRun],
     hw: HardwareSpec,
     precision: Precision,
 ) -> dict[str, bytes]:
     """File name -> bytes of everything the report folder holds."""
     files: dict[str, bytes] = {"summary.md": summary_md(names, traces, runs, hw).encode()}
-    csv_parts = []
-    for i, r in enumerate(runs):
-        text = tidy_csv(
-            {
-                **r.sparse,
-                "dense": r.dense,
-                "speedup": r.dense["totals"]["time_s"] / r.sparse["totals"]["time_s"],
-            }
-        )
-        lines = text.splitlines()
-        body = [f"{r.spec.name},{line}" for line in lines[1:]]
-        csv_parts += ([f"model,{lines[0]}"] if i == 0 else []) + body
-    files["results.csv"] = ("\n".join(csv_parts) + "\n").encode()
+    rows = [[r.spec.name, *row] for r in runs for row in tidy_rows(r.result)]
+    files["results.csv"] = render.csv_text(["model", *TIDY_HEADER], rows).encode()
+
+    def parts(run: RunResult) -> dict[str, dict[str, Any]]:
+        return {name: c.as_dict() for name, c in run.components.items()}
+
     files["rebalancing.png"] = plots.rebalancing(
-        [(r.spec.name, r.dense["components"], r.sparse["components"]) for r in runs],
+        [(r.spec.name, parts(_runs(r)[1]), parts(_runs(r)[0])) for r in runs],
         f"Attention/MLP rebalancing on {hw.name}",
     )
     peak_flops = hw.tensor_flops_per_s(precision.gemm_compute)
@@ -209,7 +142,8 @@ def bundle(
             hw.memory.peak_bandwidth_bytes_per_s,
             f"{model} on {hw.name} x{r.tp}: kernels of one masked decode step",
         )
-        layers = {"dense": r.dense["layers"], "DART": r.sparse["layers"]}
+        run, dense = _runs(r)
+        layers = {"dense": dense.body()["layers"], "DART": run.body()["layers"]}
         files[f"layers-bytes-{model}.png"] = plots.per_layer(
             layers, "bytes", "GB", GB, f"{model} on {hw.name}: DRAM bytes per layer"
         )
@@ -217,14 +151,14 @@ def bundle(
             layers, "time_s", "s", 1.0, f"{model} on {hw.name}: time per layer"
         )
         files[f"step-time-{model}.png"] = plots.step_times(
-            r.sparse_times,
+            [float(t) for t in run.step_times_s],
             1,
-            [b["step"] for b in r.sparse["retriggers"]],
+            [b.step for b in run.mask_builds],
             f"{model} on {hw.name}: DART step time",
         )
     first = traces[0]
-    width = first["model"]["intermediate_size"]
-    kept = first["epochs"]["kept"]
+    width = first.width
+    kept = first.epochs.kept
     fractions = [
         [int(kept[e][layer]) / width for e in range(kept.shape[0])] for layer in range(kept.shape[1])
     ]
@@ -234,10 +168,10 @@ def bundle(
     )
     files["drift.png"] = plots.drift(
         [
-            (printable(n), t["figure5"]["similarity"].tolist(), t["retriggers"]["step"].tolist())
+            (printable(n), t.figure5.similarity.tolist(), t.retriggers.step.tolist())
             for n, t in zip(names, traces, strict=True)
         ],
-        int(first["figure5"]["window"]),
+        first.figure5.window,
         "Drift similarity of each trace",
     )
     return files

@@ -12,9 +12,10 @@ from typing import Any
 from dartsim.errors import UserError
 from dartsim.report import render
 from dartsim.trace.summary import summarize
+from dartsim.trace.types import Trace
 
 
-def figure5_png(curves: Sequence[tuple[str, dict[str, Any]]], title: str) -> bytes:
+def figure5_png(curves: Sequence[tuple[str, Trace]], title: str) -> bytes:
     """PNG bytes of the similarity curves; re-triggers of each traced run are marked.
 
     Each curve is (label, trace); the x axis is the generated-token index of each decode
@@ -28,14 +29,14 @@ def figure5_png(curves: Sequence[tuple[str, dict[str, Any]]], title: str) -> byt
     fig, ax = plt.subplots(figsize=(9, 4.2), dpi=110)
     styles = ["-", "--", "-"]
     for i, (label, trace) in enumerate(curves):
-        sim = trace["figure5"]["similarity"]
-        xs = list(range(1, sim.numel() + 1))
+        sim = trace.figure5.similarity
+        xs = list(range(1, sim.size + 1))
         line = ax.plot(xs, sim.tolist(), styles[i % len(styles)], lw=1.4, label=label)[0]
-        steps = trace["retriggers"]["step"].tolist()
+        steps = trace.retriggers.step.tolist()
         for j, step in enumerate(steps):
             # step s is decode step s (step 0 is the prefill) -> generated index s
             ax.axvline(step, color=line.get_color(), ls=":", lw=1.0, label="re-trigger" if j == 0 else None)
-    window = curves[0][1]["figure5"]["window"]
+    window = curves[0][1].figure5.window
     ax.set_xlabel("generated token")
     ax.set_ylabel(f"cosine similarity (window of {window}) to the reference")
     ax.set_title(title)
@@ -62,7 +63,7 @@ RATE_FIELDS = (
 )
 
 
-def retrigger_rows(paths: Sequence[Path], traces: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def retrigger_rows(paths: Sequence[Path], traces: Sequence[Trace]) -> list[dict[str, Any]]:
     if not traces:
         raise UserError("no trace given")
     rows = []

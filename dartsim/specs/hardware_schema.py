@@ -13,17 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dartsim.names import ALLREDUCE_ALGORITHMS, LAUNCH_MODES
 from dartsim.units import GB, KB, MB, MHZ, NS, TFLOP, US
 
 TENSOR_DTYPES = ("fp8", "fp16", "bf16", "fp32", "int8")
 """Formats a tensor unit may list; `fp32` means the TF32 tensor-core path."""
 NOC_TOPOLOGIES = ("crossbar", "ring", "mesh")
-LAUNCH_MODES = ("graph", "eager")
-"""graph: the step's kernels are replayed from a recorded graph (CUDA graphs); eager: the
-host issues every kernel."""
-ALLREDUCE_ALGORITHMS = ("ring", "tree", "two_shot", "one_shot", "auto")
-"""auto: one-shot for messages up to `link.one_shot_max_kb`, two-shot above (the policy
-of the custom all-reduce kernels of TensorRT-LLM and vLLM)."""
 
 REQUIRED = object()
 """Marker: the field has no default."""

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from dartsim.dart.params import DartParams
+from dartsim.trace.types import Trace
 
 KL_CHUNK = 128
 """Positions per block when comparing distributions (bounds memory to 2 x 128 x vocab)."""
@@ -165,13 +166,13 @@ def measure_run(
     )  # fmt: skip
     trace = result.trace
     assert trace is not None
-    prompt_ids = trace["generation"]["prompt_ids"].tolist()
-    generated = trace["generation"]["generated_ids"].tolist()
+    prompt_ids = trace.generation.prompt_ids.tolist()
+    generated = trace.generation.generated_ids.tolist()
     dart_logits = torch.stack(captured)
     dense = _dense_logits_at(loaded, prompt_ids + generated[:-1], len(prompt_ids) - 1)
     kl, agree = _compare(dart_logits, dense(0, len(generated)), sorted(eos_ids(loaded)))
     # logits j came from forward j (the prefill is forward 0): masked when its step was
-    masked = trace["steps"]["epoch"][: len(generated)] >= 0
+    masked = torch.from_numpy(trace.steps.epoch[: len(generated)] >= 0)
     out = RunResult(
         tokens=len(generated),
         masked_tokens=int(masked.sum()),
@@ -180,29 +181,29 @@ def measure_run(
         kl_sum=float(kl.sum()),
         kl_masked_sum=float(kl[masked].sum()),
     )
-    checks = trace["drift_checks"]
-    out.checks = int(checks["step"].numel())
-    out.detected = int(checks["detected"].sum())
-    for step, detected in zip(checks["step"].tolist(), checks["detected"].tolist(), strict=True):
+    checks = trace.drift_checks
+    out.checks = checks.count
+    out.detected = int(checks.detected.sum())
+    for step, detected in zip(checks.step.tolist(), checks.detected.tolist(), strict=True):
         window = kl[max(0, step - params.tau + 1) : step + 1]
         (out.kl_detected if detected else out.kl_calm).append(float(window.mean()))
-    out.retriggers = int(trace["retriggers"]["step"].numel())
+    out.retriggers = trace.retriggers.count
     out.first_check_retriggers = _first_check_retriggers(trace)
     return out
 
 
-def _first_check_retriggers(trace: dict[str, Any]) -> int:
+def _first_check_retriggers(trace: Trace) -> int:
     """Re-triggers fired at the earliest check that could fire: every check since their
     mask came into force counted as drift (what a detector that flags everything does)."""
-    epochs, checks = trace["epochs"], trace["drift_checks"]
+    epochs, checks = trace.epochs, trace.drift_checks
     count = 0
-    for step in trace["retriggers"]["step"].tolist():
-        epoch = int(trace["steps"]["epoch"][step])
+    for step in trace.retriggers.step.tolist():
+        epoch = int(trace.steps.epoch[step])
         if epoch < 0:
             continue
-        start = int(epochs["first_step"][epoch])
-        inside = (checks["step"] >= start) & (checks["step"] <= step)
-        if bool(checks["detected"][inside].all()):
+        start = int(epochs.first_step[epoch])
+        inside = (checks.step >= start) & (checks.step <= step)
+        if bool(checks.detected[inside].all()):
             count += 1
     return count
 

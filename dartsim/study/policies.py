@@ -15,11 +15,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from dartsim.dart.hf import LoadedModel
 from dartsim.policies.calibration import CalibrationStats, calibrate
 from dartsim.policies.quality import EvalItem, quality
+from dartsim.trace.types import Trace
 
 DEFAULT_SPARSITIES = (0.3, 0.5, 0.7)
 DEFAULT_TARGETS = (
@@ -70,7 +72,7 @@ def record_item(
     item: EvalItem,
     stats: CalibrationStats | None,
     runners: dict[str, Any],
-) -> tuple[dict[str, Any], torch.Tensor]:
+) -> tuple[Trace, torch.Tensor]:
     """(trace, logits [C, V]) of one setting teacher-forced on one item."""
     logits: list[torch.Tensor] = []
     collect = lambda x: logits.append(x.detach().double().cpu())  # noqa: E731
@@ -105,45 +107,38 @@ def record_item(
     return result.trace, torch.stack(logits)
 
 
-def kept_fractions(trace: dict[str, Any]) -> dict[str, float]:
+def kept_fractions(trace: Trace) -> dict[str, float]:
     """Decode-step averages: FFN neurons kept, decoder weights kept, attention heads kept."""
-    from dartsim.trace.schema import policy_section
-
-    steps = trace["steps"]
-    decode = steps["phase"] == 1
-    epochs = steps["epoch"][decode].long()
-    m = trace["model"]["intermediate_size"]
-    dense = torch.ones(1, dtype=torch.float64)  # appended: epoch -1 (dense) indexes it
-    per_epoch = torch.cat([trace["epochs"]["kept"].double().mean(dim=-1) / m, dense])
-    ffn = per_epoch[torch.where(epochs >= 0, epochs, per_epoch.numel() - 1)]
-    policy = policy_section(trace)
-    heads = policy["head_masks"].double().mean()
-    head_share = torch.where(epochs >= 0, heads, torch.ones((), dtype=torch.float64))
+    decode = trace.steps.decode
+    epochs = trace.steps.epoch[decode].astype(np.int64)
+    m = trace.width
+    dense = np.ones(1, dtype=np.float64)  # appended: epoch -1 (dense) indexes it
+    per_epoch = np.concatenate([trace.epochs.kept.astype(np.float64).mean(axis=-1) / m, dense])
+    ffn = per_epoch[np.where(epochs >= 0, epochs, per_epoch.size - 1)]
+    policy = trace.policy
+    heads = policy.head_masks.astype(np.float64).mean()
+    head_share = np.where(epochs >= 0, heads, 1.0)
     return {
-        "ffn": float(ffn.mean()) if ffn.numel() else 1.0,
-        "weights": float(policy["weight_density"].mean()),
-        "heads": float(head_share.mean()) if head_share.numel() else 1.0,
+        "ffn": float(ffn.mean()) if ffn.size else 1.0,
+        "weights": float(policy.weight_density.mean()),
+        "heads": float(head_share.mean()) if head_share.size else 1.0,
     }
 
 
-def replay_cost(traces: list[dict[str, Any]], model: str, hw_name: str) -> dict[str, float]:
+def replay_cost(traces: Sequence[Trace], model: str, hw_name: str) -> dict[str, float]:
     """Mean over items of bytes per generated token and TPOT, and the tensor-parallel degree."""
-    from dartsim.engine.costing import ReplayConfig
-    from dartsim.engine.run import choose_tp, run_steps
-    from dartsim.engine.steps import build_steps, check_retarget
+    from dartsim.replay.job import ReplayJob, prepare, run_prepared
     from dartsim.specs.hardware import load_hardware_spec
     from dartsim.specs.model import load_model_spec
-    from dartsim.workload import Precision
 
-    spec, hw, precision = load_model_spec(model), load_hardware_spec(hw_name), Precision()
+    spec, hw = load_model_spec(model), load_hardware_spec(hw_name)
     per_token, tpot, tps = [], [], []
     for trace in traces:
-        retarget, _ = check_retarget([trace], spec)
-        tp = choose_tp(spec, hw, precision, "auto", int(trace["steps"]["context_len"].max()))
-        result = run_steps(build_steps([trace], spec, retarget, tp), spec, hw, ReplayConfig(tp=tp))
-        per_token.append(result["totals"]["bytes"] / result["tokens"])
-        tpot.append(result["tpot_s"])
-        tps.append(tp)
+        prepared = prepare(ReplayJob((trace,), spec, hw, tp="auto"))
+        run = run_prepared(prepared).run
+        per_token.append(run.totals.bytes / run.tokens)
+        tpot.append(run.tpot_s)
+        tps.append(prepared.tp)
     n = len(traces)
     return {"bytes_per_token": sum(per_token) / n, "tpot_s": sum(tpot) / n, "tp": max(tps)}
 
@@ -195,9 +190,7 @@ def run_policies_study(
                 dense_cost[key] = cost
             cost["speedup"] = dense_cost[key]["tpot_s"] / cost["tpot_s"]
             costs[key] = cost
-        categories = sorted(
-            {t["policy"]["params"].get("category", "") for t in traces if "policy" in t} - {""}
-        )
+        categories = sorted({str(t.policy.params.get("category", "")) for t in traces} - {""})
         rows.append(
             {
                 "label": setting.label,

@@ -64,13 +64,13 @@ def hardware_of(entry: dict[str, Any]) -> Any:
 
 
 @functools.lru_cache(maxsize=8)
-def _trace(path: str) -> dict[str, Any]:
+def _trace(path: str) -> Any:
     from dartsim.trace import load_trace
 
     return load_trace(path)
 
 
-def _workload(point: dict[str, Any], spec: Any) -> list[dict[str, Any]]:
+def _workload(point: dict[str, Any], spec: Any) -> list[Any]:
     if "traces" in point:
         return [_trace(p) for p in point["traces"]]
     from dartsim.trace.synth import synth_trace
@@ -93,9 +93,7 @@ def _workload(point: dict[str, Any], spec: Any) -> list[dict[str, Any]]:
 def run_point(point: dict[str, Any]) -> dict[str, Any]:
     """One point's result: `{"key", "point", "row"}`, or `"skipped"` with the reason when
     the point cannot run (the shard does not fit, the device lacks the format)."""
-    from dartsim.engine.costing import ReplayConfig
-    from dartsim.engine.run import choose_tp, run_with_dense
-    from dartsim.engine.steps import build_steps, check_retarget
+    from dartsim.replay.job import ReplayJob, prepare, run_prepared
     from dartsim.specs.dtypes import get_dtype
     from dartsim.specs.model import load_model_spec
     from dartsim.workload import Precision
@@ -106,32 +104,36 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
         hw = hardware_of(point["hardware"])
         p = point["precision"]
         precision = Precision(get_dtype(p["weight"]), get_dtype(p["activation"]), get_dtype(p["kv_cache"]))
-        hw.tensor_flops_per_s(precision.gemm_compute)
-        hw.tensor_flops_per_s(precision.attention_compute)
-        traces = _workload(point, spec)
-        retarget, _ = check_retarget(traces, spec)
-        kv_positions = sum(int(t["steps"]["context_len"].max()) for t in traces)
-        tp = choose_tp(spec, hw, precision, point["tp"], kv_positions)
+        job = ReplayJob(
+            tuple(_workload(point, spec)),
+            spec,
+            hw,
+            tp=point["tp"],
+            mask_apply=point["mask_apply"],
+            precision=precision,
+            compare_dense=True,
+        )
+        prepared = prepare(job)
     except UserError as exc:
         return {"key": key, "point": point, "skipped": str(exc)}
-    config = ReplayConfig(tp=tp, mask_apply=point["mask_apply"], precision=precision)
-    steps = build_steps(traces, spec, retarget, tp)
-    sparse, dense = run_with_dense(steps, spec, hw, config)
-    sc, dc = sparse["components"], dense["components"]
+    result = run_prepared(prepared)
+    run, dense = result.run, result.dense
+    assert dense is not None
+    sc, dc = run.components, dense.components
     row = {
-        "tp_used": tp,
-        "time_s": sparse["totals"]["time_s"],
-        "dense_time_s": dense["totals"]["time_s"],
-        "speedup": dense["totals"]["time_s"] / sparse["totals"]["time_s"],
-        "ttft_s": sparse["ttft_s"],
-        "tpot_s": sparse["tpot_s"],
-        "dense_tpot_s": dense["tpot_s"],
-        "bytes": sparse["totals"]["bytes"],
-        "dense_bytes": dense["totals"]["bytes"],
-        "attention_share_time": sc["attention"]["share_time"],
-        "dense_attention_share_time": dc["attention"]["share_time"],
-        "mlp_share_time": sc["mlp"]["share_time"],
-        "dense_mlp_share_time": dc["mlp"]["share_time"],
+        "tp_used": prepared.tp,
+        "time_s": run.totals.time_s,
+        "dense_time_s": dense.totals.time_s,
+        "speedup": result.speedup,
+        "ttft_s": run.ttft_s,
+        "tpot_s": run.tpot_s,
+        "dense_tpot_s": dense.tpot_s,
+        "bytes": run.totals.bytes,
+        "dense_bytes": dense.totals.bytes,
+        "attention_share_time": sc["attention"].share_time,
+        "dense_attention_share_time": dc["attention"].share_time,
+        "mlp_share_time": sc["mlp"].share_time,
+        "dense_mlp_share_time": dc["mlp"].share_time,
     }
     return {"key": key, "point": point, "row": row}
 

@@ -8,15 +8,32 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from dartsim.errors import UserError
 from dartsim.fileio import atomic_write_bytes
-from dartsim.trace.validate import validate_trace
+from dartsim.trace.types import Trace
+from dartsim.trace.upgrade import upgrade
+
+# torch (and the validator, which checks torch tensors) load on first use: a command that
+# reads or writes no trace file starts without them.
 
 
-def save_trace(trace: dict[str, Any], path: str | Path) -> int:
-    """Validate and write `trace` to `path` atomically; returns the size in bytes."""
+def trace_from_raw(raw: Any, where: str) -> Trace:
+    """A typed Trace from a trace's raw mapping (any readable version): validated field by
+    field, then upgraded to the current version."""
+    from dartsim.trace.validate import validate_trace
+
+    return Trace.from_dict(upgrade(validate_trace(raw, where)))
+
+
+def save_trace(trace: Trace | dict[str, Any], path: str | Path) -> int:
+    """Validate and write `trace` (typed, or the file's raw mapping) to `path` atomically;
+    returns the size in bytes."""
+    import torch
+
+    from dartsim.trace.validate import validate_trace
+
+    if isinstance(trace, Trace):
+        trace = trace.to_dict()
     validate_trace(trace, str(path))
     buffer = io.BytesIO()
     torch.save(trace, buffer)
@@ -52,9 +69,11 @@ def _check_archive(p: Path) -> None:
             raise UserError(f"{p}: refused: its entries claim more bytes than the file holds")
 
 
-def load_trace(path: str | Path) -> dict[str, Any]:
-    """Load and validate a trace. A missing, truncated or corrupt file, a file that carries
-    pickled code, or a wrong schema version is a one-line user error."""
+def load_trace(path: str | Path) -> Trace:
+    """Load, validate and upgrade a trace. A missing, truncated or corrupt file, a file that
+    carries pickled code, or a wrong schema version is a one-line user error."""
+    import torch
+
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{p}: no such trace file")
@@ -74,4 +93,4 @@ def load_trace(path: str | Path) -> dict[str, Any]:
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{p}: truncated or corrupt trace ({first})") from None
-    return validate_trace(trace, str(p))
+    return trace_from_raw(trace, str(p))

@@ -1,5 +1,6 @@
 """Trace format v2: only plain tensors, numbers, strings, booleans, lists and dicts, so a
-trace loads with `torch.load(..., weights_only=True)` and never executes code.
+trace loads with `torch.load(..., weights_only=True)` and never executes code. Readers
+get it as a typed `Trace` (trace/types.py); this module is the file layout.
 
 Layout (S steps, E mask epochs, L layers, m FFN neurons, C drift checks, R re-triggers):
 
@@ -17,7 +18,8 @@ Layout (S steps, E mask epochs, L layers, m FFN neurons, C drift checks, R re-tr
   bool}, head_masks [L, H] bool (attention heads in force while a mask epoch is; all true
   unless the policy prunes heads), weight_format (dense, bitmap, csr, 2:4: how pruned
   decoder weights are stored), weight_density [L] float64 (fraction of each layer's
-  decoder weights kept). A v1 trace reads as policy `dart` (or `dense` for mode dense).
+  decoder weights kept). A v1 trace reads as policy `dart` (or `dense` for mode dense):
+  trace/upgrade.py turns it into a v2 mapping once, at load.
 - `steps`: phase [S] uint8 (index into PHASES), tokens [S], context_len [S] (sequence
   length after the step), epoch [S] (mask epoch in force, -1 = FFN dense), time_s [S].
 - `epochs`: first_step, last_step, trigger_step (-1 for the first mask), reference_tokens
@@ -38,18 +40,20 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
+from dartsim.names import PHASES
 from dartsim.specs.model import ModelSpec, model_spec_from_config
 
 FORMAT_NAME = "dartsim-trace"
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-WEIGHT_FORMATS = ("dense", "bitmap", "csr", "2:4")
-"""How a policy's pruned decoder weights are stored (workload/sparse_storage.py)."""
-PHASES = ("prefill", "decode")
+PHASE_PREFILL = PHASES.index("prefill")
+PHASE_DECODE = PHASES.index("decode")
+DART_MODES = ("dart", "static", "dense")
+"""How DART ran: with its masks and re-triggers, keeping its first mask (static), or
+without masks (dense, for Figure 5)."""
 
-_MODEL_INT_FIELDS = (
+MODEL_INT_FIELDS = (
     "num_layers",
     "hidden_size",
     "intermediate_size",
@@ -59,39 +63,40 @@ _MODEL_INT_FIELDS = (
     "vocab_size",
     "max_position_embeddings",
 )
+# Element types of every tensor field, by name (torch and numpy share these names).
 STEP_DTYPES = {
-    "phase": torch.uint8,
-    "tokens": torch.int32,
-    "context_len": torch.int32,
-    "epoch": torch.int32,
-    "time_s": torch.float64,
+    "phase": "uint8",
+    "tokens": "int32",
+    "context_len": "int32",
+    "epoch": "int32",
+    "time_s": "float64",
 }
 EPOCH_VECTOR_DTYPES = {
-    "first_step": torch.int32,
-    "last_step": torch.int32,
-    "trigger_step": torch.int32,
-    "reference_tokens": torch.int32,
-    "build_time_s": torch.float64,
+    "first_step": "int32",
+    "last_step": "int32",
+    "trigger_step": "int32",
+    "reference_tokens": "int32",
+    "build_time_s": "float64",
 }
 EPOCH_MATRIX_DTYPES = {
-    "kept": torch.int32,
-    "keep_ratio": torch.float64,
-    "s_bar": torch.float64,
-    "importance": torch.float64,
-    "depth": torch.float64,
-    "pruning": torch.float64,
+    "kept": "int32",
+    "keep_ratio": "float64",
+    "s_bar": "float64",
+    "importance": "float64",
+    "depth": "float64",
+    "pruning": "float64",
 }
 CHECK_DTYPES = {
-    "step": torch.int32,
-    "similarity": torch.float64,
-    "mu": torch.float64,
-    "sigma": torch.float64,
-    "threshold": torch.float64,
-    "counter": torch.int32,
-    "detected": torch.bool,
-    "fired": torch.bool,
+    "step": "int32",
+    "similarity": "float64",
+    "mu": "float64",
+    "sigma": "float64",
+    "threshold": "float64",
+    "counter": "int32",
+    "detected": "bool",
+    "fired": "bool",
 }
-RETRIGGER_DTYPES = {"step": torch.int32, "epoch": torch.int32}
+RETRIGGER_DTYPES = {"step": "int32", "epoch": "int32"}
 
 
 def model_section(
@@ -116,10 +121,9 @@ def model_section(
     }
 
 
-def model_spec_of(trace: dict[str, Any], where: str | None = None) -> ModelSpec:
-    """The model a trace was recorded on, from the dimensions it records; errors name
-    `where` (the trace file) when given."""
-    m = trace["model"]
+def model_spec_from_section(m: dict[str, Any], where: str | None = None) -> ModelSpec:
+    """The model a trace was recorded on, from the dimensions its `model` section records;
+    errors name `where` (the trace file) when given."""
     config = {
         "model_type": m["model_type"],
         "num_hidden_layers": m["num_layers"],
@@ -139,32 +143,31 @@ def packed_width(neurons: int) -> int:
     return (neurons + 7) // 8
 
 
-def pack_mask(mask: torch.Tensor) -> torch.Tensor:
+def pack_mask_array(mask: Any) -> np.ndarray:
     """Bool [..., m] -> uint8 [..., ceil(m/8)], neuron i in bit i % 8 of byte i // 8."""
-    packed = np.packbits(mask.numpy().astype(bool, copy=False), axis=-1, bitorder="little")
-    return torch.from_numpy(np.ascontiguousarray(packed))
+    packed = np.packbits(np.asarray(mask).astype(bool, copy=False), axis=-1, bitorder="little")
+    return np.ascontiguousarray(packed)
 
 
-def unpack_mask(packed: torch.Tensor, neurons: int) -> torch.Tensor:
-    """uint8 [..., ceil(m/8)] -> bool [..., m]; the inverse of `pack_mask`."""
-    bits = np.unpackbits(packed.numpy(), axis=-1, count=neurons, bitorder="little")
-    return torch.from_numpy(bits.astype(bool))
+def unpack_mask_array(packed: Any, neurons: int) -> np.ndarray:
+    """uint8 [..., ceil(m/8)] -> bool [..., m]; the inverse of `pack_mask_array`."""
+    bits = np.unpackbits(np.asarray(packed), axis=-1, count=neurons, bitorder="little")
+    return bits.astype(bool)
 
 
-def policy_section(trace: dict[str, Any]) -> dict[str, Any]:
-    """The trace's `policy` section; a v1 trace (no section) reads as DART's (or dense for
-    mode dense), with every head and weight kept."""
-    if "policy" in trace:
-        return trace["policy"]  # type: ignore[no-any-return]
-    m = trace["model"]
-    mode = trace.get("dart", {}).get("mode", "dart")
-    return {
-        "name": "dense" if mode == "dense" else "dart",
-        "params": {},
-        "head_masks": torch.ones(m["num_layers"], m["num_heads"], dtype=torch.bool),
-        "weight_format": "dense",
-        "weight_density": torch.ones(m["num_layers"], dtype=torch.float64),
-    }
+def pack_mask(mask: Any) -> Any:
+    """`pack_mask_array` for the recording side: a bool tensor in, a uint8 tensor out."""
+    import torch
+
+    return torch.from_numpy(pack_mask_array(mask.numpy() if hasattr(mask, "numpy") else mask))
+
+
+def unpack_mask(packed: Any, neurons: int) -> Any:
+    """`unpack_mask_array` for the recording side: a uint8 tensor in, a bool tensor out."""
+    import torch
+
+    raw = packed.numpy() if hasattr(packed, "numpy") else packed
+    return torch.from_numpy(unpack_mask_array(raw, neurons))
 
 
 def new_policy_section(
@@ -172,11 +175,14 @@ def new_policy_section(
     layers: int,
     heads: int,
     params: dict[str, Any] | None = None,
-    head_masks: torch.Tensor | None = None,
+    head_masks: Any = None,
     weight_format: str = "dense",
-    weight_density: torch.Tensor | None = None,
+    weight_density: Any = None,
 ) -> dict[str, Any]:
-    """A v2 `policy` section; heads and weights all kept unless given."""
+    """A v2 `policy` section (torch tensors, as the file holds); heads and weights all
+    kept unless given."""
+    import torch
+
     return {
         "name": name,
         "params": dict(params or {}),

@@ -5,90 +5,89 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 
 from dartsim.text import printable
-from dartsim.trace.schema import policy_section
+from dartsim.trace.types import Trace
 
 
-def steps_per_epoch(trace: dict[str, Any]) -> torch.Tensor:
+def steps_per_epoch(trace: Trace) -> np.ndarray:
     """How many forward steps ran under each mask epoch: [E]."""
-    epochs = trace["epochs"]["kept"].shape[0]
-    epoch_of_step = trace["steps"]["epoch"].long()
+    epoch_of_step = trace.steps.epoch.astype(np.int64)
     used = epoch_of_step[epoch_of_step >= 0]
-    return torch.bincount(used, minlength=epochs)
+    return np.bincount(used, minlength=trace.epochs.count)
 
 
-def mean_keep_ratio_per_layer(trace: dict[str, Any]) -> list[float] | None:
+def mean_keep_ratio_per_layer(trace: Trace) -> list[float] | None:
     """Keep ratio per layer averaged over the masked steps (None if no step was masked)."""
-    weights = steps_per_epoch(trace).double()
+    weights = steps_per_epoch(trace).astype(np.float64)
     if weights.sum() == 0:
         return None
-    ratios = trace["epochs"]["keep_ratio"]
-    return ((weights[:, None] * ratios).sum(dim=0) / weights.sum()).tolist()
+    ratios = trace.epochs.keep_ratio
+    return ((weights[:, None] * ratios).sum(axis=0) / weights.sum()).tolist()  # type: ignore[no-any-return]
 
 
-def drift_detection_rate(trace: dict[str, Any]) -> float | None:
+def drift_detection_rate(trace: Trace) -> float | None:
     """Fraction of drift checks that counted as drift (None without checks). A detector
     that flags nearly every masked window measures the clock, not drift."""
-    detected = trace["drift_checks"]["detected"]
-    return float(detected.double().mean()) if detected.numel() else None
+    detected = trace.drift_checks.detected
+    return float(detected.astype(np.float64).mean()) if detected.size else None
 
 
-def dense_step_fraction(trace: dict[str, Any]) -> float:
+def dense_step_fraction(trace: Trace) -> float:
     """Fraction of forward steps that ran the FFN dense (collection windows included)."""
-    epochs = trace["steps"]["epoch"]
-    return float((epochs == -1).double().mean()) if epochs.numel() else 0.0
+    epochs = trace.steps.epoch
+    return float((epochs == -1).astype(np.float64).mean()) if epochs.size else 0.0
 
 
-def summarize(trace: dict[str, Any], path: Path) -> dict[str, Any]:
-    steps = trace["steps"]
-    gen = trace["generation"]
-    model = trace["model"]
-    context = steps["context_len"]
-    retrigger_steps = trace["retriggers"]["step"].long()
-    decode = steps["phase"] == 1
+def summarize(trace: Trace, path: Path) -> dict[str, Any]:
+    steps = trace.steps
+    gen = trace.generation
+    model = trace.model
+    context = steps.context_len
+    retrigger_steps = trace.retriggers.step.astype(np.int64)
+    decode = steps.decode
     per_layer = mean_keep_ratio_per_layer(trace)
-    policy = policy_section(trace)
-    dart = trace.get("dart", {})
+    policy = trace.policy
+    dart = trace.dart or {}
     return {
         "file": str(path),
         "size_bytes": path.stat().st_size,
-        "status": printable(trace["status"]),
-        "complete": trace["complete"],
-        "synthetic": trace["synthetic"],
-        "model": printable(model["name"]),
-        "model_source": printable(model["source"]),
-        "random_weights": model["random_weights"],
-        "layers": model["num_layers"],
-        "ffn_width": model["intermediate_size"],
-        "policy": printable(policy["name"]),
+        "status": printable(trace.status),
+        "complete": trace.complete,
+        "synthetic": trace.synthetic,
+        "model": printable(model.name),
+        "model_source": printable(model.source),
+        "random_weights": model.random_weights,
+        "layers": model.num_layers,
+        "ffn_width": model.intermediate_size,
+        "policy": printable(policy.name),
         "policy_params": {
-            printable(k): v if not isinstance(v, str) else printable(v) for k, v in policy["params"].items()
+            printable(k): v if not isinstance(v, str) else printable(v) for k, v in policy.params.items()
         },
-        "weight_format": printable(policy["weight_format"]),
-        "weights_kept": float(policy["weight_density"].mean()),
-        "heads_kept": float(policy["head_masks"].double().mean()),
+        "weight_format": printable(policy.weight_format),
+        "weights_kept": float(policy.weight_density.mean()),
+        "heads_kept": float(policy.head_masks.astype(np.float64).mean()),
         "variant": printable(dart["variant"]) if "variant" in dart else None,
         "mode": printable(dart["mode"]) if "mode" in dart else None,
-        "sparsity": dart.get("sparsity", policy["params"].get("sparsity")),
-        "prompt_tokens": gen["prompt_len"],
-        "generated_tokens": gen["generated_len"],
-        "stopped_at_eos": gen.get("stopped_at_eos"),
-        "steps": int(steps["phase"].numel()),
-        "dense_steps": int((steps["epoch"] == -1).sum()),
-        "mask_epochs": int(trace["epochs"]["kept"].shape[0]),
-        "drift_checks": int(trace["drift_checks"]["step"].numel()),
+        "sparsity": trace.sparsity,
+        "prompt_tokens": gen.prompt_len,
+        "generated_tokens": gen.generated_len,
+        "stopped_at_eos": gen.stopped_at_eos,
+        "steps": steps.count,
+        "dense_steps": int((steps.epoch == -1).sum()),
+        "mask_epochs": trace.epochs.count,
+        "drift_checks": trace.drift_checks.count,
         "drift_detection_rate": drift_detection_rate(trace),
         "dense_step_fraction": dense_step_fraction(trace),
-        "retriggers": int(retrigger_steps.numel()),
+        "retriggers": int(retrigger_steps.size),
         "retrigger_positions": [int(context[s]) for s in retrigger_steps],
-        "retriggers_per_1k_tokens": 1000.0 * retrigger_steps.numel() / max(gen["generated_len"], 1),
+        "retriggers_per_1k_tokens": 1000.0 * retrigger_steps.size / max(gen.generated_len, 1),
         "mean_keep_ratio": None if per_layer is None else sum(per_layer) / len(per_layer),
         "mean_keep_ratio_per_layer": per_layer,
-        "recorded_time_s": float(steps["time_s"].sum()),
-        "mean_decode_step_s": float(steps["time_s"][decode].mean()) if bool(decode.any()) else None,
-        "mask_build_time_s": float(trace["epochs"]["build_time_s"].sum()),
+        "recorded_time_s": float(steps.time_s.sum()),
+        "mean_decode_step_s": float(steps.time_s[decode].mean()) if bool(decode.any()) else None,
+        "mask_build_time_s": float(trace.epochs.build_time_s.sum()),
     }
 
 

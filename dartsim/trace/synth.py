@@ -1,4 +1,4 @@
-"""Synthetic traces: the same v1 format, clearly marked synthetic, for studies and
+"""Synthetic traces: the same format, clearly marked synthetic, for studies and
 benchmarks at sizes no CPU recording reaches.
 
 A synthetic run is a prefill, a dense collection of T tokens, a first mask, and R
@@ -10,8 +10,6 @@ per-neuron component makes consecutive masks overlap as real ones do.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +27,7 @@ from dartsim.trace.schema import (
     pack_mask,
     packed_width,
 )
+from dartsim.trace.types import Trace
 
 ALLOCATIONS = ("dart", "uniform", "dense")
 SCORE_PERSISTENCE = 0.7
@@ -75,8 +74,8 @@ def synth_trace(
     allocation: str = "dart",
     seed: int = 0,
     params: DartParams | None = None,
-) -> dict[str, Any]:
-    """A synthetic v1 trace of one sequence."""
+) -> Trace:
+    """A synthetic trace of one sequence."""
     p = params or DartParams(sparsity=sparsity)
     if allocation not in ALLOCATIONS:
         raise UserError(f"allocation must be one of {', '.join(ALLOCATIONS)}, got {allocation!r}")
@@ -148,66 +147,69 @@ def synth_trace(
     )
     matrix = {k: v.unsqueeze(0).repeat(epochs_n, 1) for k, v in extras.items()}
     fired = [s for s in trigger_steps if s >= 0]
-    return {
-        "format": FORMAT_NAME,
-        "schema_version": SCHEMA_VERSION,
-        "complete": True,
-        "status": "complete",
-        "synthetic": True,
-        "created_by": f"dartsim {__version__} trace synth",
-        "seed": seed,
-        "versions": {"dartsim": __version__},
-        "model": model_section(spec, spec.source, True, "none", "none"),
-        "policy": new_policy_section("dart", spec.num_layers, spec.num_heads),
-        "generation": {
-            "prompt": "",
-            "prompt_len": prompt_len,
-            "generated_len": new_tokens,
-            "stopped_at_eos": False,
-            "prompt_ids": torch.zeros(0, dtype=torch.int64),
-            "generated_ids": torch.zeros(0, dtype=torch.int64),
-        },
-        "dart": {
-            **p.as_dict(),
-            "sparsity": sparsity,
-            "mode": "dense" if dense_run else "dart",
-            "allocation": allocation,
-        },
-        "steps": {
-            "phase": torch.tensor([0] + [1] * decode_steps, dtype=torch.uint8),
-            "tokens": torch.tensor([prompt_len] + [1] * decode_steps, dtype=torch.int32),
-            "context_len": context,
-            "epoch": epoch_of,
-            "time_s": torch.zeros(1 + decode_steps, dtype=torch.float64),
-        },
-        "epochs": {
-            "first_step": torch.tensor(first_steps, dtype=torch.int32),
-            "last_step": torch.tensor(last_steps, dtype=torch.int32),
-            "trigger_step": torch.tensor(trigger_steps, dtype=torch.int32),
-            "reference_tokens": torch.full((epochs_n,), p.reference_tokens, dtype=torch.int32),
-            "build_time_s": torch.zeros(epochs_n, dtype=torch.float64),
-            "kept": torch.stack(kept_rows) if kept_rows else torch.zeros(0, layers, dtype=torch.int32),
-            "keep_ratio": (torch.stack(kept_rows).double() / m)
-            if kept_rows
-            else torch.zeros(0, layers, dtype=torch.float64),
-            "masks": masks,
-            **{
-                k: (v if epochs_n else torch.zeros(0, layers, dtype=torch.float64)) for k, v in matrix.items()
+    return Trace.from_dict(
+        {
+            "format": FORMAT_NAME,
+            "schema_version": SCHEMA_VERSION,
+            "complete": True,
+            "status": "complete",
+            "synthetic": True,
+            "created_by": f"dartsim {__version__} trace synth",
+            "seed": seed,
+            "versions": {"dartsim": __version__},
+            "model": model_section(spec, spec.source, True, "none", "none"),
+            "policy": new_policy_section("dart", spec.num_layers, spec.num_heads),
+            "generation": {
+                "prompt": "",
+                "prompt_len": prompt_len,
+                "generated_len": new_tokens,
+                "stopped_at_eos": False,
+                "prompt_ids": torch.zeros(0, dtype=torch.int64),
+                "generated_ids": torch.zeros(0, dtype=torch.int64),
             },
-        },
-        "drift_checks": {
-            "step": torch.tensor(fired, dtype=torch.int32),
-            "similarity": torch.zeros(len(fired), dtype=torch.float64),
-            "mu": torch.zeros(len(fired), dtype=torch.float64),
-            "sigma": torch.zeros(len(fired), dtype=torch.float64),
-            "threshold": torch.zeros(len(fired), dtype=torch.float64),
-            "counter": torch.full((len(fired),), p.c0, dtype=torch.int32),
-            "detected": torch.ones(len(fired), dtype=torch.bool),
-            "fired": torch.ones(len(fired), dtype=torch.bool),
-        },
-        "retriggers": {
-            "step": torch.tensor(fired, dtype=torch.int32),
-            "epoch": torch.arange(1, len(fired) + 1, dtype=torch.int32),
-        },
-        "figure5": {"window": 10, "similarity": torch.zeros(0, dtype=torch.float64)},
-    }
+            "dart": {
+                **p.as_dict(),
+                "sparsity": sparsity,
+                "mode": "dense" if dense_run else "dart",
+                "allocation": allocation,
+            },
+            "steps": {
+                "phase": torch.tensor([0] + [1] * decode_steps, dtype=torch.uint8),
+                "tokens": torch.tensor([prompt_len] + [1] * decode_steps, dtype=torch.int32),
+                "context_len": context,
+                "epoch": epoch_of,
+                "time_s": torch.zeros(1 + decode_steps, dtype=torch.float64),
+            },
+            "epochs": {
+                "first_step": torch.tensor(first_steps, dtype=torch.int32),
+                "last_step": torch.tensor(last_steps, dtype=torch.int32),
+                "trigger_step": torch.tensor(trigger_steps, dtype=torch.int32),
+                "reference_tokens": torch.full((epochs_n,), p.reference_tokens, dtype=torch.int32),
+                "build_time_s": torch.zeros(epochs_n, dtype=torch.float64),
+                "kept": torch.stack(kept_rows) if kept_rows else torch.zeros(0, layers, dtype=torch.int32),
+                "keep_ratio": (torch.stack(kept_rows).double() / m)
+                if kept_rows
+                else torch.zeros(0, layers, dtype=torch.float64),
+                "masks": masks,
+                **{
+                    k: (v if epochs_n else torch.zeros(0, layers, dtype=torch.float64))
+                    for k, v in matrix.items()
+                },
+            },
+            "drift_checks": {
+                "step": torch.tensor(fired, dtype=torch.int32),
+                "similarity": torch.zeros(len(fired), dtype=torch.float64),
+                "mu": torch.zeros(len(fired), dtype=torch.float64),
+                "sigma": torch.zeros(len(fired), dtype=torch.float64),
+                "threshold": torch.zeros(len(fired), dtype=torch.float64),
+                "counter": torch.full((len(fired),), p.c0, dtype=torch.int32),
+                "detected": torch.ones(len(fired), dtype=torch.bool),
+                "fired": torch.ones(len(fired), dtype=torch.bool),
+            },
+            "retriggers": {
+                "step": torch.tensor(fired, dtype=torch.int32),
+                "epoch": torch.arange(1, len(fired) + 1, dtype=torch.int32),
+            },
+            "figure5": {"window": 10, "similarity": torch.zeros(0, dtype=torch.float64)},
+        }
+    )

@@ -1,4 +1,4 @@
-"""Checking a loaded trace against schema v1, once, so that no later code meets a field it
+"""Checking a loaded trace against its schema version (v1 or v2), once, so that no later code meets a field it
 did not check: types, shapes, sizes bounded by the declared model (checked before anything
 is unpacked), values in range and the cross-field rules that tie steps, epochs, checks and
 re-triggers together. Every error names the file and the field."""
@@ -6,26 +6,27 @@ re-triggers together. Every error names the file and the field."""
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
 import torch
 
 from dartsim.errors import UserError
+from dartsim.names import PHASES, WEIGHT_FORMATS
 from dartsim.text import brief
 from dartsim.trace.schema import (
-    _MODEL_INT_FIELDS,
     CHECK_DTYPES,
+    DART_MODES,
     EPOCH_MATRIX_DTYPES,
     EPOCH_VECTOR_DTYPES,
     FORMAT_NAME,
-    PHASES,
+    MODEL_INT_FIELDS,
     READABLE_VERSIONS,
     RETRIGGER_DTYPES,
     SCHEMA_VERSION,
     STEP_DTYPES,
-    WEIGHT_FORMATS,
-    model_spec_of,
+    model_spec_from_section,
     packed_width,
 )
 
@@ -35,7 +36,6 @@ MAX_STRING_CHARS = 1 << 22
 """Longest string field (a prompt or the generated text; 4M characters is ~1M tokens)."""
 STATUSES = ("complete", "interrupted")
 """Recording outcomes besides `error: <what>` (dart/session.py)."""
-MODES = ("dart", "static", "dense")
 DART_TYPES: dict[str, type | tuple[type, ...]] = {
     "variant": str,
     "mode": str,
@@ -101,10 +101,11 @@ class _Checker:
         section: dict[str, Any],
         name: str,
         key: str,
-        dtype: torch.dtype,
+        dtype_name: str,
         shape: tuple[int | None, ...],
     ) -> torch.Tensor:
         field = f"{name}.{key}"
+        dtype = getattr(torch, dtype_name)
         value = section.get(key)
         if not isinstance(value, torch.Tensor):
             raise self.fail(field, f"must be a tensor, got {type(value).__name__}")
@@ -116,7 +117,7 @@ class _Checker:
             raise self.fail(field, f"has shape {tuple(value.shape)}, expected {shape}")
         return value
 
-    def vectors(self, section: dict[str, Any], name: str, dtypes: dict[str, torch.dtype]) -> int:
+    def vectors(self, section: dict[str, Any], name: str, dtypes: dict[str, str]) -> int:
         """Check the 1-D fields `dtypes` of `section`; they must share one length, returned."""
         length: int | None = None
         for key, dtype in dtypes.items():
@@ -180,18 +181,30 @@ def _header(trace: Any, c: _Checker) -> None:
     if complete != (status == "complete"):
         raise c.fail("complete", f"is {complete} but status is {brief(status)}")
     c.typed(trace, "", "synthetic", bool)
+    if "created_by" in trace:
+        c.typed(trace, "", "created_by", str)
+    if "seed" in trace:
+        c.typed(trace, "", "seed", int)
+    versions = trace.get("versions", {})
+    if not isinstance(versions, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in versions.items()
+    ):
+        raise c.fail("versions", f"must map names to version strings, got {brief(versions)}")
 
 
 def _model(trace: dict[str, Any], c: _Checker) -> tuple[int, int, int, int]:
     model = c.section(trace, "model")
-    for key in _MODEL_INT_FIELDS:
+    for key in MODEL_INT_FIELDS:
         value = model.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise c.fail(f"model.{key}", f"must be a positive integer, got {brief(value)}")
     for key in ("name", "model_type", "source"):
         c.typed(model, "model", key, str)
     c.typed(model, "model", "random_weights", bool)
-    spec = model_spec_of(trace, f"{c.where} (model section)")  # bounds and cross-field rules
+    for key in ("dtype", "device"):
+        if key in model:
+            c.typed(model, "model", key, str)
+    spec = model_spec_from_section(model, f"{c.where} (model section)")  # bounds and cross-field rules
     return (
         spec.num_layers,
         spec.intermediate_size,
@@ -230,7 +243,7 @@ def _epochs(trace: dict[str, Any], c: _Checker, count: int, layers: int, width: 
         raise c.fail("epochs", f"holds {n_epochs} mask epochs for {count} steps")
     for key, dtype in EPOCH_MATRIX_DTYPES.items():
         c.tensor(epochs, "epochs", key, dtype, (n_epochs, layers))
-    masks = c.tensor(epochs, "epochs", "masks", torch.uint8, (n_epochs, layers, packed_width(width)))
+    masks = c.tensor(epochs, "epochs", "masks", "uint8", (n_epochs, layers, packed_width(width)))
     c.finite(epochs["keep_ratio"], "epochs.keep_ratio", 0.0, 1.0)
     c.finite(epochs["build_time_s"], "epochs.build_time_s", 0.0)
     kept = epochs["kept"]
@@ -267,7 +280,7 @@ def _checks(trace: dict[str, Any], c: _Checker, count: int, n_epochs: int, max_p
     window = c.typed(figure5, "figure5", "window", int)
     if not 0 < window <= max_positions:
         raise c.fail("figure5.window", f"must lie in [1, {max_positions}] tokens, got {window}")
-    similarity = c.tensor(figure5, "figure5", "similarity", torch.float64, (None,))
+    similarity = c.tensor(figure5, "figure5", "similarity", "float64", (None,))
     if similarity.shape[0] > count:
         raise c.fail("figure5.similarity", f"holds {similarity.shape[0]} values for {count} steps")
 
@@ -285,7 +298,7 @@ def _generation(trace: dict[str, Any], c: _Checker, count: int, vocab: int) -> N
         )
     c.typed(generation, "generation", "prompt", str)
     for key, length in (("prompt_ids", prompt_len), ("generated_ids", generated_len)):
-        ids = c.tensor(generation, "generation", key, torch.int64, (None,))
+        ids = c.tensor(generation, "generation", key, "int64", (None,))
         if ids.numel() and ids.numel() != length:
             raise c.fail(f"generation.{key}", f"holds {ids.numel()} ids, expected {length} or none")
         c.index(ids, f"generation.{key}", 0, vocab, "vocabulary entries")
@@ -302,8 +315,8 @@ def _dart(trace: dict[str, Any], c: _Checker) -> None:
     for key, kind in DART_TYPES.items():
         if key in dart:
             c.typed(dart, "dart", key, kind)
-    if dart["mode"] not in MODES:
-        raise c.fail("dart.mode", f"must be one of {', '.join(MODES)}, got {brief(dart['mode'])}")
+    if dart["mode"] not in DART_MODES:
+        raise c.fail("dart.mode", f"must be one of {', '.join(DART_MODES)}, got {brief(dart['mode'])}")
     if not 0.0 <= dart["sparsity"] < 1.0:
         raise c.fail("dart.sparsity", f"must lie in [0, 1), got {dart['sparsity']}")
     for key in ("tau", "reference_tokens", "c0"):
@@ -311,8 +324,10 @@ def _dart(trace: dict[str, Any], c: _Checker) -> None:
             raise c.fail(f"dart.{key}", f"must be positive, got {dart[key]}")
 
 
-POLICY_NAMES = ("dense", "static", "dart", "dejavu", "wanda", "2:4", "dsgp", "kgds")
-"""policies/__init__.py POLICIES (the trace layer sits below the policies package)."""
+POLICY_NAME = re.compile(r"[a-z0-9][a-z0-9:_-]{0,31}")
+"""What a policy name looks like. Which names exist is the policy registry's to say
+(policies/registry.py; the trace layer sits below it): replay and `trace info` refuse a
+name it does not hold."""
 
 
 def _policy(trace: dict[str, Any], c: _Checker, layers: int, heads: int) -> str:
@@ -320,8 +335,11 @@ def _policy(trace: dict[str, Any], c: _Checker, layers: int, heads: int) -> str:
         return "dense" if trace.get("dart", {}).get("mode") == "dense" else "dart"
     policy = c.section(trace, "policy")
     name = c.typed(policy, "policy", "name", str)
-    if name not in POLICY_NAMES:
-        raise c.fail("policy.name", f"must be one of {', '.join(POLICY_NAMES)}, got {brief(name)}")
+    if not POLICY_NAME.fullmatch(name):
+        raise c.fail(
+            "policy.name",
+            f"must be a policy name (lower-case letters, digits, ':', '_', '-'), got {brief(name)}",
+        )
     params = c.section(policy, "params") if "params" in policy else None
     if params is None:
         raise c.fail("policy.params", "is missing")
@@ -332,13 +350,13 @@ def _policy(trace: dict[str, Any], c: _Checker, layers: int, heads: int) -> str:
             )
         if isinstance(value, float) and not math.isfinite(value):
             raise c.fail(f"policy.params.{key}", f"must be finite, got {value!r}")
-    head_masks = c.tensor(policy, "policy", "head_masks", torch.bool, (layers, heads))
+    head_masks = c.tensor(policy, "policy", "head_masks", "bool", (layers, heads))
     if bool((~head_masks.any(dim=-1)).any()):
         raise c.fail("policy.head_masks", "leaves a layer with no attention head")
     fmt = c.typed(policy, "policy", "weight_format", str)
     if fmt not in WEIGHT_FORMATS:
         raise c.fail("policy.weight_format", f"must be one of {', '.join(WEIGHT_FORMATS)}, got {brief(fmt)}")
-    density = c.tensor(policy, "policy", "weight_density", torch.float64, (layers,))
+    density = c.tensor(policy, "policy", "weight_density", "float64", (layers,))
     c.finite(density, "policy.weight_density", 0.0, 1.0)
     if bool((density <= 0).any()):
         raise c.fail("policy.weight_density", "must be positive (a layer keeps some weights)")

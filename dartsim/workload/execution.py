@@ -10,11 +10,10 @@ import math
 from dataclasses import dataclass, field, replace
 
 from dartsim.errors import UserError
+from dartsim.names import ALLREDUCE_ALGORITHMS, MASK_APPLY_MODES, PHASES
 from dartsim.specs.dtypes import FP8, FP16, INT8, DType
 from dartsim.specs.model import ModelSpec
 from dartsim.workload.sparse_storage import WeightStorage
-
-PHASES = ("prefill", "decode")
 
 
 @dataclass(frozen=True)
@@ -52,14 +51,6 @@ class KernelFusion:
 
     qkv_fused: bool = False
     swiglu_fused: bool = True
-
-
-MASK_APPLY_MODES = ("compact", "gather")
-"""compact: kept weights copied into contiguous buffers at each re-trigger; gather: kept
-rows read by index at every step."""
-ALLREDUCE_ALGORITHMS = ("ring", "tree", "two_shot", "one_shot", "auto")
-"""How tensor-parallel partial sums are combined (workload/collectives.py); auto: one-shot
-up to `Execution.one_shot_max_bytes`, two-shot above."""
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ import math
 from dataclasses import dataclass
 
 from dartsim.errors import UserError
+from dartsim.names import WEIGHT_FORMATS
 from dartsim.specs.dtypes import DType
 from dartsim.workload.kernels import TensorAccess, TensorKind
 
-WEIGHT_FORMATS = ("dense", "bitmap", "csr", "2:4")
 BITMAP_BITS_PER_ELEMENT = 1
 CSR_COLUMN_INDEX = DType("uint16", 16)
 CSR_ROW_POINTER = DType("int32", 32)

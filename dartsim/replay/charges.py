@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
-
-import torch
 
 from dartsim.errors import UserError
 from dartsim.specs.model import ModelSpec
-from dartsim.trace.schema import policy_section
+from dartsim.trace.types import ModelInfo, PolicySection, Trace
 from dartsim.workload import kept_count
 from dartsim.workload.policy_costs import PolicyCosts
 from dartsim.workload.sparse_storage import TWO_FOUR_DENSITY, WeightStorage
@@ -29,53 +26,53 @@ OFFLINE_MASK_POLICIES = ("kgds",)
 """Policies whose masks are computed offline: a mask switch installs one, no top-k."""
 
 
-def batch_policy(traces: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def batch_policy(traces: Sequence[Trace]) -> PolicySection:
     """The one policy every trace of a batch shares (an error otherwise)."""
-    policies = [policy_section(t) for t in traces]
-    names = {(p["name"], tuple(sorted(p["params"].items()))) for p in policies}
+    policies = [t.policy for t in traces]
+    names = {(p.name, tuple(sorted(p.params.items()))) for p in policies}
     if len(names) > 1:
-        listed = ", ".join(sorted({p["name"] for p in policies}))
+        listed = ", ".join(sorted({p.name for p in policies}))
         raise UserError(
             f"traces recorded under different policies or settings cannot form one batch ({listed})"
         )
-    if policies[0]["name"] in PER_TOKEN_POLICIES and len(traces) > 1:
+    if policies[0].name in PER_TOKEN_POLICIES and len(traces) > 1:
         raise UserError(
-            f"{policies[0]['name']} traces replay one at a time: the union of per-token masks "
+            f"{policies[0].name} traces replay one at a time: the union of per-token masks "
             "across a batch is not modelled"
         )
     return policies[0]
 
 
-def policy_costs(policy: dict[str, Any], source_hidden: int, target: ModelSpec) -> PolicyCosts:
+def policy_costs(policy: PolicySection, source_hidden: int, target: ModelSpec) -> PolicyCosts:
     """The PolicyCosts of `policy` on `target` (recorded on a model of width `source_hidden`)."""
-    fmt = policy["weight_format"]
-    density = float(policy["weight_density"].mean()) if fmt != "dense" else 1.0
+    fmt = policy.weight_format
+    density = float(policy.weight_density.mean()) if fmt != "dense" else 1.0
     if fmt == "2:4":
         density = TWO_FOUR_DENSITY
-    params = policy["params"]
+    params = policy.params
     rank = int(params.get("predictor_rank", 0))
     if rank:
         rank = max(1, math.ceil(rank * target.hidden_size / source_hidden))
     return PolicyCosts(
         weights=WeightStorage(fmt, density),
         predictor_rank=rank,
-        build_topk=policy["name"] not in OFFLINE_MASK_POLICIES,
+        build_topk=policy.name not in OFFLINE_MASK_POLICIES,
         classifier_classes=int(params.get("classifier_classes", 0)),
-        per_token=policy["name"] in PER_TOKEN_POLICIES,
+        per_token=policy.name in PER_TOKEN_POLICIES,
     )
 
 
 def head_counts(
-    policy: dict[str, Any], source: dict[str, Any], target: ModelSpec, layer_of: Sequence[int], retarget: bool
+    policy: PolicySection, source: ModelInfo, target: ModelSpec, layer_of: Sequence[int], retarget: bool
 ) -> tuple[tuple[int, int], ...] | None:
     """Per target layer the (query, KV) heads kept, or None when every head is."""
-    masks: torch.Tensor = policy["head_masks"]
+    masks = policy.head_masks
     if bool(masks.all()):
         return None
-    heads, kv_heads = source["num_heads"], source["num_kv_heads"]
+    heads, kv_heads = source.num_heads, source.num_kv_heads
     group = heads // kv_heads
-    kept_q = masks.sum(dim=-1)
-    kept_kv = masks.reshape(masks.shape[0], kv_heads, group).any(dim=-1).sum(dim=-1)
+    kept_q = masks.sum(axis=-1)
+    kept_kv = masks.reshape(masks.shape[0], kv_heads, group).any(axis=-1).sum(axis=-1)
     out = []
     for layer in range(target.num_layers):
         q, kv = int(kept_q[layer_of[layer]]), int(kept_kv[layer_of[layer]])

@@ -8,13 +8,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from dartsim.engine.costing import ReplayConfig
-from dartsim.engine.run import choose_tp, run_with_dense
-from dartsim.engine.steps import build_steps, check_retarget
 from dartsim.errors import UserError
+from dartsim.replay.job import ReplayJob, prepare, run_prepared
+from dartsim.replay.steps import check_retarget
 from dartsim.report import render
 from dartsim.specs.hardware import load_hardware_spec
 from dartsim.specs.model import ModelSpec
+from dartsim.trace.types import Trace
+from dartsim.units import GB, MS_PER_S
 from dartsim.workload import Precision
 
 FIELDS = (
@@ -35,7 +36,7 @@ FIELDS = (
 
 
 def sweep(
-    traces: Sequence[dict[str, Any]],
+    traces: Sequence[Trace],
     spec: ModelSpec,
     hw_names: Sequence[str],
     tps: Sequence[str],
@@ -49,42 +50,49 @@ def sweep(
     """One row per (hardware, TP degree, mask mode). Points that cannot run (the shard does
     not fit, the device lacks the compute format) are skipped with a note on stderr; if no
     point can run, that is an error."""
-    retarget, _ = check_retarget(traces, spec)
-    kv_positions = sum(int(t["steps"]["context_len"].max()) for t in traces)
+    check_retarget(traces, spec)
     rows = []
     for hw_name, tp_text, mode in itertools.product(hw_names, tps, mask_modes):
         hw = load_hardware_spec(hw_name)
+        job = ReplayJob(
+            tuple(traces),
+            spec,
+            hw,
+            tp=tp_text,
+            mask_apply=mode,
+            precision=precision,
+            prefetch=prefetch,
+            launch=launch,
+            allreduce=allreduce,
+            compare_dense=True,
+        )
         try:
-            hw.tensor_flops_per_s(precision.gemm_compute)
-            hw.tensor_flops_per_s(precision.attention_compute)
-            tp = choose_tp(spec, hw, precision, tp_text, kv_positions)
+            prepared = prepare(job)
         except UserError as exc:
             sys.stderr.write(f"skipped {hw.name} --tp {tp_text} {mode}: {str(exc).split(': ', 1)[-1]}\n")
             continue
-        config = ReplayConfig(
-            tp=tp, prefetch=prefetch, mask_apply=mode, precision=precision, launch=launch, allreduce=allreduce
-        )
-        steps = build_steps(traces, spec, retarget, tp)
-        sparse, dense = run_with_dense(steps, spec, hw, config)
+        result = run_prepared(prepared)
+        run, dense = result.run, result.dense
+        assert dense is not None
         rows.append(
             {
                 "hw": hw.name,
-                "tp": tp,
+                "tp": prepared.tp,
                 "mask_apply": mode,
-                "time_s": sparse["totals"]["time_s"],
-                "dense_time_s": dense["totals"]["time_s"],
-                "speedup": dense["totals"]["time_s"] / sparse["totals"]["time_s"],
-                "ttft_s": sparse["ttft_s"],
-                "tpot_s": sparse["tpot_s"],
-                "tpot_p99_s": sparse["tpot_p99_s"],
-                "tokens_per_s": sparse["tokens_per_s"],
-                "bytes": sparse["totals"]["bytes"],
-                "dense_bytes": dense["totals"]["bytes"],
-                "mask_build_s": sum(r["time_s"] for r in sparse["retriggers"]),
+                "time_s": run.totals.time_s,
+                "dense_time_s": dense.totals.time_s,
+                "speedup": result.speedup,
+                "ttft_s": run.ttft_s,
+                "tpot_s": run.tpot_s,
+                "tpot_p99_s": run.tpot_p99_s,
+                "tokens_per_s": run.tokens_per_s,
+                "bytes": run.totals.bytes,
+                "dense_bytes": dense.totals.bytes,
+                "mask_build_s": run.mask_build_time_s,
             }
         )
         if progress:
-            sys.stderr.write(f"{hw.name} tp={tp} {mode}: speedup {rows[-1]['speedup']:.3f}x\n")
+            sys.stderr.write(f"{hw.name} tp={prepared.tp} {mode}: speedup {rows[-1]['speedup']:.3f}x\n")
     if not rows:
         raise UserError(
             f"no point of the sweep fits: {spec.name} fits none of the hardware at the given --tp"
@@ -119,12 +127,12 @@ def render_sweep(rows: list[dict[str, Any]], fmt: str, title: str) -> str:
             f"{row['time_s']:.3f}",
             f"{row['dense_time_s']:.3f}",
             f"{row['speedup']:.3f}",
-            f"{row['ttft_s'] * 1e3:.2f}",
-            f"{row['tpot_s'] * 1e3:.3f}",
-            f"{row['tpot_p99_s'] * 1e3:.3f}",
+            f"{row['ttft_s'] * MS_PER_S:.2f}",
+            f"{row['tpot_s'] * MS_PER_S:.3f}",
+            f"{row['tpot_p99_s'] * MS_PER_S:.3f}",
             f"{row['tokens_per_s']:.2f}",
-            f"{row['bytes'] / 1e9:.2f}",
-            f"{row['mask_build_s'] * 1e3:.3f}",
+            f"{row['bytes'] / GB:.2f}",
+            f"{row['mask_build_s'] * MS_PER_S:.3f}",
         ]
         for row in rows
     ]

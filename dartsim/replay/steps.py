@@ -11,26 +11,22 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-import torch
 
 from dartsim.engine.costing import ReplayStep
-from dartsim.engine.policy_replay import (
+from dartsim.errors import UserError
+from dartsim.replay.charges import (
     PER_TOKEN_POLICIES,
     PROMPT_OBSERVING_POLICIES,
     batch_policy,
     head_counts,
     policy_costs,
 )
-from dartsim.errors import UserError
 from dartsim.specs.model import ModelSpec
-from dartsim.trace.schema import unpack_mask
+from dartsim.trace.schema import PHASE_DECODE, PHASE_PREFILL
+from dartsim.trace.types import Trace
 from dartsim.workload import kept_count
-
-PHASE_DECODE = 1
 
 
 def depth_map(source_layers: int, target_layers: int) -> list[int]:
@@ -40,58 +36,37 @@ def depth_map(source_layers: int, target_layers: int) -> list[int]:
     return [round(layer / (target_layers - 1) * (source_layers - 1)) for layer in range(target_layers)]
 
 
-@dataclass
-class TraceView:
-    """One trace as the replay needs it: steps, epoch of each step, per-epoch masks."""
-
-    trace: dict[str, Any]
-
-    @property
-    def steps(self) -> dict[str, torch.Tensor]:
-        return self.trace["steps"]
-
-    def mask(self, epoch: int) -> torch.Tensor:
-        """Bool [L, m] kept set of one epoch (unpacked on demand: only unions need it)."""
-        width = self.trace["model"]["intermediate_size"]
-        return unpack_mask(self.trace["epochs"]["masks"][epoch], width)
-
-    def kept(self, epoch: int) -> torch.Tensor:
-        return self.trace["epochs"]["kept"][epoch]
-
-
-def check_retarget(traces: Sequence[dict[str, Any]], target: ModelSpec) -> tuple[bool, str]:
+def check_retarget(traces: Sequence[Trace], target: ModelSpec) -> tuple[bool, str]:
     """Whether the traces' model differs from `target`; errors if they cannot be replayed on it."""
-    names = {t["model"]["name"] for t in traces}
-    shapes = {(t["model"]["num_layers"], t["model"]["intermediate_size"]) for t in traces}
+    names = {t.model.name for t in traces}
+    shapes = {(t.model.num_layers, t.model.intermediate_size) for t in traces}
     if len(names) > 1 or len(shapes) > 1:
         raise UserError(f"traces from different models cannot form one batch: {', '.join(sorted(names))}")
-    longest = max(int(t["steps"]["context_len"].max()) for t in traces)
+    longest = max(t.longest_context for t in traces)
     if longest > target.max_position_embeddings:
         raise UserError(
             f"the traces reach a context of {longest} positions, beyond {target.name}'s "
             f"{target.max_position_embeddings}: they cannot be retargeted to it"
         )
-    source = traces[0]["model"]
+    source = traces[0].model
     same = (
-        source["num_layers"] == target.num_layers
-        and source["intermediate_size"] == target.intermediate_size
-        and source["hidden_size"] == target.hidden_size
+        source.num_layers == target.num_layers
+        and source.intermediate_size == target.intermediate_size
+        and source.hidden_size == target.hidden_size
     )
-    return (not same), source["name"]
+    return (not same), source.name
 
 
-def busiest_shard_kept(mask: torch.Tensor, tp: int) -> torch.Tensor:
+def busiest_shard_kept(mask: np.ndarray, tp: int) -> np.ndarray:
     """Per layer, `tp` times the kept neurons of the busiest of `tp` contiguous FFN shards
     (Megatron splits neurons by index range): [L, m] bool -> [L] int. Passed as a layer's
     kept count, the workload model's even split then gives that device's exact share."""
     layers, width = mask.shape
-    per_shard = mask.reshape(layers, tp, width // tp).sum(dim=-1)
-    return per_shard.max(dim=-1).values * tp
+    per_shard = mask.reshape(layers, tp, width // tp).sum(axis=-1)
+    return per_shard.max(axis=-1) * tp  # type: ignore[no-any-return]
 
 
-def build_steps(
-    traces: Sequence[dict[str, Any]], target: ModelSpec, retarget: bool, tp: int = 1
-) -> list[ReplayStep]:
+def build_steps(traces: Sequence[Trace], target: ModelSpec, retarget: bool, tp: int = 1) -> list[ReplayStep]:
     """The batch's steps: each trace's prefill alone, then runs of decode steps in
     lockstep (see the module docstring).
 
@@ -104,15 +79,15 @@ def build_steps(
     does. A per-token policy's masks change every step by design: its steps group by kept
     counts and no mask build is charged.
     """
-    views = [TraceView(t) for t in traces]
-    source = traces[0]["model"]
-    source_layers = source["num_layers"]
-    source_width = source["intermediate_size"]
+    views = list(traces)
+    source = traces[0].model
+    source_layers = source.num_layers
+    source_width = source.intermediate_size
     layer_of = depth_map(source_layers, target.num_layers) if retarget else list(range(target.num_layers))
     policy = batch_policy(traces)
-    costs = policy_costs(policy, source["hidden_size"], target)
+    costs = policy_costs(policy, source.hidden_size, target)
     pruned_heads = head_counts(policy, source, target, layer_of, retarget)
-    per_token = policy["name"] in PER_TOKEN_POLICIES
+    per_token = policy.name in PER_TOKEN_POLICIES
     m = target.intermediate_size
     dense = tuple([m] * target.num_layers)
     union_cache: dict[tuple[tuple[int, int], ...], tuple[int, ...]] = {}
@@ -125,30 +100,30 @@ def build_steps(
             first, first_epoch = active[0]
             shard_aware = tp > 1 and not retarget and source_width % tp == 0 and not per_token
             if len(active) == 1 and not shard_aware:
-                counts = views[first].kept(first_epoch)
+                counts = views[first].epochs.kept[first_epoch]
             else:
                 union = views[first].mask(first_epoch)
                 for index, epoch in active[1:]:
                     union |= views[index].mask(epoch)
-                counts = busiest_shard_kept(union, tp) if shard_aware else union.sum(dim=-1)
-            ratios = counts.double() / source_width
+                counts = busiest_shard_kept(union, tp) if shard_aware else union.sum(axis=-1)
+            ratios = counts.astype(np.float64) / source_width
             union_cache[active] = tuple(
                 kept_count(float(ratios[layer_of[i]]), m) for i in range(target.num_layers)
             )
         return union_cache[active]
 
-    def observing(view: TraceView, epoch: int, phase: str) -> bool:
-        if policy["name"] in PROMPT_OBSERVING_POLICIES:
+    def observing(view: Trace, epoch: int, phase: str) -> bool:
+        if policy.name in PROMPT_OBSERVING_POLICIES:
             return phase == "prefill"
-        return policy["name"] == "dart" and epoch < 0 and view.trace["dart"].get("mode", "dart") != "dense"
+        return policy.name == "dart" and epoch < 0 and view.dart_mode != "dense"
 
     def heads_for(active: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...] | None:
         return pruned_heads if pruned_heads is not None and all(e >= 0 for _, e in active) else None
 
-    def canonical(view: TraceView) -> np.ndarray:
+    def canonical(view: Trace) -> np.ndarray:
         """Per epoch, the first epoch with the same kept counts (per-token policies)."""
         first: dict[tuple[int, ...], int] = {}
-        kept = view.trace["epochs"]["kept"]
+        kept = view.epochs.kept
         return np.array(
             [first.setdefault(tuple(row.tolist()), e) for e, row in enumerate(kept)], dtype=np.int64
         )
@@ -157,28 +132,27 @@ def build_steps(
     decode: list[tuple[np.ndarray, np.ndarray]] = []
     for index, view in enumerate(views):
         s = view.steps
-        if int(s["phase"][0]) != 0:
+        if int(s.phase[0]) != PHASE_PREFILL:
             raise UserError("a trace must start with its prefill step")
-        epoch = int(s["epoch"][0])
-        prompt_in_ref = bool(view.trace.get("dart", {}).get("prompt_in_reference", False))
-        prompt_observed = prompt_in_ref or policy["name"] in PROMPT_OBSERVING_POLICIES
+        epoch = int(s.epoch[0])
+        prompt_observed = view.prompt_in_reference or policy.name in PROMPT_OBSERVING_POLICIES
         steps.append(
             ReplayStep(
                 "prefill",
-                int(s["tokens"][0]),
-                (int(s["context_len"][0]),),
+                int(s.tokens[0]),
+                (int(s.context_len[0]),),
                 kept_for(((index, epoch),)),
                 prompt_observed and observing(view, epoch, "prefill"),
                 heads=heads_for(((index, epoch),)),
                 policy=costs,
             )
         )
-        rest = s["phase"][1:].numpy() == PHASE_DECODE
-        epochs = s["epoch"][1:].numpy()[rest]
+        rest = s.phase[1:] == PHASE_DECODE
+        epochs = s.epoch[1:][rest]
         if per_token and epochs.size:
             table = canonical(view)
             epochs = np.where(epochs >= 0, table[np.maximum(epochs, 0)], epochs)
-        decode.append((s["context_len"][1:].numpy()[rest].astype(np.int64), epochs))
+        decode.append((s.context_len[1:][rest].astype(np.int64), epochs))
     longest = max(len(c) for c, _ in decode)
     breaks = {0, longest}
     for ctx, ep in decode:
@@ -186,7 +160,7 @@ def build_steps(
         changed = (ep[1:] != ep[:-1]) | (ctx[1:] != ctx[:-1] + 1)
         breaks.update((np.nonzero(changed)[0] + 1).tolist())
     bounds = sorted(b for b in breaks if b <= longest)
-    last_epoch = [int(v.steps["epoch"][0]) for v in views]
+    last_epoch = [int(v.steps.epoch[0]) for v in views]
     for start, end in itertools.pairwise(bounds):
         active = tuple((i, int(ep[start])) for i, (_, ep) in enumerate(decode) if start < len(ep))
         contexts = tuple(int(decode[i][0][start]) for i, _ in active)
