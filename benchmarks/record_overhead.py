@@ -13,11 +13,10 @@ import statistics
 
 import torch
 
-from dartsim.dart.hf import load_for_recording
-from dartsim.dart.params import DartParams
-from dartsim.dart.prompts import TWO_TOPIC_PROMPT
-from dartsim.dart.recorder import RecordOptions
-from dartsim.dart.session import record
+from dartsim.policies.dart import DartParams, record_dart
+from dartsim.record.loop import GenerationOptions
+from dartsim.record.model import load_for_recording
+from dartsim.record.prompts import TWO_TOPIC_PROMPT
 
 
 def main() -> None:
@@ -30,18 +29,18 @@ def main() -> None:
     torch.set_num_threads(torch.get_num_threads())
     loaded = load_for_recording(None, "cpu", 0)
     params = DartParams(sparsity=0.5)
-    options = RecordOptions(max_new_tokens=args.tokens, min_new_tokens=args.tokens)
-    record(loaded, TWO_TOPIC_PROMPT, params, options, None, trace_enabled=False)  # warm-up
+    options = GenerationOptions(max_new_tokens=args.tokens, min_new_tokens=args.tokens)
+    record_dart(loaded, TWO_TOPIC_PROMPT, params, options, None, trace_enabled=False)  # warm-up
     traced, untraced = [], []
     size = 0
     for _ in range(args.repeats):
         # Alternate so that drift in machine load hits both sides alike.
-        plain = record(loaded, TWO_TOPIC_PROMPT, params, options, None, trace_enabled=False)
+        plain = record_dart(loaded, TWO_TOPIC_PROMPT, params, options, None, trace_enabled=False)
         untraced.append(plain.generated / plain.seconds)
-        result = record(loaded, TWO_TOPIC_PROMPT, params, options, None, trace_enabled=True)
+        result = record_dart(loaded, TWO_TOPIC_PROMPT, params, options, None, trace_enabled=True)
         traced.append(result.generated / result.seconds)
         buffer = io.BytesIO()
-        torch.save(result.trace, buffer)
+        torch.save(result.trace.to_dict(), buffer)
         size = len(buffer.getvalue())
     t, u = statistics.median(traced), statistics.median(untraced)
     overhead = (1 / t - 1 / u) / (1 / u)

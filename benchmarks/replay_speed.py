@@ -29,7 +29,7 @@ from dartsim.replay.run import run_steps
 from dartsim.replay.steps import build_steps
 from dartsim.specs.hardware import load_hardware_spec
 from dartsim.specs.model import load_model_spec
-from dartsim.trace.synth import synth_trace
+from dartsim.policies.dart.synth import synth_trace
 
 tokens, retriggers, batch, tp = (int(x) for x in sys.argv[1:5])
 spec = load_model_spec("llama-3.1-70b")

@@ -28,14 +28,15 @@ from typing import Any
 
 import torch
 
-from dartsim.dart.hf import load_bundled
-from dartsim.dart.params import DartParams
-from dartsim.dart.prompts import TWO_TOPIC_PROMPT
-from dartsim.dart.recorder import RecordOptions
-from dartsim.dart.session import encode_prompt, record
 from dartsim.fileio import atomic_write_text
+from dartsim.policies.dart import DartParams, record_dart
+from dartsim.record.loop import GenerationOptions
+from dartsim.record.model import load_bundled
+from dartsim.record.prompts import TWO_TOPIC_PROMPT
+from dartsim.record.session import encode_prompt
 from dartsim.report.render import markdown_table
-from dartsim.trace.schema import unpack_mask
+from dartsim.trace.schema import unpack_mask_array
+from dartsim.trace.types import Trace
 
 
 def run_authors(
@@ -98,11 +99,11 @@ def run_authors(
     return {"generated": generated, "kept": dict(kept), "retriggers": retriggers, "layers": layers}
 
 
-def run_dartsim(prompt: str, tokens: int, masking_step: int, ranking: str) -> dict[str, Any]:
+def run_dartsim(prompt: str, tokens: int, masking_step: int, ranking: str) -> Trace:
     loaded = load_bundled("cpu")
     params = DartParams.preset("published-code", masking_step=masking_step, ranking=ranking)
-    options = RecordOptions(max_new_tokens=tokens, ignore_eos=True)
-    trace = record(loaded, prompt, params, options, None, chat_template=False).trace
+    options = GenerationOptions(max_new_tokens=tokens, ignore_eos=True)
+    trace = record_dart(loaded, prompt, params, options, None, chat_template=False).trace
     assert trace is not None
     return trace
 
@@ -119,19 +120,19 @@ def _epochs_of_authors(kept: dict[int, list[Any]]) -> list[tuple[int, list[Any]]
     return epochs
 
 
-def compare(authors: dict[str, Any], trace: dict[str, Any]) -> str:
-    ours = trace["generation"]["generated_ids"].tolist()
+def compare(authors: dict[str, Any], trace: Trace) -> str:
+    ours = trace.generation.generated_ids.tolist()
     theirs = authors["generated"]
     agree = next(
         (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), min(len(ours), len(theirs))
     )
-    width = trace["model"]["intermediate_size"]
-    masks = unpack_mask(trace["epochs"]["masks"], width)
+    width = trace.width
+    masks = torch.from_numpy(unpack_mask_array(trace.epochs.masks, width))
     their_epochs = _epochs_of_authors(authors["kept"])
     rows = []
-    in_force = [e for e in range(masks.shape[0]) if int(trace["epochs"]["first_step"][e]) < len(ours)]
+    in_force = [e for e in range(masks.shape[0]) if int(trace.epochs.first_step[e]) < len(ours)]
     for e in range(max(len(in_force), len(their_epochs))):
-        our_first = int(trace["epochs"]["first_step"][e]) if e < len(in_force) else None
+        our_first = int(trace.epochs.first_step[e]) if e < len(in_force) else None
         their_first = their_epochs[e][0] if e < len(their_epochs) else None
         if our_first is None or their_first is None:
             rows.append([str(e), str(our_first), str(their_first), "-", "-", "-"])
@@ -150,7 +151,7 @@ def compare(authors: dict[str, Any], trace: dict[str, Any]) -> str:
             str(e), str(our_first), str(their_first), f"{counts_equal}/{layers}", f"{masks_equal}/{layers}",
             f"{sum(jaccard) / len(jaccard):.4f}",
         ])  # fmt: skip
-    retriggers = trace["retriggers"]["step"].tolist()
+    retriggers = trace.retriggers.step.tolist()
     return "\n".join(
         [
             f"Generated tokens equal for the first {agree} of {len(ours)}.",

@@ -12,7 +12,7 @@ from dartsim.cli import main
 from dartsim.specs.model import ModelSpec, load_model_spec
 
 if TYPE_CHECKING:
-    from dartsim.dart.hf import LoadedModel
+    from dartsim.record.model import LoadedModel
 
 
 @dataclass
@@ -50,6 +50,6 @@ def llama70b() -> ModelSpec:
 @pytest.fixture(scope="session")
 def smollm2() -> LoadedModel:
     """The bundled SmolLM2-135M-Instruct on the CPU (loaded once per session)."""
-    from dartsim.dart.hf import load_for_recording
+    from dartsim.record.model import load_for_recording
 
     return load_for_recording(None, "cpu", 0)

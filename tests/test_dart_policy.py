@@ -9,9 +9,10 @@ import re
 import pytest
 import torch
 
-from dartsim.dart import drift, policy
-from dartsim.dart.params import DartParams
 from dartsim.errors import UserError
+from dartsim.policies.dart import drift
+from dartsim.policies.dart import rules as policy
+from dartsim.policies.dart.params import DartParams
 
 
 def test_neuron_scores_sum_squares_over_tokens() -> None:

@@ -9,12 +9,15 @@ from typing import Any
 import pytest
 import torch
 
-from dartsim.dart import policy, reference
-from dartsim.dart.hf import LoadedModel
-from dartsim.dart.params import PUBLISHED_ROUNDS, DartParams
-from dartsim.dart.recorder import DartRecorder, RecordOptions
-from dartsim.dart.session import encode_prompt, eos_ids
-from dartsim.dart.trace_builder import TraceBuilder
+from dartsim.policies.dart import reference
+from dartsim.policies.dart import rules as policy
+from dartsim.policies.dart.controller import DartController
+from dartsim.policies.dart.params import PUBLISHED_ROUNDS, DartParams, DartSettings
+from dartsim.policies.dart.recorder import DartRecorder
+from dartsim.record.builder import TraceBuilder
+from dartsim.record.loop import GenerationOptions, generate
+from dartsim.record.model import LoadedModel
+from dartsim.record.session import encode_prompt, eos_ids
 
 WIDTH = 1536  # SmolLM2-135M's FFN width, as in the worked cases
 FLAT = DartParams.published_code(sparsity=0.5, p_min=0.1, p_max=0.6)
@@ -104,12 +107,17 @@ def test_paper_allocation_case_a_in_both_paths() -> None:
 
 
 def _record_with_capture(loaded: LoadedModel, params: DartParams, tokens: int) -> tuple[DartRecorder, Any]:
-    options = RecordOptions(max_new_tokens=tokens, min_new_tokens=tokens)
-    rec = DartRecorder(loaded, params, options, capture=True)
+    options = GenerationOptions(max_new_tokens=tokens, min_new_tokens=tokens)
     builder = TraceBuilder()
+    controller = DartController(loaded, DartSettings(params), builder, capture=True)
     prompt = "Explain how a bicycle works, then describe the history of jazz."
-    rec.run(encode_prompt(loaded, prompt, True), builder, eos_ids(loaded), {})
-    return rec, builder
+    try:
+        generate(
+            loaded, controller, encode_prompt(loaded, prompt, True), builder, options, eos_ids(loaded), {}
+        )
+    finally:
+        controller.close()
+    return controller.rec, builder
 
 
 def _assert_masks_equal_the_plain_path(rec: DartRecorder, params: DartParams) -> None:

@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 import torch
 
-from dartsim.dart.params import DartParams
-from dartsim.dart.published_timeline import PublishedTimeline
-from dartsim.dart.recorder import RecordOptions
-from dartsim.dart.trace_builder import TraceBuilder
+from dartsim.policies.dart.params import DartParams, DartSettings
+from dartsim.policies.dart.published_timeline import PublishedTimeline
+from dartsim.record.builder import TraceBuilder
 
 LAYERS = 4
 PROMPT = 120
@@ -41,7 +40,7 @@ class StandInRecorder:
 
     def __init__(self, params: DartParams, mode: str = "dart") -> None:
         self.params = params
-        self.options = RecordOptions(mode=mode)
+        self.settings = DartSettings(params, mode=mode)
         self.acc: LabelledAccumulator | None = None
         self.masked = [False] * LAYERS
         self.on_last_attention: Any = None
@@ -168,9 +167,9 @@ def test_dense_mode_builds_the_reference_but_never_masks() -> None:
 
 
 def test_a_timeline_that_leaves_a_step_out_cannot_be_built() -> None:
-    from dartsim.dart.paper_timeline import PaperTimeline
-    from dartsim.dart.published_timeline import PublishedTimeline
-    from dartsim.dart.timeline import Timeline
+    from dartsim.policies.dart.paper_timeline import PaperTimeline
+    from dartsim.policies.dart.published_timeline import PublishedTimeline
+    from dartsim.policies.dart.timeline import Timeline
 
     class Partial(Timeline):
         def before_prefill(self) -> None:

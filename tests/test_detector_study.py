@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dartsim.dart.hf import LoadedModel
-from dartsim.dart.prompts import SAMPLE_PROMPTS
+from dartsim.record.model import LoadedModel
+from dartsim.record.prompts import SAMPLE_PROMPTS
 from dartsim.study.criteria import DEFAULT_SPARSITY, choose, criteria_met
 from dartsim.study.detector import Setting, measure_run
 

@@ -29,7 +29,7 @@ def test_a_file_where_a_folder_should_be_is_one_line(run_cli, tmp_path: Path) ->
 
 
 def test_record_checks_its_destination_before_loading_a_model(run_cli, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from dartsim.dart import hf
+    from dartsim.record import model as hf
 
     def no_model(*_args: object, **_kw: object) -> None:
         raise AssertionError("the model was loaded before the destination was checked")

@@ -11,16 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from dartsim.dart.hf import LoadedModel
 from dartsim.engine.costing import ReplayConfig
-from dartsim.policies.calibration import CalibrationStats, calibrate
-from dartsim.policies.corpus import categories
-from dartsim.policies.quality import quality, token_stats
-from dartsim.policies.runner import PolicyConfig, PolicyRunner
-from dartsim.policies.session import record_policy
+from dartsim.policies import PolicySettings, get_policy
+from dartsim.policies._calibration import CalibrationStats, calibrate
+from dartsim.record.corpus import categories
+from dartsim.record.loop import GenerationOptions
+from dartsim.record.model import LoadedModel
+from dartsim.record.session import record
 from dartsim.replay.run import densified, run_steps
 from dartsim.replay.steps import build_steps
 from dartsim.specs.hardware import load_hardware_spec
+from dartsim.study.quality import quality, token_stats
 from dartsim.trace import Trace
 from dartsim.trace.io import load_trace
 
@@ -35,13 +36,19 @@ def stats(smollm2: LoadedModel) -> CalibrationStats:
 
 
 def _record(loaded: LoadedModel, stats: CalibrationStats, tmp_path: Path, **config: Any) -> Trace:
-    runner = PolicyRunner(loaded, PolicyConfig(**config), stats)
+    name = config.pop("name")
+    recorder = _prepared(loaded, name, stats, **config)
     try:
-        path = tmp_path / f"{config['name'].replace(':', '-')}.pt"
-        record_policy(runner, PROMPT, TOKENS, path)
+        path = tmp_path / f"{name.replace(':', '-')}.pt"
+        record(loaded, recorder, PROMPT, GenerationOptions(max_new_tokens=TOKENS), path)
     finally:
-        runner.close()
+        recorder.close()
     return load_trace(path)
+
+
+def _prepared(loaded: LoadedModel, name: str, stats: CalibrationStats | None, **settings: Any) -> Any:
+    """The policy `name` prepared on the model with `settings` (PolicySettings fields)."""
+    return get_policy(name).recorder(loaded, PolicySettings(**settings), stats)
 
 
 def _decode_bytes(trace: Trace) -> int:
@@ -127,26 +134,25 @@ def test_kgds_classifies_the_prompt_and_keeps_its_core(
 
 
 def test_static_mask_follows_the_prompt_and_holds(smollm2: LoadedModel, tmp_path: Path) -> None:
-    runner = PolicyRunner(smollm2, PolicyConfig("static", sparsity=0.7), None)
+    recorder = _prepared(smollm2, "static", None, sparsity=0.7)
     try:
-        record_policy(runner, PROMPT, TOKENS, tmp_path / "s.pt")
+        record(smollm2, recorder, PROMPT, GenerationOptions(max_new_tokens=TOKENS), tmp_path / "s.pt")
     finally:
-        runner.close()
+        recorder.close()
     trace = load_trace(tmp_path / "s.pt")
     assert trace.steps.epoch.tolist() == [-1] + [0] * (TOKENS - 1)
     assert bool((trace.epochs.kept == 461).all())  # round(0.3 * 1536)
 
 
 def test_teacher_forced_dense_agrees_with_itself_exactly(smollm2: LoadedModel) -> None:
-    runner = PolicyRunner(smollm2, PolicyConfig("dense"), None)
+    recorder = _prepared(smollm2, "dense", None)
     forced = [1, 2, 3, 4]
     logits: list[torch.Tensor] = []
+    options = GenerationOptions(max_new_tokens=len(forced), forced_ids=tuple(forced))
     try:
-        result = record_policy(
-            runner, "", 0, None, prompt_ids=[5, 6, 7], forced_ids=forced, on_logits=logits.append
-        )
+        result = record(smollm2, recorder, "", options, None, prompt_ids=[5, 6, 7], on_logits=logits.append)
     finally:
-        runner.close()
+        recorder.close()
     assert result.trace is not None and result.trace.generation.generated_ids.tolist() == forced
     stacked = torch.stack(logits)
     q = quality([stacked], [stacked], [torch.tensor(forced)])
@@ -167,7 +173,7 @@ def test_quality_metrics_on_a_hand_worked_example() -> None:
 
 
 def test_an_interrupted_policy_run_keeps_its_steps(smollm2: LoadedModel, tmp_path: Path) -> None:
-    runner = PolicyRunner(smollm2, PolicyConfig("static", sparsity=0.5), None)
+    recorder = _prepared(smollm2, "static", None, sparsity=0.5)
     seen: list[int] = []
 
     def interrupt(_logits: torch.Tensor) -> None:
@@ -178,9 +184,9 @@ def test_an_interrupted_policy_run_keeps_its_steps(smollm2: LoadedModel, tmp_pat
     path = tmp_path / "cut.pt"
     try:
         with pytest.raises(KeyboardInterrupt):
-            record_policy(runner, PROMPT, 20, path, on_logits=interrupt)
+            record(smollm2, recorder, PROMPT, GenerationOptions(max_new_tokens=20), path, on_logits=interrupt)
     finally:
-        runner.close()
+        recorder.close()
     trace = load_trace(path)
     assert trace.status == "interrupted" and not trace.complete
     assert trace.steps.count == 4  # the prefill and three decode steps
@@ -190,15 +196,14 @@ def test_an_interrupted_policy_run_keeps_its_steps(smollm2: LoadedModel, tmp_pat
 def test_hook_masks_equal_physically_pruned_weights(smollm2: LoadedModel, stats: CalibrationStats) -> None:
     """The runner's masks (multiplying u and the heads' outputs) give the same logits as a
     model whose pruned neurons' gate rows and pruned heads' o_proj columns are zeroed."""
-    runner = PolicyRunner(smollm2, PolicyConfig("dsgp", sparsity=0.5, head_sparsity=0.25), stats)
+    recorder = _prepared(smollm2, "dsgp", stats, sparsity=0.5, head_sparsity=0.25)
     prompt, forced = [1, 504, 3214, 314, 253, 1052, 30], [3365, 2418, 314]
     got: list[torch.Tensor] = []
+    options = GenerationOptions(max_new_tokens=len(forced), forced_ids=tuple(forced))
     try:
-        result = record_policy(
-            runner, "", 0, None, prompt_ids=prompt, forced_ids=forced, on_logits=got.append
-        )
+        result = record(smollm2, recorder, "", options, None, prompt_ids=prompt, on_logits=got.append)
     finally:
-        runner.close()
+        recorder.close()
     assert result.trace is not None
     neurons = torch.from_numpy(result.trace.mask(0))  # [L, m]
     heads = torch.from_numpy(result.trace.policy.head_masks.copy())  # [L, H]

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dartsim.policies import POLICIES
+from dartsim.policies import policies
 from dartsim.replay.charges import head_counts
 from dartsim.specs.model import load_model_spec
 from dartsim.trace.types import PolicySection
@@ -22,7 +22,7 @@ REPORTS = Path(__file__).resolve().parents[1] / "reports"
 def test_record_help_lists_every_policy_with_its_line(run_cli) -> None:  # type: ignore[no-untyped-def]
     result = run_cli("record", "--help")
     assert result.code == 0
-    for info in POLICIES.values():
+    for info in policies().values():
         assert info.summary[:40] in " ".join(result.out.split())
 
 
@@ -33,7 +33,10 @@ def test_record_help_lists_every_policy_with_its_line(run_cli) -> None:  # type:
         (("--policy", "dejavu", "--sparsity", "1.5"), "--sparsity must lie in [0, 1)"),
         (("--policy", "dsgp", "--head-sparsity", "-0.1"), "--head-sparsity must lie in [0, 1)"),
         (("--policy", "kgds", "--core-fraction", "2"), "--core-fraction must lie in [0, 1]"),
-        (("--policy", "wanda", "--mode", "static"), "do not apply to --policy wanda"),
+        (("--policy", "wanda", "--mode", "static"), "--mode does not apply to --policy wanda"),
+        (("--policy", "static", "--head-sparsity", "0.5"), "--head-sparsity does not apply to --policy"),
+        (("--policy", "2:4", "--sparsity", "0.3"), "--sparsity does not apply to --policy 2:4"),
+        (("--policy", "dart", "--predictor-rank", "8"), "--predictor-rank does not apply to --policy dart"),
     ],
 )
 def test_bad_policy_options_are_one_line_errors(
@@ -119,7 +122,7 @@ def test_policies_report_is_regenerated_from_its_data(run_cli, tmp_path: Path) -
 
 def test_policies_report_covers_every_policy_target_and_quality_figure() -> None:
     payload = _payload()
-    assert {r["policy"] for r in payload["rows"]} == set(POLICIES)
+    assert {r["policy"] for r in payload["rows"]} == set(policies())
     assert set(payload["targets"]) == {
         f"{m} @ {h}" for m in ("llama-3.1-8b", "llama-3.1-70b") for h in ("l40s", "h100-sxm")
     }

@@ -9,17 +9,17 @@ import torch
 
 from dartsim.errors import UserError
 from dartsim.policies import (
-    POLICIES,
     dejavu,
     dsgp,
+    get_policy,
     kgds,
+    policies,
     policies_help,
-    policy_info,
     semistructured,
     static,
     wanda,
 )
-from dartsim.policies.masks import top_k_rows
+from dartsim.policies._topk import top_k_rows
 
 
 def test_top_k_rows_keeps_the_highest_and_breaks_ties_to_the_lower_index() -> None:
@@ -121,8 +121,8 @@ def test_kgds_saliency_and_classifier() -> None:
 def test_registry_lists_every_policy_and_names_the_valid_ones_on_a_miss() -> None:
     from dartsim.trace.validate import POLICY_NAME
 
-    assert list(POLICIES) == ["dense", "static", "dart", "dejavu", "wanda", "2:4", "dsgp", "kgds"]
-    assert all(POLICY_NAME.fullmatch(name) for name in POLICIES)  # every name a trace can hold
-    assert all(name in policies_help() for name in POLICIES)
+    assert list(policies()) == ["dense", "static", "dart", "dejavu", "wanda", "2:4", "dsgp", "kgds"]
+    assert all(POLICY_NAME.fullmatch(name) for name in policies())  # every name a trace can hold
+    assert all(name in policies_help() for name in policies())
     with pytest.raises(UserError, match="choose one of dense, static"):
-        policy_info("griffin")
+        get_policy("griffin")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dartsim.dart.prompts import SAMPLE_PROMPTS, TEMPLATES, TWO_TOPIC_PROMPT, read_prompt_file
 from dartsim.errors import UserError
+from dartsim.record.prompts import SAMPLE_PROMPTS, TEMPLATES, TWO_TOPIC_PROMPT, read_prompt_file
 
 
 def test_two_topic_prompt_is_the_papers() -> None:

@@ -10,12 +10,11 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from dartsim.dart.hf import LoadedModel
-from dartsim.dart.hooks import wrap_ffn
-from dartsim.dart.params import DartParams
-from dartsim.dart.recorder import RecordOptions
-from dartsim.dart.session import record
 from dartsim.errors import UserError
+from dartsim.policies.dart import DartParams, DartSettings, record_dart
+from dartsim.record.hooks import wrap_ffn
+from dartsim.record.loop import GenerationOptions
+from dartsim.record.model import LoadedModel
 from dartsim.trace import load_trace
 
 pytestmark = pytest.mark.slow
@@ -26,9 +25,9 @@ QUICK = ("--max-new-tokens", "12", "--tau", "5", "--reference-tokens", "5", "--q
 """CLI options for a 12-token recording that still builds a mask."""
 
 
-def _short(loaded: LoadedModel, tmp: Path, name: str, **option_overrides: object):  # type: ignore[no-untyped-def]
-    options = RecordOptions(max_new_tokens=40, min_new_tokens=40, **option_overrides)  # type: ignore[arg-type]
-    return record(loaded, PROMPT, SHORT, options, tmp / name)
+def _short(loaded: LoadedModel, tmp: Path, name: str, mask_apply: str = "zero"):  # type: ignore[no-untyped-def]
+    options = GenerationOptions(max_new_tokens=40, min_new_tokens=40)
+    return record_dart(loaded, PROMPT, DartSettings(SHORT, mask_apply=mask_apply), options, tmp / name)
 
 
 def test_recording_is_deterministic(smollm2: LoadedModel, tmp_path: Path) -> None:
@@ -66,9 +65,7 @@ def test_trace_records_steps_epochs_and_checks_consistently(smollm2: LoadedModel
     # every re-trigger is a fired check, and the next epoch starts T - tau steps later
     fired_steps = trace.drift_checks.step[trace.drift_checks.fired]
     assert set(trace.retriggers.step.tolist()) <= set(fired_steps.tolist())
-    for step, epoch in zip(
-        trace.retriggers.step.tolist(), trace.retriggers.epoch.tolist(), strict=True
-    ):
+    for step, epoch in zip(trace.retriggers.step.tolist(), trace.retriggers.epoch.tolist(), strict=True):
         if epoch >= 0:
             assert int(epochs.first_step[epoch]) == step + SHORT.reference_tokens - SHORT.tau + 1
 
@@ -131,18 +128,18 @@ def test_compact_recording_matches_zeroing(smollm2: LoadedModel, tmp_path: Path)
 def test_an_interrupt_leaves_a_valid_incomplete_trace(
     smollm2: LoadedModel, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    from dartsim.dart import recorder as recorder_module
+    from dartsim.record import loop as loop_module
 
-    original = recorder_module.DartRecorder.forward
+    original = loop_module.timed_forward
     calls = {"n": 0}
 
-    def interrupt_later(self, ids, cache, position):  # type: ignore[no-untyped-def]
+    def interrupt_later(loaded, ids, cache, position):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 15:
             raise KeyboardInterrupt
-        return original(self, ids, cache, position)
+        return original(loaded, ids, cache, position)
 
-    monkeypatch.setattr(recorder_module.DartRecorder, "forward", interrupt_later)
+    monkeypatch.setattr(loop_module, "timed_forward", interrupt_later)
     target = tmp_path / "cut.pt"
     with pytest.raises(KeyboardInterrupt):
         _short(smollm2, tmp_path, "cut.pt")
@@ -160,20 +157,20 @@ def test_sigterm_during_record_keeps_what_was_recorded(  # type: ignore[no-untyp
     import os
     import signal
 
-    from dartsim.dart import hf
-    from dartsim.dart import recorder as recorder_module
+    from dartsim.record import loop as loop_module
+    from dartsim.record import model as hf
 
     monkeypatch.setattr(hf, "load_for_recording", lambda *_args, **_kw: smollm2)
-    original = recorder_module.DartRecorder.forward
+    original = loop_module.timed_forward
     calls = {"n": 0}
 
-    def terminate_later(self, ids, cache, position):  # type: ignore[no-untyped-def]
+    def terminate_later(loaded, ids, cache, position):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 15:
             os.kill(os.getpid(), signal.SIGTERM)
-        return original(self, ids, cache, position)
+        return original(loaded, ids, cache, position)
 
-    monkeypatch.setattr(recorder_module.DartRecorder, "forward", terminate_later)
+    monkeypatch.setattr(loop_module, "timed_forward", terminate_later)
     before = signal.getsignal(signal.SIGTERM)
     target = tmp_path / "cut.pt"
     result = run_cli("record", "--max-new-tokens", "40", "--quiet", "--out", str(target))
@@ -186,18 +183,18 @@ def test_sigterm_during_record_keeps_what_was_recorded(  # type: ignore[no-untyp
 
 
 def test_an_exception_is_recorded_then_raised(smollm2: LoadedModel, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from dartsim.dart import recorder as recorder_module
+    from dartsim.record import loop as loop_module
 
-    original = recorder_module.DartRecorder.forward
+    original = loop_module.timed_forward
     calls = {"n": 0}
 
-    def fail_later(self, ids, cache, position):  # type: ignore[no-untyped-def]
+    def fail_later(loaded, ids, cache, position):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 5:
             raise RuntimeError("simulated device failure")
-        return original(self, ids, cache, position)
+        return original(loaded, ids, cache, position)
 
-    monkeypatch.setattr(recorder_module.DartRecorder, "forward", fail_later)
+    monkeypatch.setattr(loop_module, "timed_forward", fail_later)
     with pytest.raises(RuntimeError, match="simulated"):
         _short(smollm2, tmp_path, "err.pt")
     trace = load_trace(tmp_path / "err.pt")
@@ -274,7 +271,7 @@ def test_bad_record_input_is_one_line_and_writes_nothing(
 def test_prompt_longer_than_context_is_rejected(smollm2: LoadedModel, tmp_path: Path) -> None:
     long_prompt = "word " * 9000
     with pytest.raises(UserError, match="exceeds the model's context"):
-        record(smollm2, long_prompt, SHORT, RecordOptions(max_new_tokens=10), tmp_path / "x.pt")
+        record_dart(smollm2, long_prompt, SHORT, GenerationOptions(max_new_tokens=10), tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
 
 
@@ -305,8 +302,12 @@ def tiny_random(smollm2: LoadedModel) -> LoadedModel:
 def test_published_code_variant_records(tiny_random: LoadedModel, tmp_path: Path) -> None:
     params = DartParams.preset("published-code", masking_step=10)
     assert (params.tau, params.c0, params.sparsity, params.ranking) == (5, 1, 0.5, "max")
-    result = record(
-        tiny_random, PROMPT, params, RecordOptions(max_new_tokens=60, min_new_tokens=60), tmp_path / "pc.pt"
+    result = record_dart(
+        tiny_random,
+        PROMPT,
+        params,
+        GenerationOptions(max_new_tokens=60, min_new_tokens=60),
+        tmp_path / "pc.pt",
     )
     trace = load_trace(tmp_path / "pc.pt")
     assert trace.dart["variant"] == "published-code" and result.status == "complete"
@@ -326,9 +327,7 @@ def test_published_code_variant_records(tiny_random: LoadedModel, tmp_path: Path
     assert int(epochs.first_step[0]) == params.masking_step
     assert int(epochs.reference_tokens[0]) == prompt_len + params.masking_step
     # after a trigger at forward f the masks are back at forward f + masking_step
-    for step, epoch in zip(
-        trace.retriggers.step.tolist(), trace.retriggers.epoch.tolist(), strict=True
-    ):
+    for step, epoch in zip(trace.retriggers.step.tolist(), trace.retriggers.epoch.tolist(), strict=True):
         if epoch >= 0:
             assert int(epochs.first_step[epoch]) == step + params.masking_step
             assert int(epochs.reference_tokens[epoch]) == params.masking_step
@@ -359,7 +358,9 @@ def test_a_jsonl_prompt_file_records_one_trace_per_prompt(run_cli, tmp_path: Pat
 
 def test_the_prompt_can_be_the_first_reference(smollm2: LoadedModel, tmp_path: Path) -> None:
     params = DartParams(sparsity=0.5, tau=5, reference_tokens=20, c0=2, prompt_in_reference=True)
-    record(smollm2, PROMPT, params, RecordOptions(max_new_tokens=15, min_new_tokens=15), tmp_path / "p.pt")
+    record_dart(
+        smollm2, PROMPT, params, GenerationOptions(max_new_tokens=15, min_new_tokens=15), tmp_path / "p.pt"
+    )
     trace = load_trace(tmp_path / "p.pt")
     # the first mask is built from the prompt, so the first decode step is already masked
     assert int(trace.epochs.first_step[0]) == 1 and int(trace.steps.epoch[1]) == 0

@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from dartsim.dart.params import DartParams
 from dartsim.engine.costing import ReplayConfig
 from dartsim.engine.machine import device
 from dartsim.engine.sim import simulate_step
 from dartsim.errors import UserError
+from dartsim.policies.dart.params import DartParams
+from dartsim.policies.dart.synth import synth_trace
 from dartsim.replay.capacity import choose_tp
 from dartsim.replay.run import run_steps
 from dartsim.replay.steps import build_steps, check_retarget, expand
 from dartsim.specs.hardware import load_hardware_spec
 from dartsim.specs.model import load_model_spec
 from dartsim.trace import save_trace
-from dartsim.trace.synth import synth_trace
 from dartsim.workload import Execution, Precision, StepShape, step_kernels
 
 SMALL_T = DartParams(reference_tokens=20, tau=10)

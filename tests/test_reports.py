@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dartsim.dart.params import DartParams
+from dartsim.policies.dart.params import DartParams
+from dartsim.policies.dart.synth import synth_trace
 from dartsim.report.drift_report import figure5_png, retrigger_rows
 from dartsim.specs.model import load_model_spec
 from dartsim.trace import Trace, save_trace
-from dartsim.trace.synth import synth_trace
 
 SMALL_T = DartParams(reference_tokens=20, tau=10)
 """A short reference so that short synthetic traces have room for re-triggers."""

@@ -1,13 +1,23 @@
-"""`dartsim record`: run DART on a model and write a trace."""
+"""`dartsim record`: run a sparsity policy (DART by default) on a model and write a trace."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from dartsim.commands.common import positive_int
-from dartsim.dart.params import (
+from dartsim.errors import UserError
+from dartsim.fileio import check_folder_writable, check_writable
+from dartsim.policies import policies_help, policy_names
+from dartsim.policies._registry import (
+    DEFAULT_CORE_FRACTION,
+    DEFAULT_HEAD_SPARSITY,
+    DEFAULT_RANK,
+    UNSTRUCTURED_FORMATS,
+)
+from dartsim.policies.dart.params import (
     MASK_APPLY,
     PAPER_ALPHA_E,
     PAPER_ALPHA_L,
@@ -21,35 +31,34 @@ from dartsim.dart.params import (
     RECORD_MODES,
     DartParams,
 )
-from dartsim.dart.prompts import TWO_TOPIC_PROMPT, read_prompt_file
-from dartsim.errors import UserError
-from dartsim.fileio import check_folder_writable, check_writable
-from dartsim.policies import POLICIES, policies_help
+from dartsim.record.prompts import TWO_TOPIC_PROMPT, read_prompt_file
 from dartsim.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_as_interrupt
 
 DEFAULTS = DartParams()
+POLICY_OPTIONS = (
+    "sparsity", "tau", "reference_tokens", "delta", "c0", "alpha_e", "alpha_l", "beta_e", "beta_l",
+    "p_min", "p_max", "prompt_in_reference", "masking_step", "ranking", "fix_published_defects",
+    "preset", "mode", "mask_apply", "head_sparsity", "oracle", "rank", "core_fraction", "weight_format",
+)  # fmt: skip
+"""Options that belong to one policy or another (the rest apply to every recording)."""
 
 
-def _params(args: argparse.Namespace) -> DartParams:
-    values = {
-        "sparsity": args.sparsity,
-        "tau": args.tau,
-        "reference_tokens": args.reference_tokens,
-        "delta": args.delta,
-        "c0": args.c0,
-        "alpha_e": args.alpha_e,
-        "alpha_l": args.alpha_l,
-        "beta_e": args.beta_e,
-        "beta_l": args.beta_l,
-        "p_min": args.p_min,
-        "p_max": args.p_max,
-        "prompt_in_reference": args.prompt_in_reference,
-        "masking_step": args.masking_step,
-        "ranking": args.ranking,
-        "reproduce_published_defects": False if args.fix_published_defects else None,
-    }
-    given = {k: v for k, v in values.items() if v is not None}
-    return DartParams.preset(args.preset, **given)
+def _policy_options(args: argparse.Namespace, parser_defaults: dict[str, Any]) -> dict[str, Any]:
+    """The policy options given on the command line (None for those left at their default),
+    refusing one the chosen policy does not take."""
+    from dartsim.policies import get_policy
+
+    policy = get_policy(args.policy)
+    given: dict[str, Any] = {}
+    for name in POLICY_OPTIONS:
+        value = getattr(args, name)
+        if value is None or value == parser_defaults.get(name):
+            continue
+        if name not in policy.options:
+            flag = "--" + {"rank": "predictor-rank"}.get(name, name).replace("_", "-")
+            raise UserError(f"{flag} does not apply to --policy {policy.name}")
+        given[name] = value
+    return given
 
 
 def _first_mask_after(params: DartParams) -> str:
@@ -76,63 +85,6 @@ def _prompts(args: argparse.Namespace) -> list[str]:
     return [TWO_TOPIC_PROMPT]
 
 
-def _run_policy(args: argparse.Namespace, prompts: list[str], targets: list[Path]) -> int:
-    """`record --policy NAME` for every policy but DART."""
-    from dartsim.dart.hf import load_for_recording
-    from dartsim.policies.calibration import calibrate
-    from dartsim.policies.runner import NEEDS_CALIBRATION, PolicyConfig, PolicyRunner
-    from dartsim.policies.session import record_policy
-
-    config = PolicyConfig(
-        args.policy,
-        sparsity=0.5 if args.sparsity is None else args.sparsity,
-        head_sparsity=args.head_sparsity,
-        oracle=args.oracle,
-        rank=args.predictor_rank,
-        core_fraction=args.core_fraction,
-        weight_format=args.weight_format,
-    )
-    loaded = load_for_recording(args.model, args.device, args.seed)
-    stats = None
-    if config.name in NEEDS_CALIBRATION:
-        bar = None
-        if not args.quiet:
-            from tqdm import tqdm
-
-            bar = tqdm(desc=f"calibrating {config.name}", unit="passage", file=sys.stderr)
-
-        def advance(done: int, total: int) -> None:
-            if bar is not None:
-                bar.total = total
-                bar.update(done - bar.n)
-
-        try:
-            stats = calibrate(loaded, advance)
-        finally:
-            if bar is not None:
-                bar.close()
-    runner = PolicyRunner(loaded, config, stats)
-    try:
-        for prompt, target in zip(prompts, targets, strict=True):
-            try:
-                with sigterm_as_interrupt():
-                    result = record_policy(
-                        runner, prompt, args.max_new_tokens, target, args.chat_template, not args.quiet
-                    )
-            except KeyboardInterrupt as exc:
-                how = "terminated" if isinstance(exc, Terminated) else "interrupted"
-                kept = f"{target} holds the steps recorded so far, marked incomplete"
-                sys.stderr.write(f"dartsim: {how}; {kept}\n")
-                return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
-            sys.stderr.write(
-                f"wrote {target}: {config.label()}, {result.generated} tokens in {result.seconds:.1f} s, "
-                f"{result.bytes_written} bytes\n"
-            )
-    finally:
-        runner.close()
-    return 0
-
-
 def _targets(args: argparse.Namespace, prompts: list[str]) -> list[Path]:
     out = Path(args.out)
     if len(prompts) > 1:
@@ -148,62 +100,76 @@ def _targets(args: argparse.Namespace, prompts: list[str]) -> list[Path]:
     return [out]
 
 
+def _calibrated(loaded: Any, name: str, quiet: bool) -> Any:
+    """Calibration statistics on the shipped text, with a progress bar."""
+    from dartsim.policies._calibration import calibrate
+
+    bar = None
+    if not quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(desc=f"calibrating {name}", unit="passage", file=sys.stderr)
+
+    def advance(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+    try:
+        return calibrate(loaded, advance)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def run(args: argparse.Namespace) -> int:
-    from dartsim.dart.hf import load_for_recording
-    from dartsim.dart.session import record
+    from dartsim.policies import get_policy
+    from dartsim.record.loop import GenerationOptions
+    from dartsim.record.model import load_for_recording
+    from dartsim.record.session import record
 
-    if args.policy != "dart":
-        if args.mode != "dart" or args.preset != "paper":
-            raise UserError(
-                f"--mode and --preset choose how DART runs; they do not apply to --policy {args.policy}"
-            )
-        prompts = _prompts(args)
-        return _run_policy(args, prompts, _targets(args, prompts))
-    params = _params(args)
-    from dartsim.dart.recorder import RecordOptions
-
-    options = RecordOptions(
+    policy = get_policy(args.policy)
+    settings = policy.settings(_policy_options(args, args.parser_defaults))
+    options = GenerationOptions(
         max_new_tokens=args.max_new_tokens,
         min_new_tokens=args.min_new_tokens,
         ignore_eos=args.ignore_eos,
         temperature=args.temperature,
-        mask_apply=args.mask_apply,
-        mode=args.mode,
         seed=args.seed,
     )
     prompts = _prompts(args)
     targets = _targets(args, prompts)
     loaded = load_for_recording(args.model, args.device, args.seed)
-    for prompt, target in zip(prompts, targets, strict=True):
-        try:
-            with sigterm_as_interrupt():
-                result = record(
-                    loaded,
-                    prompt,
-                    params,
-                    options,
-                    target,
-                    chat_template=args.chat_template,
-                    progress=not args.quiet,
+    stats = _calibrated(loaded, policy.name, args.quiet) if policy.needs_calibration else None
+    recorder = policy.recorder(loaded, settings, stats)
+    try:
+        for prompt, target in zip(prompts, targets, strict=True):
+            try:
+                with sigterm_as_interrupt():
+                    result = record(
+                        loaded, recorder, prompt, options, target, args.chat_template, not args.quiet
+                    )
+            except KeyboardInterrupt as exc:
+                how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+                kept = f"{target} holds the steps recorded so far, marked incomplete"
+                sys.stderr.write(f"dartsim: {how}; {kept}\n")
+                return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+            trace = result.trace
+            assert trace is not None
+            params = getattr(settings, "params", None)
+            if isinstance(params, DartParams) and trace.epochs.count == 0 and settings.mode != "dense":
+                sys.stderr.write(
+                    f"warning: {target}: the run ended after {result.generated} tokens, before its first "
+                    f"mask (built after {_first_mask_after(params)}): the trace records no sparsity; "
+                    f"raise --max-new-tokens (and --min-new-tokens) or lower {_first_mask_option(params)}\n"
                 )
-        except KeyboardInterrupt as exc:
-            how = "terminated" if isinstance(exc, Terminated) else "interrupted"
-            sys.stderr.write(f"dartsim: {how}; {target} holds the steps recorded so far, marked incomplete\n")
-            return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
-        trace = result.trace
-        assert trace is not None
-        retriggers = trace.retriggers.count
-        if trace.epochs.count == 0 and options.mode != "dense":
             sys.stderr.write(
-                f"warning: {target}: the run ended after {result.generated} tokens, before its first mask "
-                f"(built after {_first_mask_after(params)}): the trace records no sparsity; "
-                f"raise --max-new-tokens (and --min-new-tokens) or lower {_first_mask_option(params)}\n"
+                f"wrote {target}: {recorder.label()}, {result.generated} tokens in {result.seconds:.1f} s, "
+                f"{trace.epochs.count} mask epochs, {trace.retriggers.count} re-triggers, "
+                f"{result.bytes_written} bytes\n"
             )
-        sys.stderr.write(
-            f"wrote {target}: {result.generated} tokens in {result.seconds:.1f} s, "
-            f"{trace.epochs.count} mask epochs, {retriggers} re-triggers, "
-            f"{result.bytes_written} bytes\n"
-        )
+    finally:
+        recorder.close()
     return 0
 
 
@@ -333,30 +299,36 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pol = parser.add_argument_group("policy (see the list above)")
     pol.add_argument(
         "--policy",
-        choices=list(POLICIES),
+        choices=policy_names(),
         default="dart",
         help="the sparsity system to record (default dart); --sparsity is the fraction pruned "
         "of what it prunes (default 0.5 for every policy but dart)",
     )
     pol.add_argument(
-        "--head-sparsity", type=float, default=0.25, help="dsgp: fraction of heads pruned (default 0.25)"
+        "--head-sparsity",
+        type=float,
+        help=f"dsgp: fraction of heads pruned (default {DEFAULT_HEAD_SPARSITY})",
     )
-    pol.add_argument("--oracle", action="store_true", help="dejavu: top-k of the true activations")
     pol.add_argument(
-        "--predictor-rank", type=positive_int, default=64, help="dejavu: predictor rank (default 64)"
+        "--oracle", action="store_true", default=None, help="dejavu: top-k of the true activations"
+    )
+    pol.add_argument(
+        "--predictor-rank",
+        dest="rank",
+        type=positive_int,
+        help=f"dejavu: predictor rank (default {DEFAULT_RANK})",
     )
     pol.add_argument(
         "--core-fraction",
         type=float,
-        default=0.5,
-        help="kgds: share of kept neurons in the knowledge core (default 0.5)",
+        help=f"kgds: share of kept neurons in the knowledge core (default {DEFAULT_CORE_FRACTION})",
     )
     pol.add_argument(
         "--weight-format",
-        choices=("bitmap", "csr"),
-        default="bitmap",
+        choices=UNSTRUCTURED_FORMATS,
         help="wanda: how the pruned weights are stored (default bitmap)",
     )
     parser.add_argument("--out", required=True, metavar="FILE", help="trace file to write")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run, self_checked_outputs=("out",))
+    parser.set_defaults(parser_defaults={name: parser.get_default(name) for name in POLICY_OPTIONS})

@@ -176,8 +176,8 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
+    from dartsim.policies.dart.synth import synth_trace
     from dartsim.specs.model import load_model_spec
-    from dartsim.trace.synth import synth_trace
 
     spec = load_model_spec(args.model)
     allocation = "dense" if args.sparsity == 0 else args.allocation

@@ -52,9 +52,9 @@ def run_detector(args: argparse.Namespace) -> int:
         emit(render(_load_study(args.from_json)), args.out)
         return 0
 
-    from dartsim.dart.hf import load_for_recording
-    from dartsim.dart.prompts import SAMPLE_PROMPTS
     from dartsim.fileio import atomic_write_text
+    from dartsim.record.model import load_for_recording
+    from dartsim.record.prompts import SAMPLE_PROMPTS
     from dartsim.study.detector import GRID, QUICK_GRID, run_study, study_payload
 
     names = split_list(args.prompts, "--prompts")
@@ -115,11 +115,11 @@ def run_policies(args: argparse.Namespace) -> int:
     if args.from_json is not None:
         payload = _load_study(args.from_json, "policies")
     else:
-        from dartsim.dart.hf import load_for_recording
-        from dartsim.policies.quality import eval_items
+        from dartsim.record.model import load_for_recording
         from dartsim.specs.hardware import load_hardware_spec
         from dartsim.specs.model import load_model_spec
         from dartsim.study.policies import run_policies_study, settings
+        from dartsim.study.quality import eval_items
 
         for model, hw in targets:  # unknown names fail before an hour of recording
             load_model_spec(model)

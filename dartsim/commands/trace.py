@@ -10,11 +10,11 @@ from dartsim.report import render
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from dartsim.trace.io import load_trace
+    from dartsim.replay.workload import load_traces
     from dartsim.trace.summary import render_summary, summarize
 
     path = Path(args.trace)
-    info = summarize(load_trace(path), path)
+    info = summarize(load_traces([path])[0], path)
     text = render.json_text(info) if args.format == "json" else render_summary(info)
     emit(text, args.out)
     return 0
@@ -23,9 +23,9 @@ def run_info(args: argparse.Namespace) -> int:
 def run_synth(args: argparse.Namespace) -> int:
     import sys
 
+    from dartsim.policies.dart.synth import synth_trace
     from dartsim.specs.model import load_model_spec
     from dartsim.trace.io import save_trace
-    from dartsim.trace.synth import synth_trace
 
     spec = load_model_spec(args.model)
     trace = synth_trace(

@@ -10,18 +10,21 @@ predictor in closed form (reduced-rank ridge regression of |u| on the FFN input;
 true |u| instead: the upper bound any predictor could reach.
 
 Per token and layer the predictor costs 2 (d r + r m) FLOPs and reads its d r + r m
-weights; replay charges both (workload/policy_ops.py).
+weights; replay charges both (workload/ops.py ffn_predictor).
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from dartsim.policies.masks import keep_count, top_k_rows
+from dartsim.policies._hooked import HookedPolicy
+from dartsim.policies._registry import PolicySettings, register
+from dartsim.policies._topk import keep_count, top_k_rows
 
-DEFAULT_RANK = 64
-"""Predictor rank; Deja Vu's MLP predictors have a hidden width of about 1000 for OPT-175B
-(d = 12288), i.e. d/12; 64 is d/9 for SmolLM2 (d = 576)."""
+if TYPE_CHECKING:
+    import torch
+
+    from dartsim.record.hooked import HookedRecorder
 RIDGE = 1e-3
 """Ridge strength, as a fraction of the mean diagonal of X^T X (keeps the solve stable
 when calibration tokens are fewer than input dimensions)."""
@@ -55,6 +58,8 @@ def fit_predictor_from_moments(
     calibration pass never holds every token's activations). With X^T X = Q diag(l) Q^T,
     the fitted values X W have the right singular vectors of diag(sqrt(l)) Q^T W (a d x m
     matrix: cheaper than the m x m eigenproblem when d < m)."""
+    import torch
+
     if rank < 1:
         raise ValueError(f"predictor rank must be at least 1, got {rank}")
     gram = xtx.double()
@@ -65,3 +70,43 @@ def fit_predictor_from_moments(
     _, _, vh = torch.linalg.svd(root @ w, full_matrices=False)
     v = vh[: min(rank, vh.shape[0])].T  # [m, r]
     return w @ v, v.T.contiguous()
+
+
+class DejaVu(HookedPolicy):
+    name = "dejavu"
+    summary = (
+        "Deja Vu-style: a mask per token from a low-rank predictor fitted on calibration text "
+        "(--oracle: top-k of the true activations)"
+    )
+    prunes = "ffn-neurons"
+    per_input = True
+    order = 3
+    options: ClassVar[frozenset[str]] = frozenset({"sparsity", "oracle", "rank"})
+    per_token = True
+    needs_calibration = True
+
+    def params(self, settings: PolicySettings) -> dict[str, Any]:
+        return {
+            **super().params(settings),
+            "oracle": settings.oracle,
+            "predictor_rank": 0 if settings.oracle else settings.rank,
+        }
+
+    def label(self, settings: PolicySettings) -> str:
+        return f"{self.name}{' oracle' if settings.oracle else ''} {self.effective_sparsity(settings):.0%}"
+
+    def prepare(self, runner: HookedRecorder, settings: PolicySettings) -> None:
+        if not settings.oracle:
+            stats = runner.stats
+            runner.state["predictors"] = [
+                fit_predictor_from_moments(stats.xtx[i], stats.xty[i], settings.rank) for i in range(runner.L)
+            ]
+
+    def token_mask(
+        self, runner: HookedRecorder, settings: PolicySettings, layer: int, x: torch.Tensor, u: torch.Tensor
+    ) -> torch.Tensor:
+        scores = u.abs() if settings.oracle else predicted_scores(x.cpu(), *runner.state["predictors"][layer])
+        return token_masks(scores.cpu(), 1.0 - settings.sparsity)
+
+
+register(DejaVu())

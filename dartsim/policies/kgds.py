@@ -16,13 +16,16 @@ Follows the KG-DS proposal (shared/papers/kg-ds-proposal.txt, "Phase 1" and "Pha
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from dartsim.policies.masks import keep_count, top_k_rows
+from dartsim.policies._hooked import HookedPolicy
+from dartsim.policies._registry import PolicySettings, register
+from dartsim.policies._topk import keep_count, top_k_rows
 
-DEFAULT_CORE_FRACTION = 0.5
-"""Share of each layer's kept neurons reserved for the knowledge core (the proposal gives
-no value)."""
+if TYPE_CHECKING:
+    import torch
+
+    from dartsim.record.hooked import HookedRecorder
 
 
 def saliency(u: torch.Tensor, grad_u: torch.Tensor) -> torch.Tensor:
@@ -38,6 +41,8 @@ def core_and_category_masks(
     Every layer keeps k = round(keep * m) neurons: the core, the round(core_fraction * k)
     most salient over all calibration text, then each category's most salient others.
     """
+    import torch
+
     if not 0.0 <= core_fraction <= 1.0:
         raise ValueError(f"core fraction must lie in [0, 1], got {core_fraction}")
     width = core_saliency.shape[-1]
@@ -50,12 +55,66 @@ def core_and_category_masks(
 
 def centroids(embeddings: list[torch.Tensor]) -> torch.Tensor:
     """Per category, the mean of its calibration texts' mean embeddings: [K, d]."""
+    import torch
+
     return torch.stack([e.double().mean(dim=0) for e in embeddings])
 
 
 def classify(mean_embedding: torch.Tensor, category_centroids: torch.Tensor) -> int:
     """The category whose centroid is nearest by cosine (ties: the lower index)."""
+    import torch
+
     sims = torch.nn.functional.cosine_similarity(
         category_centroids.double(), mean_embedding.double().unsqueeze(0), dim=-1
     )
     return int(torch.sort(-sims, stable=True).indices[0])
+
+
+class Kgds(HookedPolicy):
+    name = "kgds"
+    summary = (
+        "KG-DS: a gradient x activation knowledge core plus one FFN mask per task category, "
+        "picked per prompt by a nearest-centroid classifier"
+    )
+    prunes = "ffn-neurons"
+    per_input = True
+    order = 7
+    options: ClassVar[frozenset[str]] = frozenset({"sparsity", "core_fraction"})
+    offline_masks = True
+    needs_calibration = True
+
+    def params(self, settings: PolicySettings) -> dict[str, Any]:
+        return {**super().params(settings), "core_fraction": settings.core_fraction}
+
+    def prepare(self, runner: HookedRecorder, settings: PolicySettings) -> None:
+        stats = runner.stats
+        _, runner.state["category_masks"] = core_and_category_masks(
+            stats.saliency, stats.category_saliency, 1.0 - settings.sparsity, settings.core_fraction
+        )
+
+    def prompt_masks(
+        self,
+        runner: HookedRecorder,
+        settings: PolicySettings,
+        prompt_ids: list[int],
+        observed: dict[str, list[torch.Tensor]],
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        import torch
+
+        embed = runner.loaded.model.get_input_embeddings()
+        with torch.no_grad():
+            ids = torch.tensor(prompt_ids, device=embed.weight.device)
+            mean = embed(ids).double().mean(dim=0).cpu()
+        k = classify(mean, runner.stats.centroids)
+        runner.state["category"] = runner.stats.categories[k]
+        return runner.state["category_masks"][k], None
+
+    def run_params(self, runner: HookedRecorder, settings: PolicySettings) -> dict[str, Any]:
+        return {
+            **self.params(settings),
+            "classifier_classes": len(runner.stats.categories),
+            "category": runner.state.get("category") or "",
+        }
+
+
+register(Kgds())

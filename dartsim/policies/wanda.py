@@ -9,9 +9,16 @@ the same fraction, its lowest scores. No weight is updated afterwards.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from dartsim.policies.masks import top_k_rows
+from dartsim.policies._hooked import HookedPolicy
+from dartsim.policies._registry import PolicySettings, register
+from dartsim.policies._topk import top_k_rows
+
+if TYPE_CHECKING:
+    import torch
+
+    from dartsim.record.hooked import HookedRecorder
 
 
 def wanda_scores(weight: torch.Tensor, input_norm: torch.Tensor) -> torch.Tensor:
@@ -29,3 +36,32 @@ def unstructured_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     width = scores.shape[-1]
     pruned = int(sparsity * width + 0.5)
     return top_k_rows(scores, width - pruned)
+
+
+def prune_by_wanda(runner: HookedRecorder, keep: Any) -> None:
+    """Zero every decoder weight `keep(scores)` drops, scores by Wanda's rule on the
+    calibration input norms (shared by wanda and 2:4)."""
+    stats = runner.stats
+    runner.prune_weights(lambda w, kind, i: keep(wanda_scores(w, stats.input_sq[kind][i].sqrt())))
+
+
+class Wanda(HookedPolicy):
+    name = "wanda"
+    summary = "Wanda: unstructured weight pruning by |W| x input-activation norm on calibration text"
+    prunes = "weights"
+    per_input = False
+    order = 4
+    options: ClassVar[frozenset[str]] = frozenset({"sparsity", "weight_format"})
+    needs_calibration = True
+
+    def params(self, settings: PolicySettings) -> dict[str, Any]:
+        return {**super().params(settings), "weight_format": settings.weight_format}
+
+    def weight_format(self, settings: PolicySettings) -> str:
+        return settings.weight_format
+
+    def prepare(self, runner: HookedRecorder, settings: PolicySettings) -> None:
+        prune_by_wanda(runner, lambda scores: unstructured_mask(scores, settings.sparsity))
+
+
+register(Wanda())

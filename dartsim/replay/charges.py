@@ -1,5 +1,6 @@
-"""What a trace's policy costs at replay beyond its kept FFN neurons, on the target model:
-weight storage, a per-token predictor, the mask switch, and the heads it keeps per layer.
+"""What a batch's policy costs at replay beyond its kept FFN neurons: the policy itself
+(from the registry, policies/: its weight storage, predictor, mask switch and observation
+work) and the heads it keeps per layer on the target model.
 
 A retargeted trace carries fractions, not indices: a layer keeps the same fraction of
 query heads and of KV heads as the source layer at the same depth, and a predictor keeps
@@ -8,58 +9,31 @@ the same rank relative to the hidden size.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from dartsim.errors import UserError
+from dartsim.policies import Policy, get_policy
 from dartsim.specs.model import ModelSpec
 from dartsim.trace.types import ModelInfo, PolicySection, Trace
 from dartsim.workload import kept_count
-from dartsim.workload.policy_costs import PolicyCosts
-from dartsim.workload.sparse_storage import TWO_FOUR_DENSITY, WeightStorage
-
-PER_TOKEN_POLICIES = ("dejavu",)
-"""Policies whose mask changes every token by design: no mask build, a predictor instead."""
-PROMPT_OBSERVING_POLICIES = ("static", "dsgp")
-"""Policies that score neurons (or heads) on the prompt's activations during prefill."""
-OFFLINE_MASK_POLICIES = ("kgds",)
-"""Policies whose masks are computed offline: a mask switch installs one, no top-k."""
 
 
-def batch_policy(traces: Sequence[Trace]) -> PolicySection:
-    """The one policy every trace of a batch shares (an error otherwise)."""
-    policies = [t.policy for t in traces]
-    names = {(p.name, tuple(sorted(p.params.items()))) for p in policies}
+def batch_policy(traces: Sequence[Trace]) -> tuple[Policy, PolicySection]:
+    """The one policy every trace of a batch shares (an error otherwise), and its section."""
+    sections = [t.policy for t in traces]
+    names = {(p.name, tuple(sorted(p.params.items()))) for p in sections}
     if len(names) > 1:
-        listed = ", ".join(sorted({p.name for p in policies}))
+        listed = ", ".join(sorted({p.name for p in sections}))
         raise UserError(
             f"traces recorded under different policies or settings cannot form one batch ({listed})"
         )
-    if policies[0].name in PER_TOKEN_POLICIES and len(traces) > 1:
+    policy = get_policy(sections[0].name)
+    if policy.per_token and len(traces) > 1:
         raise UserError(
-            f"{policies[0].name} traces replay one at a time: the union of per-token masks "
+            f"{policy.name} traces replay one at a time: the union of per-token masks "
             "across a batch is not modelled"
         )
-    return policies[0]
-
-
-def policy_costs(policy: PolicySection, source_hidden: int, target: ModelSpec) -> PolicyCosts:
-    """The PolicyCosts of `policy` on `target` (recorded on a model of width `source_hidden`)."""
-    fmt = policy.weight_format
-    density = float(policy.weight_density.mean()) if fmt != "dense" else 1.0
-    if fmt == "2:4":
-        density = TWO_FOUR_DENSITY
-    params = policy.params
-    rank = int(params.get("predictor_rank", 0))
-    if rank:
-        rank = max(1, math.ceil(rank * target.hidden_size / source_hidden))
-    return PolicyCosts(
-        weights=WeightStorage(fmt, density),
-        predictor_rank=rank,
-        build_topk=policy.name not in OFFLINE_MASK_POLICIES,
-        classifier_classes=int(params.get("classifier_classes", 0)),
-        per_token=policy.name in PER_TOKEN_POLICIES,
-    )
+    return policy, sections[0]
 
 
 def head_counts(

@@ -16,13 +16,7 @@ import numpy as np
 
 from dartsim.engine.costing import ReplayStep
 from dartsim.errors import UserError
-from dartsim.replay.charges import (
-    PER_TOKEN_POLICIES,
-    PROMPT_OBSERVING_POLICIES,
-    batch_policy,
-    head_counts,
-    policy_costs,
-)
+from dartsim.replay.charges import batch_policy, head_counts
 from dartsim.specs.model import ModelSpec
 from dartsim.trace.schema import PHASE_DECODE, PHASE_PREFILL
 from dartsim.trace.types import Trace
@@ -84,10 +78,10 @@ def build_steps(traces: Sequence[Trace], target: ModelSpec, retarget: bool, tp: 
     source_layers = source.num_layers
     source_width = source.intermediate_size
     layer_of = depth_map(source_layers, target.num_layers) if retarget else list(range(target.num_layers))
-    policy = batch_policy(traces)
-    costs = policy_costs(policy, source.hidden_size, target)
-    pruned_heads = head_counts(policy, source, target, layer_of, retarget)
-    per_token = policy.name in PER_TOKEN_POLICIES
+    policy, section = batch_policy(traces)
+    costs = policy.costs(section, source.hidden_size, target)
+    pruned_heads = head_counts(section, source, target, layer_of, retarget)
+    per_token = policy.per_token
     m = target.intermediate_size
     dense = tuple([m] * target.num_layers)
     union_cache: dict[tuple[tuple[int, int], ...], tuple[int, ...]] = {}
@@ -112,11 +106,6 @@ def build_steps(traces: Sequence[Trace], target: ModelSpec, retarget: bool, tp: 
             )
         return union_cache[active]
 
-    def observing(view: Trace, epoch: int, phase: str) -> bool:
-        if policy.name in PROMPT_OBSERVING_POLICIES:
-            return phase == "prefill"
-        return policy.name == "dart" and epoch < 0 and view.dart_mode != "dense"
-
     def heads_for(active: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...] | None:
         return pruned_heads if pruned_heads is not None and all(e >= 0 for _, e in active) else None
 
@@ -135,14 +124,13 @@ def build_steps(traces: Sequence[Trace], target: ModelSpec, retarget: bool, tp: 
         if int(s.phase[0]) != PHASE_PREFILL:
             raise UserError("a trace must start with its prefill step")
         epoch = int(s.epoch[0])
-        prompt_observed = view.prompt_in_reference or policy.name in PROMPT_OBSERVING_POLICIES
         steps.append(
             ReplayStep(
                 "prefill",
                 int(s.tokens[0]),
                 (int(s.context_len[0]),),
                 kept_for(((index, epoch),)),
-                prompt_observed and observing(view, epoch, "prefill"),
+                policy.observes(view, epoch, "prefill"),
                 heads=heads_for(((index, epoch),)),
                 policy=costs,
             )
@@ -175,7 +163,7 @@ def build_steps(traces: Sequence[Trace], target: ModelSpec, retarget: bool, tp: 
                 1,
                 contexts,
                 kept_for(active),
-                any(observing(views[i], e, "decode") for i, e in active),
+                any(policy.observes(views[i], e, "decode") for i, e in active),
                 tuple(builds),
                 count=end - start,
                 heads=heads_for(active),

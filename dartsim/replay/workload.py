@@ -12,8 +12,23 @@ from dartsim.trace.types import Trace
 
 
 def load_traces(paths: Sequence[str | Path]) -> list[Trace]:
-    """Every trace of a batch, validated (a missing or corrupt file is a one-line error)."""
-    return [load_trace(p) for p in paths]
+    """Every trace of a batch, validated (a missing or corrupt file is a one-line error),
+    each recorded under a policy the registry holds."""
+    traces = [load_trace(p) for p in paths]
+    for path, trace in zip(paths, traces, strict=True):
+        known_policy(trace, path)
+    return traces
+
+
+def known_policy(trace: Trace, path: str | Path) -> None:
+    """A trace whose policy this dartsim does not know is refused in one line."""
+    from dartsim.errors import UserError
+    from dartsim.policies import get_policy
+
+    try:
+        get_policy(trace.policy.name)
+    except UserError as exc:
+        raise UserError(f"{path}: field 'policy.name': {exc}") from None
 
 
 def describe_traces(paths: Sequence[str | Path], traces: Sequence[Trace]) -> dict[str, Any]:

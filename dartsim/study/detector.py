@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from dartsim.dart.params import DartParams
+from dartsim.policies.dart.params import DartParams
 from dartsim.trace.types import Trace
 
 KL_CHUNK = 128
@@ -154,14 +154,16 @@ def measure_run(
     loaded: Any, prompt: str, setting: Setting, tokens: int, chat_template: bool = True
 ) -> RunResult:
     """Record one DART run of exactly `tokens` tokens and measure it against the dense model."""
-    from dartsim.dart.recorder import RecordOptions
-    from dartsim.dart.session import eos_ids, record
+    from dartsim.policies.dart import DART, DartSettings
+    from dartsim.record.loop import GenerationOptions
+    from dartsim.record.session import eos_ids, record
 
     params = setting.params()
-    options = RecordOptions(max_new_tokens=tokens, min_new_tokens=tokens, mode=setting.mode)
+    recorder = DART.recorder(loaded, DartSettings(params, mode=setting.mode), None)
+    options = GenerationOptions(max_new_tokens=tokens, min_new_tokens=tokens)
     captured: list[torch.Tensor] = []
     result = record(
-        loaded, prompt, params, options, None, chat_template=chat_template,
+        loaded, recorder, prompt, options, None, chat_template=chat_template,
         on_logits=lambda logits: captured.append(logits.float().cpu().clone()),
     )  # fmt: skip
     trace = result.trace

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from dartsim.dart.hf import LoadedModel
-from dartsim.policies.calibration import CalibrationStats, calibrate
-from dartsim.policies.quality import EvalItem, quality
+from dartsim.policies._calibration import CalibrationStats, calibrate
+from dartsim.record.model import LoadedModel
+from dartsim.study.quality import EvalItem, quality
 from dartsim.trace.types import Trace
 
 DEFAULT_SPARSITIES = (0.3, 0.5, 0.7)
@@ -30,8 +30,7 @@ DEFAULT_TARGETS = (
     ("llama-3.1-70b", "l40s"),
     ("llama-3.1-70b", "h100-sxm"),
 )
-DART_PRESET = "paper"
-DART_PROMPT_IN_REFERENCE = True
+DART_OPTIONS = {"preset": "paper", "prompt_in_reference": True}
 """DART builds its first mask from the prompt here, as the other prompt-derived policies
 do; with dartsim's recording default (the first 100 generated tokens run dense) most of a
 128-token evaluation would be dense."""
@@ -42,6 +41,10 @@ class Setting:
     label: str
     policy: str
     options: dict[str, Any] = field(default_factory=dict)
+    recording: dict[str, Any] = field(default_factory=dict)
+    """Options for the recording only (not part of the setting's identity in reports)."""
+    baseline: bool = False
+    """The run every other setting is compared with (quality and speedup)."""
 
     @property
     def sparsity(self) -> float:
@@ -50,12 +53,12 @@ class Setting:
 
 def settings(sparsities: Sequence[float]) -> list[Setting]:
     """dense, 2:4, and every other policy at each sparsity."""
-    out = [Setting("dense", "dense")]
+    out = [Setting("dense", "dense", baseline=True)]
     for s in sparsities:
         pct = f"{s:.0%}"
         out += [
             Setting(f"static {pct}", "static", {"sparsity": s}),
-            Setting(f"dart {pct}", "dart", {"sparsity": s}),
+            Setting(f"dart {pct}", "dart", {"sparsity": s}, DART_OPTIONS),
             Setting(f"dejavu {pct}", "dejavu", {"sparsity": s}),
             Setting(f"dejavu-oracle {pct}", "dejavu", {"sparsity": s, "oracle": True}),
             Setting(f"wanda {pct}", "wanda", {"sparsity": s}),
@@ -66,43 +69,16 @@ def settings(sparsities: Sequence[float]) -> list[Setting]:
     return out
 
 
-def record_item(
-    loaded: LoadedModel,
-    setting: Setting,
-    item: EvalItem,
-    stats: CalibrationStats | None,
-    runners: dict[str, Any],
-) -> tuple[Trace, torch.Tensor]:
-    """(trace, logits [C, V]) of one setting teacher-forced on one item."""
+def record_item(loaded: LoadedModel, recorder: Any, item: EvalItem) -> tuple[Trace, torch.Tensor]:
+    """(trace, logits [C, V]) of one setting (prepared as `recorder`) teacher-forced on one item."""
+    from dartsim.record.loop import GenerationOptions
+    from dartsim.record.session import record
+
     logits: list[torch.Tensor] = []
     collect = lambda x: logits.append(x.detach().double().cpu())  # noqa: E731
-    if setting.policy == "dart":
-        from dartsim.dart.params import DartParams
-        from dartsim.dart.recorder import RecordOptions
-        from dartsim.dart.session import record
-
-        params = DartParams.preset(
-            DART_PRESET, sparsity=setting.sparsity, prompt_in_reference=DART_PROMPT_IN_REFERENCE
-        )
-        options = RecordOptions(
-            max_new_tokens=len(item.continuation_ids), forced_ids=tuple(item.continuation_ids)
-        )
-        result = record(
-            loaded, "", params, options, None, False, on_logits=collect, prompt_ids=item.prompt_ids
-        )
-    else:
-        from dartsim.policies.session import record_policy
-
-        result = record_policy(
-            runners[setting.label],
-            "",
-            len(item.continuation_ids),
-            None,
-            False,
-            prompt_ids=item.prompt_ids,
-            forced_ids=item.continuation_ids,
-            on_logits=collect,
-        )
+    forced = tuple(item.continuation_ids)
+    options = GenerationOptions(max_new_tokens=len(forced), forced_ids=forced)
+    result = record(loaded, recorder, "", options, None, False, on_logits=collect, prompt_ids=item.prompt_ids)
     assert result.trace is not None
     return result.trace, torch.stack(logits)
 
@@ -152,9 +128,9 @@ def run_policies_study(
     stats: CalibrationStats | None = None,
 ) -> dict[str, Any]:
     """Every setting on every item: the payload reports/policies.md is rendered from."""
-    from dartsim.policies.runner import NEEDS_CALIBRATION, PolicyConfig, PolicyRunner
+    from dartsim.policies import get_policy
 
-    if stats is None and any(s.policy in NEEDS_CALIBRATION for s in chosen):
+    if stats is None and any(get_policy(s.policy).needs_calibration for s in chosen):
         say("calibrating on the shipped calibration text")
         stats = calibrate(loaded)
     targets_ids = [torch.tensor(i.continuation_ids) for i in items]
@@ -163,22 +139,18 @@ def run_policies_study(
     dense_cost: dict[str, dict[str, float]] = {}
     for n, setting in enumerate(chosen):
         say(f"[{n + 1}/{len(chosen)}] {setting.label}")
-        runners: dict[str, Any] = {}
-        if setting.policy != "dart":
-            runners[setting.label] = PolicyRunner(
-                loaded, PolicyConfig(setting.policy, **setting.options), stats
-            )
+        policy = get_policy(setting.policy)
+        recorder = policy.recorder(loaded, policy.settings({**setting.options, **setting.recording}), stats)
         try:
-            recorded = [record_item(loaded, setting, item, stats, runners) for item in items]
+            recorded = [record_item(loaded, recorder, item) for item in items]
         finally:
-            for runner in runners.values():
-                runner.close()
+            recorder.close()
         traces = [t for t, _ in recorded]
         logits = [lg for _, lg in recorded]
-        if setting.policy == "dense":
+        if setting.baseline:
             dense_logits = logits
         if not dense_logits:
-            raise ValueError("the dense setting must come first")
+            raise ValueError("the baseline (dense) setting must come first")
         q = quality(dense_logits, logits, targets_ids)
         fractions = [kept_fractions(t) for t in traces]
         kept = {k: sum(f[k] for f in fractions) / len(fractions) for k in fractions[0]}
@@ -186,7 +158,7 @@ def run_policies_study(
         for model, hw in targets:
             key = f"{model} @ {hw}"
             cost = replay_cost(traces, model, hw)
-            if setting.policy == "dense":
+            if setting.baseline:
                 dense_cost[key] = cost
             cost["speedup"] = dense_cost[key]["tpot_s"] / cost["tpot_s"]
             costs[key] = cost

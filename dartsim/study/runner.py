@@ -73,7 +73,7 @@ def _trace(path: str) -> Any:
 def _workload(point: dict[str, Any], spec: Any) -> list[Any]:
     if "traces" in point:
         return [_trace(p) for p in point["traces"]]
-    from dartsim.trace.synth import synth_trace
+    from dartsim.policies.dart.synth import synth_trace
 
     s = point["synthetic"]
     return [

@@ -49,6 +49,8 @@ SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 PHASE_PREFILL = PHASES.index("prefill")
 PHASE_DECODE = PHASES.index("decode")
+FIGURE5_WINDOW = 10
+"""Tokens in the sliding window of the `figure5` similarity curve (the DART paper's Figure 5)."""
 DART_MODES = ("dart", "static", "dense")
 """How DART ran: with its masks and re-triggers, keeping its first mask (static), or
 without masks (dense, for Figure 5)."""

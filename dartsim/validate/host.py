@@ -86,7 +86,7 @@ class _Smol:
 
     def get(self) -> Any:
         if self._loaded is None:
-            from dartsim.dart.hf import load_bundled
+            from dartsim.record.model import load_bundled
 
             self._loaded = load_bundled("cpu")
         return self._loaded

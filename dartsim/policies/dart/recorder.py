@@ -1,64 +1,31 @@
 """Observing and masking a Hugging Face model for DART, one forward at a time.
 
 The recorder installs the hooks that collect what DART needs (neuron scores, layer
-sensitivities, the last layer's attention outputs), builds and applies masks, and times
-every forward and mask build. When to collect, mask, check and re-trigger is a variant's
-timeline (dart/paper_timeline.py, dart/published_timeline.py), driven by dart/timeline.py.
+sensitivities, the last layer's attention outputs), and builds, applies and times masks.
+When to collect, mask, check and re-trigger is a variant's timeline
+(paper_timeline.py, published_timeline.py), driven by the controller (controller.py)
+inside the one token loop of record/loop.py.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from dartsim.dart import policy
-from dartsim.dart.hf import LoadedModel
-from dartsim.dart.hooks import MaskableLinear, decoder_layers, wrap_ffn
-from dartsim.dart.params import MASK_APPLY, PUBLISHED_ROUNDS, DartParams
-from dartsim.dart.params import RECORD_MODES as MODES
-from dartsim.dart.trace_builder import TraceBuilder
-from dartsim.errors import UserError
-
-if TYPE_CHECKING:
-    from dartsim.dart.timeline import Timeline
+from dartsim.policies.dart import rules as policy
+from dartsim.policies.dart.params import PUBLISHED_ROUNDS, DartSettings
+from dartsim.record.hooks import MaskableLinear, decoder_layers, wrap_ffn
+from dartsim.record.loop import sync
+from dartsim.record.model import LoadedModel
 
 VOCAB_PROXY_CHUNK = 4096
 """Vocabulary rows per block when computing the published code's vocabulary proxy."""
 VOCAB_PROXY_CACHE = "vocab-proxies-v1.safetensors"
-
-
-@dataclass
-class RecordOptions:
-    max_new_tokens: int = 500
-    min_new_tokens: int = 0
-    ignore_eos: bool = False
-    temperature: float = 0.0
-    mask_apply: str = "zero"
-    mode: str = "dart"
-    seed: int = 0
-    forced_ids: tuple[int, ...] = ()
-    """Tokens fed instead of chosen (teacher forcing, for quality measurements): the run
-    then generates exactly these and never stops at end-of-sequence."""
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens <= 0:
-            raise UserError(f"--max-new-tokens must be positive, got {self.max_new_tokens}")
-        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
-            raise UserError(
-                f"--min-new-tokens must lie in [0, {self.max_new_tokens}], got {self.min_new_tokens}"
-            )
-        if self.temperature < 0:
-            raise UserError(f"--temperature must be zero (greedy) or positive, got {self.temperature}")
-        if self.mask_apply not in MASK_APPLY:
-            raise UserError(f"--mask-apply must be one of {', '.join(MASK_APPLY)}, got {self.mask_apply!r}")
-        if self.mode not in MODES:
-            raise UserError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
 
 
 @dataclass
@@ -88,25 +55,18 @@ class Accumulator:
         self.layer_tokens = torch.zeros(self.layers, dtype=torch.float64)
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 class DartRecorder:
     """DART on one sequence of a loaded model: prefill, then greedy (or sampled) decoding."""
 
-    def __init__(
-        self, loaded: LoadedModel, params: DartParams, options: RecordOptions, capture: bool = False
-    ) -> None:
+    def __init__(self, loaded: LoadedModel, settings: DartSettings, capture: bool = False) -> None:
         self.capture = capture
         """Keep every collected activation (short recordings only: tokens x layers x (m + 2d))."""
         self.captures: list[dict[str, Any]] = []
         """With capture on: per mask built, its epoch index, activations and the masks."""
         self.loaded = loaded
         self.model = loaded.model
-        self.params = params
-        self.options = options
+        self.settings = settings
+        params = self.params = settings.params
         self.device = next(self.model.parameters()).device.type
         spec = loaded.spec
         self.layers = spec.num_layers
@@ -178,7 +138,7 @@ class DartRecorder:
 
     def _u_observer(self, index: int) -> Callable[[torch.Tensor], torch.Tensor]:
         def observe(u: torch.Tensor) -> torch.Tensor:
-            if self.masks is not None and self.options.mask_apply == "zero":
+            if self.masks is not None and self.settings.mask_apply == "zero":
                 mask = self.masks[index]
                 if mask is not None:
                     u = u * mask
@@ -256,7 +216,7 @@ class DartRecorder:
             return
         dtype = self.ffn[0][0].weight.dtype
         device = self.ffn[0][0].weight.device
-        if self.options.mask_apply == "zero":
+        if self.settings.mask_apply == "zero":
             masks = []
             for idx in kept:
                 mask = torch.zeros(self.width, dtype=dtype, device=device)
@@ -281,7 +241,7 @@ class DartRecorder:
         """Allocate budgets, score and pick the top-k neurons of every layer, and (when
         `apply`) put the masks in force; timed. `epoch` counts the masks built before."""
         p = self.params
-        _sync(self.device)
+        sync(self.device)
         start = time.perf_counter()
         s_bar = self._s_bar(acc)
         if p.variant == "paper":
@@ -297,7 +257,7 @@ class DartRecorder:
         masks = torch.stack([policy.top_k_mask(scores[i], counts[i]) for i in range(self.layers)])
         if apply:
             self._set_kept([torch.nonzero(row).flatten() for row in masks])
-        _sync(self.device)
+        sync(self.device)
         if acc.captured is not None:
             self.captures.append({"epoch": epoch, "activations": acc.captured, "masks": masks.clone()})
         return {
@@ -328,48 +288,3 @@ class DartRecorder:
         if self._attention is None:
             raise RuntimeError("no forward has run")
         return self._attention
-
-    def forward(self, ids: torch.Tensor, cache: Any, position: int) -> tuple[torch.Tensor, float]:
-        """One timed forward from `position`: the last position's logits and the seconds."""
-        positions = torch.arange(position, position + ids.shape[1], device=ids.device).unsqueeze(0)
-        _sync(self.device)
-        start = time.perf_counter()
-        with torch.no_grad():
-            out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, position_ids=positions)
-        _sync(self.device)
-        return out.logits[0, -1].detach(), time.perf_counter() - start
-
-    def choose(self, logits: torch.Tensor, allow_eos: bool, eos: set[int], gen: torch.Generator) -> int:
-        """The next token: greedy at temperature 0, otherwise sampled with `gen`."""
-        scores = logits.double().cpu()
-        if not allow_eos and eos:
-            scores[list(eos)] = -math.inf
-        if self.options.temperature == 0:
-            return int(torch.argmax(scores))
-        probs = torch.softmax(scores / self.options.temperature, dim=-1)
-        return int(torch.multinomial(probs, 1, generator=gen))
-
-    def run(
-        self,
-        prompt_ids: list[int],
-        builder: TraceBuilder,
-        eos_ids: set[int],
-        summary: dict[str, Any],
-        on_token: Callable[[int], None] | None = None,
-        on_logits: Callable[[torch.Tensor], None] | None = None,
-    ) -> None:
-        """Generate under the variant's timeline (see dart/timeline.py generate)."""
-        from dartsim.dart.timeline import generate
-
-        if self.params.variant == "published-code":
-            from dartsim.dart.published_timeline import PublishedTimeline
-
-            timeline: Timeline = PublishedTimeline(self, builder)
-        else:
-            from dartsim.dart.paper_timeline import PaperTimeline
-
-            timeline = PaperTimeline(self, builder)
-        try:
-            generate(self, timeline, prompt_ids, builder, eos_ids, summary, on_token, on_logits)
-        finally:
-            self.close()

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import torch
 
-from dartsim.dart import drift
-from dartsim.dart.recorder import Accumulator, DartRecorder
-from dartsim.dart.timeline import Timeline
-from dartsim.dart.trace_builder import TraceBuilder
 from dartsim.errors import UserError
+from dartsim.policies.dart import drift
+from dartsim.policies.dart.recorder import Accumulator, DartRecorder
+from dartsim.policies.dart.timeline import Timeline
+from dartsim.record.builder import TraceBuilder
 
 
 class PaperTimeline(Timeline):
     def __init__(self, recorder: DartRecorder, builder: TraceBuilder) -> None:
         super().__init__(recorder, builder)
         self.params = recorder.params
-        self.mode = recorder.options.mode
+        self.mode = recorder.settings.mode
         self.state = "collect"
         """collect (dense, scoring), masked, or dense (the `dense` mode after its reference)."""
         self.collection = recorder.new_accumulator()

@@ -1,6 +1,6 @@
-"""Assembling a trace while DART runs: every step, mask epoch, drift check and
+"""Assembling a trace while a policy runs: every step, mask epoch, drift check and
 re-trigger as it happens (`TraceBuilder`), or only what the run needs (`NullTraceBuilder`,
-to measure the cost of tracing itself), and the model, DART and version sections."""
+to measure the cost of tracing itself), and the header, model and version sections."""
 
 from __future__ import annotations
 
@@ -10,17 +10,15 @@ from typing import Any
 import torch
 
 from dartsim import __version__
-from dartsim.dart import drift
-from dartsim.dart.hf import LoadedModel
-from dartsim.dart.params import FIGURE5_WINDOW, DartParams
 from dartsim.names import PHASES
+from dartsim.record.model import LoadedModel
 from dartsim.trace.schema import (
     CHECK_DTYPES,
+    FIGURE5_WINDOW,
     FORMAT_NAME,
     SCHEMA_VERSION,
     STEP_DTYPES,
     model_section,
-    new_policy_section,
     pack_mask,
 )
 
@@ -50,7 +48,8 @@ class TraceBuilder:
         record["masks"] = pack_mask(record.pop("mask_bool"))
         self.epochs.append(record)
 
-    def check(self, step: int, result: drift.DriftCheck) -> None:
+    def check(self, step: int, result: Any) -> None:
+        """A drift check's outcome (a dataclass with CHECK_DTYPES' fields but `step`)."""
         self.checks.append({"step": step, **result.__dict__})
 
     def retrigger(self, step: int) -> None:
@@ -125,7 +124,7 @@ class NullTraceBuilder(TraceBuilder):
     def epoch(self, record: dict[str, Any]) -> None:
         self._epochs += 1
 
-    def check(self, step: int, result: drift.DriftCheck) -> None:
+    def check(self, step: int, result: Any) -> None:
         pass
 
     def retrigger(self, step: int) -> None:
@@ -144,20 +143,6 @@ class NullTraceBuilder(TraceBuilder):
     @property
     def epoch_count(self) -> int:
         return self._epochs
-
-
-def run_metadata(
-    loaded: LoadedModel, params: DartParams, mode: str, mask_apply: str, seed: int
-) -> dict[str, Any]:
-    """The model, DART and library-version sections of a trace."""
-    spec = loaded.spec
-    return {
-        **trace_header(loaded, seed),
-        "dart": {**params.as_dict(), "mode": mode, "mask_apply": mask_apply},
-        "policy": new_policy_section(
-            "dense" if mode == "dense" else "dart", spec.num_layers, spec.num_heads, {"mode": mode}
-        ),
-    }
 
 
 def trace_header(loaded: LoadedModel, seed: int) -> dict[str, Any]:

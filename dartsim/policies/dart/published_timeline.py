@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import torch
 
-from dartsim.dart import drift
-from dartsim.dart.recorder import DartRecorder
-from dartsim.dart.timeline import Timeline
-from dartsim.dart.trace_builder import TraceBuilder
+from dartsim.policies.dart import drift
+from dartsim.policies.dart.recorder import DartRecorder
+from dartsim.policies.dart.timeline import Timeline
+from dartsim.record.builder import TraceBuilder
 
 
 class PublishedTimeline(Timeline):
     def __init__(self, recorder: DartRecorder, builder: TraceBuilder) -> None:
         super().__init__(recorder, builder)
         self.params = recorder.params
-        self.mode = recorder.options.mode
+        self.mode = recorder.settings.mode
         self.iteration = 0
         """The code's `currIteration` of the next forward: forwards since the collection began."""
         self.collection = recorder.new_accumulator()

@@ -1,5 +1,6 @@
-"""One recording from prompt to trace file: tokenise, run DART, assemble and save the
-trace, and keep everything recorded so far if the run is interrupted or fails."""
+"""One recording from prompt to trace file, for any policy: tokenise, run the one token
+loop under the policy's controller, assemble and save the trace, and keep everything
+recorded so far if the run is interrupted or fails."""
 
 from __future__ import annotations
 
@@ -7,15 +8,22 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from dartsim.dart.hf import LoadedModel
-from dartsim.dart.params import DartParams
-from dartsim.dart.recorder import DartRecorder, RecordOptions
-from dartsim.dart.trace_builder import NullTraceBuilder, TraceBuilder, run_metadata
 from dartsim.errors import UserError
+from dartsim.record.builder import NullTraceBuilder, TraceBuilder, trace_header
+from dartsim.record.loop import Controller, GenerationOptions, generate
+from dartsim.record.model import LoadedModel
 from dartsim.trace.io import save_trace
 from dartsim.trace.types import Trace
+
+
+class ControllerFactory(Protocol):
+    """A policy prepared on a model (policies/_registry.py PolicyRecorder)."""
+
+    def controller(self, builder: Any) -> Controller: ...
+
+    def label(self) -> str: ...
 
 
 @dataclass
@@ -57,9 +65,9 @@ def eos_ids(loaded: LoadedModel) -> set[int]:
 
 def record(
     loaded: LoadedModel,
+    recorder: ControllerFactory,
     prompt: str,
-    params: DartParams,
-    options: RecordOptions,
+    options: GenerationOptions,
     out: Path | None,
     chat_template: bool = True,
     progress: bool = False,
@@ -67,26 +75,29 @@ def record(
     on_logits: Callable[[Any], None] | None = None,
     prompt_ids: list[int] | None = None,
 ) -> RecordResult:
-    """Record one DART run. With `trace_enabled=False` nothing is kept (overhead baseline).
+    """Record one run of `recorder`'s policy; `prompt_ids` (raw ids) overrides `prompt`.
+    With `trace_enabled=False` nothing is kept (the cost of tracing itself).
 
     A KeyboardInterrupt or an exception mid-generation still writes a valid trace of the
     completed steps, marked incomplete, before the exception propagates.
     """
-
     if prompt_ids is None:
         prompt_ids = encode_prompt(loaded, prompt, chat_template)
-    check_context(
-        loaded, len(prompt_ids), options.max_new_tokens, f"--max-new-tokens {options.max_new_tokens}"
-    )
+    new_tokens = options.new_tokens
+    asked = f"{new_tokens} new tokens" if options.forced_ids else f"--max-new-tokens {new_tokens}"
+    check_context(loaded, len(prompt_ids), new_tokens, asked)
     builder = TraceBuilder() if trace_enabled else NullTraceBuilder()
-    recorder = DartRecorder(loaded, params, options)
+    controller = recorder.controller(builder)
     summary: dict[str, Any] = {"generated_ids": [], "stopped_at_eos": False}
-    bar = token_bar(options.max_new_tokens, "recording") if progress else None
+    bar = token_bar(new_tokens, f"recording {recorder.label()}") if progress else None
 
-    def generate() -> None:
-        recorder.run(
+    def run() -> None:
+        generate(
+            loaded,
+            controller,
             prompt_ids,
             builder,
+            options,
             eos_ids(loaded),
             summary,
             on_token=(lambda _t: bar.update(1)) if bar else None,
@@ -94,14 +105,16 @@ def record(
         )
 
     def cleanup() -> None:
-        recorder.close()
+        controller.close()
         if bar is not None:
             bar.close()
 
-    status, failure, seconds = guarded(generate, cleanup)
+    status, failure, seconds = guarded(run, cleanup)
     trace = None
     if trace_enabled and builder.step_count > 0:
-        trace = assemble(loaded, params, options, builder, prompt, prompt_ids, summary, chat_template, status)
+        trace = assemble(
+            loaded, controller, options, builder, prompt, prompt_ids, summary, chat_template, status
+        )
     return finish(trace, out, status, failure, seconds, summary)
 
 
@@ -140,8 +153,8 @@ def finish(
 
 def assemble(
     loaded: LoadedModel,
-    params: DartParams,
-    options: RecordOptions,
+    controller: Controller,
+    options: GenerationOptions,
     builder: TraceBuilder,
     prompt: str,
     prompt_ids: list[int],
@@ -149,9 +162,9 @@ def assemble(
     chat_template: bool,
     status: str,
 ) -> dict[str, Any]:
-
-    trace = run_metadata(loaded, params, options.mode, options.mask_apply, options.seed)
-    trace.update(complete=status == "complete", status=status)
+    """The trace's mapping: header, the policy's sections, generation, and the tensors."""
+    trace = trace_header(loaded, options.seed)
+    trace.update(complete=status == "complete", status=status, **controller.trace_sections())
     trace["generation"] = generation_section(loaded, prompt, prompt_ids, summary, chat_template, options)
     trace.update(builder.tensors(loaded.spec.num_layers, loaded.spec.intermediate_size))
     return trace
@@ -186,7 +199,7 @@ def generation_section(
     prompt_ids: list[int],
     summary: dict[str, Any],
     chat_template: bool,
-    options: RecordOptions,
+    options: GenerationOptions,
 ) -> dict[str, Any]:
     """The trace's `generation` section: prompt, generated tokens and text, and the
     generation settings."""

@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 
-from dartsim.dart.hf import LoadedModel
-from dartsim.dart.hooks import decoder_layers
-from dartsim.policies import kgds
-from dartsim.policies.corpus import categories, passages
+from dartsim.policies.kgds import saliency as kgds_saliency
+from dartsim.record.corpus import categories, passages
+from dartsim.record.hooks import decoder_layers
+from dartsim.record.model import LoadedModel
 
 CALIBRATION_TOKENS = 256
 """Tokens taken from the start of each calibration passage (raw text, no chat template)."""
@@ -119,7 +119,7 @@ def calibrate(
                 u = u_keep[layer]
                 assert u is not None and u.grad is not None
                 u2, g2 = u.detach()[0].double(), u.grad[0].double()
-                sal = kgds.saliency(u2, g2)
+                sal = kgds_saliency(u2, g2)
                 stats.saliency[layer] += sal
                 stats.category_saliency[k, layer] += sal
                 xs = seen.pop(layer)[0]

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from dartsim.dart.hf import LoadedModel
-from dartsim.policies.corpus import passages
+from dartsim.record.corpus import passages
+from dartsim.record.model import LoadedModel
 
 PROMPT_TOKENS = 64
 CONTINUATION_TOKENS = 128

@@ -41,7 +41,6 @@ PUBLISHED_ROUNDS = 10  # redistribution rounds of the published allocation
 PUBLISHED_THRESHOLD_FLOOR = 0.1  # threshold mu - max(0.1 sigma, 0.1)
 PUBLISHED_MASKING_STEP = 50  # run_knowledge_drift_multi_prompt.sh (run_knowledge_drift.sh: 30)
 PUBLISHED_RANKING = "max"  # what the authors' drift scripts run; argparse's default is combined
-FIGURE5_WINDOW = 10  # the paper's Figure 5 sliding window
 
 
 @dataclass(frozen=True)
@@ -141,3 +140,24 @@ class DartParams:
         if name == "paper":
             return cls(**overrides)  # type: ignore[arg-type]
         raise UserError(f"unknown DART preset {name!r}; valid names: {', '.join(PRESETS)}")
+
+
+@dataclass(frozen=True)
+class DartSettings:
+    """One DART recording's settings: the algorithm's parameters, how DART runs (`mode`:
+    dart, static or dense) and how masks are applied to the model (`mask_apply`: zeroing u,
+    or compact sliced weights; the same tokens either way)."""
+
+    params: DartParams = DartParams()
+    mode: str = "dart"
+    mask_apply: str = "zero"
+
+    def __post_init__(self) -> None:
+        if self.mask_apply not in MASK_APPLY:
+            raise UserError(f"--mask-apply must be one of {', '.join(MASK_APPLY)}, got {self.mask_apply!r}")
+        if self.mode not in RECORD_MODES:
+            raise UserError(f"mode must be one of {', '.join(RECORD_MODES)}, got {self.mode!r}")
+
+    def dart_section(self) -> dict[str, object]:
+        """The trace's `dart` section: every parameter, the mode and the mask application."""
+        return {**self.params.as_dict(), "mode": self.mode, "mask_apply": self.mask_apply}

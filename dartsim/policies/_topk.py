@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+from dartsim.workload import kept_count
+
+if TYPE_CHECKING:
+    import torch
 
 
 def top_k_rows(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Bool mask of the `k` highest scores in every row of `scores` [..., n]; ties go to
     the lower index (a stable sort), so the same scores always give the same mask."""
+    import torch
+
     if not 0 <= k <= scores.shape[-1]:
         raise ValueError(f"cannot keep {k} of {scores.shape[-1]} entries")
     order = torch.sort(-scores.double(), dim=-1, stable=True).indices
@@ -18,6 +25,4 @@ def top_k_rows(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 def keep_count(keep_fraction: float, width: int) -> int:
     """Entries kept of `width` for a kept fraction (halves up, at least one)."""
-    from dartsim.workload import kept_count
-
     return max(1, kept_count(keep_fraction, width))

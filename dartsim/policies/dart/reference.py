@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from dartsim.dart.params import DartParams
+from dartsim.policies.dart.params import DartParams
 
 Vector = Sequence[float]
 

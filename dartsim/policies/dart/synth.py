@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from dartsim import __version__
-from dartsim.dart import policy
-from dartsim.dart.params import DartParams
 from dartsim.errors import UserError
+from dartsim.policies.dart import rules as policy
+from dartsim.policies.dart.params import DartParams
 from dartsim.specs.model import ModelSpec
 from dartsim.trace.schema import (
     FORMAT_NAME,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dartsim.dart.params import PUBLISHED_THRESHOLD_FLOOR
+from dartsim.policies.dart.params import PUBLISHED_THRESHOLD_FLOOR
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
