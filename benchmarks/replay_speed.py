@@ -94,7 +94,7 @@ def main() -> None:
         path = os.path.join(folder, "s.pt")
         start = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "dartsim", "trace", "synth", "--model", "llama-3.1-70b", "--tokens",
+            [sys.executable, "-m", "dartsim", "trace", "synth", "--model", "llama-3.1-70b", "--gen-len",
              str(125_000 // scale), "--retriggers", str(125 // scale), "--sparsity", "0.7", "--out", path],
             check=True,
             capture_output=True,

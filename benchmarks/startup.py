@@ -12,7 +12,14 @@ import subprocess
 import sys
 import time
 
-COMMANDS = (["--help"], ["--version"], ["hw", "list"], ["models"], ["table7"])
+COMMANDS = (
+    ["--help"],
+    ["--version"],
+    ["hw", "list"],
+    ["models"],
+    ["table7"],
+    ["simulate", "--model", "llama-3.1-8b", "--hw", "l40s", "--gen-len", "2", "--quiet"],
+)
 TARGET_RATIO = 0.35
 
 
@@ -37,7 +44,8 @@ def main() -> None:
         took = seconds([sys.executable, "-m", "dartsim", *command], args.repeats)
         ratio = took / torch_s
         verdict = "ok" if ratio <= TARGET_RATIO else "OVER"
-        print(f"dartsim {' '.join(command):12s} {took:.3f} s = {ratio:.2f} x import torch ({verdict})")
+        label = " ".join(command[:1] if command[0] == "simulate" else command)
+        print(f"dartsim {label:12s} {took:.3f} s = {ratio:.2f} x import torch ({verdict})")
 
 
 if __name__ == "__main__":

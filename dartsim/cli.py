@@ -20,7 +20,7 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USER_ERROR)
 
 
-OUTPUT_OPTIONS = ("out", "perfetto", "json", "fit")
+OUTPUT_OPTIONS = ("out", "perfetto", "json", "fit", "plot")
 """Namespace attributes that name something a command writes, checked before it starts."""
 
 
@@ -83,12 +83,9 @@ REPORT_NAMES = ("figure5", "retriggers", "host-check", "run", "mechanisms", "det
 
 
 def _report_shorthand(argv: list[str]) -> list[str]:
-    """`dartsim report TRACE...` means `dartsim report run TRACE...`, and `dartsim sweep
-    STUDY.yaml` means `dartsim study STUDY.yaml`."""
+    """`dartsim report TRACE...` means `dartsim report run TRACE...`."""
     if len(argv) >= 2 and argv[0] == "report" and argv[1] not in REPORT_NAMES and not argv[1].startswith("-"):
         return ["report", "run", *argv[1:]]
-    if len(argv) >= 2 and argv[0] == "sweep" and argv[1].endswith((".yaml", ".yml")):
-        return ["study", *argv[1:]]
     return argv
 
 

@@ -120,7 +120,7 @@ def test_hw_show_accepts_a_yaml_path(run_cli, tmp_path: Path) -> None:  # type: 
         (["models", "/nonexistent/config.json"], "no such model config"),
         (["table7", "--weight-dtype", "fp4"], "unknown dtype 'fp4'; valid names:"),
         (["table7", "--keep", "1.5"], "expected a number in [0, 1]"),
-        (["table7", "--tokens", "0"], "expected a positive integer"),
+        (["table7", "--step-tokens", "0"], "expected a positive integer"),
         (["table7", "--format", "xml"], "invalid choice"),
         (["frobnicate"], "invalid choice"),
     ],
@@ -161,7 +161,7 @@ def test_trace_synth_writes_a_marked_synthetic_trace(run_cli, tmp_path: Path) ->
         "synth",
         "--model",
         "llama-3.1-8b",
-        "--tokens",
+        "--gen-len",
         "1000",
         "--retriggers",
         "3",
@@ -182,7 +182,7 @@ def test_trace_synth_writes_a_marked_synthetic_trace(run_cli, tmp_path: Path) ->
         "synth",
         "--model",
         "llama-3.1-8b",
-        "--tokens",
+        "--gen-len",
         "300",
         "--retriggers",
         "5",
@@ -192,7 +192,11 @@ def test_trace_synth_writes_a_marked_synthetic_trace(run_cli, tmp_path: Path) ->
     assert too_many.code == 2 and "do not fit" in too_many.err and not (tmp_path / "x.pt").exists()
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["hw", "list"], ["models"], ["table7"]])
+SIMULATE_SMALL = ["simulate", "--model", "llama-3.1-8b", "--hw", "l40s", "--gen-len", "2", "--quiet"]
+NO_TORCH_COMMANDS = [["--help"], ["--version"], ["hw", "list"], ["models"], ["table7"], ["record", "--help"]]
+
+
+@pytest.mark.parametrize("argv", [*NO_TORCH_COMMANDS, SIMULATE_SMALL, [*SIMULATE_SMALL, "--sparsity", "0.5"]])
 def test_commands_that_need_no_weights_do_not_import_torch(argv: list[str]) -> None:
     """Start-up: these commands must not pay for importing torch (benchmarks/startup.py
     prints the time ratio; this checks the cause, which timing on a busy machine cannot)."""
@@ -263,3 +267,18 @@ def test_a_yaml_integer_of_thousands_of_digits_is_one_short_line(run_cli, tmp_pa
     hostile.write_text(shown.replace("capacity_gb: 48.0", "capacity_gb: " + "9" * 5000))
     result = run_cli("hw", "show", str(hostile))
     assert result.code == 2 and "an integer with thousands of digits" in result.err and len(result.err) < 200
+
+
+def test_a_study_file_given_to_sweep_says_to_run_study(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    study = tmp_path / "s.yaml"
+    study.write_text("name: s\n")
+    result = run_cli("sweep", str(study), "--hw", "l40s")
+    assert result.code == 2 and f"run it with dartsim study {study} --out DIR" in result.err
+
+
+def test_every_output_option_is_checked_before_the_work(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A destination in a missing folder (here --plot of report policies, which runs for
+    minutes) is refused at once, before anything is computed."""
+    missing = tmp_path / "no" / "such" / "p.png"
+    result = run_cli("report", "policies", "--plot", str(missing), "--policies", "static", "--quiet")
+    assert result.code == 2 and str(missing.parent) in result.err

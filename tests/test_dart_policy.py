@@ -34,7 +34,10 @@ def test_published_sensitivity_uses_means_of_cos_and_ratio() -> None:
     y = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     f = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
     # cos: 0 and 1 -> mean 0.5; ratios: sqrt(2) and 0 -> mean sqrt(2)/2
-    assert policy.sensitivity_published(y, f).item() == pytest.approx(0.5 * math.sqrt(2) / 2)
+    cos, ratio = policy.published_terms(y, f)
+    assert cos.tolist() == pytest.approx([0.0, 1.0]) and ratio.tolist() == pytest.approx([math.sqrt(2), 0.0])
+    got = policy.sensitivity_published(cos.mean(), ratio.mean())
+    assert got.item() == pytest.approx(0.5 * math.sqrt(2) / 2)
 
 
 def test_importance_forms() -> None:

@@ -61,7 +61,7 @@ def test_a_dense_run_agrees_with_the_dense_pass_and_a_masked_one_does_not(smollm
 @pytest.mark.slow
 def test_report_detector_writes_and_rerenders_identically(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     md, raw = tmp_path / "d.md", tmp_path / "d.json"
-    result = run_cli("report", "detector", "--quick", "--tokens", "16", "--prompts", "two-topic",
+    result = run_cli("report", "detector", "--quick", "--gen-len", "16", "--prompts", "two-topic",
                      "--quiet", "--json", str(raw), "--out", str(md))  # fmt: skip
     assert result.code == 0, result.err
     payload = json.loads(raw.read_text())
@@ -73,7 +73,7 @@ def test_report_detector_writes_and_rerenders_identically(run_cli, tmp_path: Pat
     # an interrupted study (only its first setting saved) resumes where it stopped
     partial = {**payload, "complete": False, "rows": payload["rows"][:1]}
     raw.write_text(json.dumps(partial))
-    resumed = run_cli("report", "detector", "--quick", "--tokens", "16", "--prompts", "two-topic",
+    resumed = run_cli("report", "detector", "--quick", "--gen-len", "16", "--prompts", "two-topic",
                       "--json", str(raw), "--resume", "--out", str(again))  # fmt: skip
     assert resumed.code == 0, resumed.err
     assert "dense: two-topic" not in resumed.err and "dart: two-topic" in resumed.err

@@ -69,9 +69,12 @@ def test_dev_zero_as_an_input_file_is_refused_without_reading_it_all(  # type: i
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("table7", "--tokens", str(10**15)), "--tokens: expected at most 65536"),
+        (("table7", "--step-tokens", str(10**15)), "--step-tokens: expected at most 65536"),
         (("table7", "--context", str(2**31)), "--context: expected at most 16777216"),
-        (("table7", "--tokens", "9" * 5000), "--tokens: expected a positive integer, got 5000 characters"),
+        (
+            ("table7", "--step-tokens", "9" * 5000),
+            "--step-tokens: expected a positive integer, got 5000 characters",
+        ),
         (
             ("simulate", "--model", "llama-3.1-8b", "--hw", "l40s", "--batch", "100000"),
             "--batch: expected at most",

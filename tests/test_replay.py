@@ -231,7 +231,7 @@ def test_replay_writes_an_output_folder_and_a_perfetto_timeline(
     assert result.code == 0, result.err
     assert {p.name for p in out.iterdir()} == {
         "replay.json",
-        "summary.txt",
+        "summary.md",
         "results.csv",
         "layers.csv",
         "retriggers.csv",

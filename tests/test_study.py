@@ -117,7 +117,7 @@ def test_a_study_resumes_where_it_stopped_and_parallel_equals_serial(tmp_path: P
 
 def test_sweep_with_a_study_file_writes_the_results_folder(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "out"
-    result = run_cli("sweep", str(_study(tmp_path)), "--out", str(out), "--quiet", "--jobs", "1")
+    result = run_cli("study", str(_study(tmp_path)), "--out", str(out), "--quiet", "--jobs", "1")
     assert result.code == 0, result.err
     assert {"results.csv", "study.md", "speedup.png", "points"} <= {p.name for p in out.iterdir()}
     assert "| l40s-bw-x2 |" in (out / "study.md").read_text()
@@ -128,9 +128,9 @@ SHIPPED = sorted((REPO / "studies").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_shipped_study_reports_are_current(run_cli, tmp_path: Path, path: Path) -> None:  # type: ignore[no-untyped-def]
-    """reports/study-NAME/: dartsim sweep studies/NAME.yaml --out reports/study-NAME"""
+    """reports/study-NAME/: dartsim study studies/NAME.yaml --out reports/study-NAME"""
     out = tmp_path / path.stem
-    assert run_cli("sweep", str(path), "--out", str(out), "--quiet").code == 0
+    assert run_cli("study", str(path), "--out", str(out), "--quiet").code == 0
     shipped = REPO / "reports" / f"study-{path.stem}"
     for name in ("study.md", "results.csv"):
         assert (out / name).read_text() == (shipped / name).read_text(), f"{shipped / name} is stale"

@@ -132,7 +132,7 @@ def test_options_make_tables_for_other_models_and_precisions(run_cli) -> None:  
         "table7",
         "--models",
         "llama-2-7b,qwen3-14b",
-        "--tokens",
+        "--step-tokens",
         "1",
         "--context",
         "2048",

@@ -32,6 +32,7 @@ from dartsim.calibrate.gemm_fit import GemmFit, GemmSample, fit_gemm
 from dartsim.calibrate.timing import inner_for, time_call
 from dartsim.specs.dtypes import FP32
 from dartsim.specs.hardware_schema import FIELDS
+from dartsim.units import GB, NS_PER_S, TFLOP, US_PER_S
 
 COPY_BYTES = 256 * 2**20
 GEMV_SHAPES = ((192, 576), (576, 576), (1536, 576), (576, 1536), (2048, 2048), (4096, 4096))
@@ -116,8 +117,8 @@ def _dispatch(repeats: int) -> tuple[float, float, str]:
     per_step = max(0.0, t_a - k_a * per_kernel)
     detail = (
         f"decode steps of tiny random-weight Llamas (width {TINY_LLAMA['hidden_size']}) take "
-        f"{t_a * 1e6:.0f} us with {shallow} layers ({k_a} kernels as dartsim models them) and "
-        f"{t_b * 1e6:.0f} us with {deep} layers ({k_b} kernels): the slope per kernel is the issue "
+        f"{t_a * US_PER_S:.0f} us with {shallow} layers ({k_a} kernels as dartsim models them) and "
+        f"{t_b * US_PER_S:.0f} us with {deep} layers ({k_b} kernels): the slope per kernel is the issue "
         "cost, the rest the per-step cost"
     )
     return per_kernel, per_step, detail
@@ -214,12 +215,12 @@ def preset(meas: CpuMeasurements, name: str = "cpu-host") -> tuple[dict[str, Any
     stream_bw, startup_s = streaming_line(meas.gemvs, meas.call_overhead_s)
     capped = ""
     latency = next(f for f in FIELDS if f.path == "memory.latency_ns")
-    if latency.high is not None and startup_s * 1e9 > latency.high:
+    if latency.high is not None and startup_s * NS_PER_S > latency.high:
         capped = (
-            f"; the fitted intercept ({startup_s * 1e6:.0f} us) exceeded the field's bound and was "
+            f"; the fitted intercept ({startup_s * US_PER_S:.0f} us) exceeded the field's bound and was "
             "capped at it: the GEMV timings were too noisy to estimate a start-up"
         )
-        startup_s = latency.high / 1e9
+        startup_s = latency.high / NS_PER_S
     efficiency = min(1.0, float(stream_bw / meas.copy_bytes_per_s))
     doc: dict[str, Any] = {
         "name": name,
@@ -238,10 +239,10 @@ def preset(meas: CpuMeasurements, name: str = "cpu-host") -> tuple[dict[str, Any
         "memory": {
             "type": "DDR",
             "capacity_gb": _total_memory_gb(),
-            "peak_bandwidth_gb_per_s": round(meas.copy_bytes_per_s / 1e9, 3),
+            "peak_bandwidth_gb_per_s": round(meas.copy_bytes_per_s / GB, 3),
             "channels": 1,
             "efficiency": round(efficiency, 4),
-            "latency_ns": round(startup_s * 1e9, 1),
+            "latency_ns": round(startup_s * NS_PER_S, 1),
             "burst_bytes": 64,
             "row_miss_overhead_bytes": 64,
             "source": (
@@ -249,11 +250,11 @@ def preset(meas: CpuMeasurements, name: str = "cpu-host") -> tuple[dict[str, Any
             ),
             "efficiency_source": (
                 f"measured: fp32 GEMVs streaming distinct weights of {len(meas.gemvs)} sizes; the slope of "
-                f"time against bytes is {stream_bw / 1e9:.2f} GB/s, over the copy bandwidth"
+                f"time against bytes is {stream_bw / GB:.2f} GB/s, over the copy bandwidth"
             ),
             "latency_ns_source": (
                 "measured: the intercept of the same line, less one library call "
-                f"({meas.call_overhead_s * 1e6:.1f} us): the start-up of each streamed matrix before it "
+                f"({meas.call_overhead_s * US_PER_S:.1f} us): the start-up of each streamed matrix before it "
                 f"runs at full bandwidth (prefetchers, page walks, threads waking){capped}"
             ),
             "burst_bytes_source": "assumption: 64-byte cache lines",
@@ -261,8 +262,8 @@ def preset(meas: CpuMeasurements, name: str = "cpu-host") -> tuple[dict[str, Any
         "compute": {
             "units": meas.threads,
             "clock_mhz": 2000,
-            "tensor_dense_tflop_per_s": {"fp32": round(peak / 1e12, 5)},
-            "vector_tflop_per_s": round(meas.vector_flops_per_s / 1e12, 6),
+            "tensor_dense_tflop_per_s": {"fp32": round(peak / TFLOP, 5)},
+            "vector_tflop_per_s": round(meas.vector_flops_per_s / TFLOP, 6),
             "vector_efficiency": 1.0,
             "attention_efficiency": 1.0,
             "source": (
@@ -291,7 +292,7 @@ def preset(meas: CpuMeasurements, name: str = "cpu-host") -> tuple[dict[str, Any
         "noc": {
             "topology": "crossbar",
             "tiles": meas.threads,
-            "link_bandwidth_gb_per_s": round(100 * meas.copy_bytes_per_s / 1e9 / meas.threads, 1),
+            "link_bandwidth_gb_per_s": round(100 * meas.copy_bytes_per_s / GB / meas.threads, 1),
             "hop_latency_ns": 0,
             "source": "assumption: the on-chip network is not a bottleneck on a CPU (100x DRAM bandwidth)",
         },
@@ -305,14 +306,14 @@ def preset(meas: CpuMeasurements, name: str = "cpu-host") -> tuple[dict[str, Any
         },
         "host_link": {
             "type": "shared-memory",
-            "bandwidth_gb_per_s_per_direction": round(meas.copy_bytes_per_s / 1e9, 3),
+            "bandwidth_gb_per_s_per_direction": round(meas.copy_bytes_per_s / GB, 3),
             "latency_us": 0,
             "source": "the host is the device: an upload is a memory copy at the measured copy bandwidth",
         },
         "launch": {
             "mode": "eager",
-            "host_issue_us": round(meas.dispatch_s * 1e6, 3),
-            "step_overhead_us": round(meas.step_s * 1e6, 3),
+            "host_issue_us": round(meas.dispatch_s * US_PER_S, 3),
+            "step_overhead_us": round(meas.step_s * US_PER_S, 3),
             "kernel_gap_us": 0,
             "synchronous": True,
             "source": (
@@ -329,7 +330,8 @@ def preset(meas: CpuMeasurements, name: str = "cpu-host") -> tuple[dict[str, Any
     gemm["source"] = (
         f"fitted by dartsim.calibrate.gemm_fit to {len(meas.gemms)} measured fp32 GEMMs "
         f"(m x k x n: {shapes}), "
-        f"each over distinct weights, with {meas.call_overhead_s * 1e6:.1f} us per call (a {SMALL_CALL[0]} x "
+        f"each over distinct weights, with {meas.call_overhead_s * US_PER_S:.1f} us per call "
+        f"(a {SMALL_CALL[0]} x "
         f"{SMALL_CALL[1]} x {SMALL_CALL[2]} call); rms log error {fit.rms_log_error:.3f}. "
         "Tiles: assumption (one row at a time, 16-wide vectors)"
     )
@@ -367,4 +369,4 @@ def _total_memory_gb() -> float:
         size = os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return 1.0
-    return round(pages * size / 1e9, 1)
+    return round(pages * size / GB, 1)

@@ -24,6 +24,7 @@ from dartsim.calibrate.gemm_fit import GemmFit, GemmSample, fit_gemm
 from dartsim.specs.dtypes import BF16
 from dartsim.specs.hardware import HardwareSpec, hardware_spec_from_dict
 from dartsim.specs.hardware_yaml import hardware_to_yaml_dict
+from dartsim.units import GB, MS_PER_S, TFLOP, US_PER_S
 
 COPY_BYTES = 2**30
 GEMM_MS = (1, 16, 128, 512, 2048, 8192)
@@ -79,7 +80,7 @@ def _events_time(fn: Callable[[], object], repeats: int, inner: int) -> float:
             fn()
         end.record()
         end.synchronize()
-        samples.append(start.elapsed_time(end) / 1e3 / inner)
+        samples.append(start.elapsed_time(end) / MS_PER_S / inner)
     return statistics.median(samples)
 
 
@@ -174,18 +175,18 @@ def preset(base: HardwareSpec, meas: CudaMeasurements, name: str | None) -> tupl
     mem = doc["memory"]
     mem["efficiency"] = round(min(1.0, meas.copy_bytes_per_s / base.memory.peak_bandwidth_bytes_per_s), 4)
     mem["efficiency_source"] = (
-        f"{where}: device-to-device copy of 1 GiB at {meas.copy_bytes_per_s / 1e9:.1f} GB/s (read + write), "
+        f"{where}: device-to-device copy of 1 GiB at {meas.copy_bytes_per_s / GB:.1f} GB/s (read + write), "
         "over the datasheet peak"
     )
     comp = doc["compute"]
-    comp["vector_tflop_per_s"] = round(meas.vector_flops_per_s / 1e12, 4)
+    comp["vector_tflop_per_s"] = round(meas.vector_flops_per_s / TFLOP, 4)
     comp["vector_efficiency"] = 1.0
     comp["vector_tflop_per_s_source"] = f"{where}: elementwise mul, add and exp over a 4 MiB tensor in L2"
     comp.pop("vector_efficiency_source", None)
     launch = doc["launch"]
-    launch["kernel_gap_us"] = round(meas.kernel_gap_s * 1e6, 3)
-    launch["host_issue_us"] = round(meas.host_issue_s * 1e6, 3)
-    launch["step_overhead_us"] = round(meas.graph_launch_s * 1e6, 3)
+    launch["kernel_gap_us"] = round(meas.kernel_gap_s * US_PER_S, 3)
+    launch["host_issue_us"] = round(meas.host_issue_s * US_PER_S, 3)
+    launch["step_overhead_us"] = round(meas.graph_launch_s * US_PER_S, 3)
     launch["source"] = (
         f"{where}: a CUDA graph of {TINY_KERNELS} tiny kernels (gap per kernel), the same kernels issued "
         "eagerly from Python (host time per kernel), and a one-kernel graph (launch cost per step)"

@@ -1,4 +1,15 @@
-"""Options shared by several subcommands."""
+"""The table of options shared by several subcommands: each declared once here, with one
+meaning and one default everywhere it appears.
+
+- `--hw NAME|FILE`: a hardware preset or file; `--tp N|auto` (default auto: the smallest
+  degree that fits); `--model`: a model preset or config.json.
+- `--format`: `md` is the human format of every command (markdown tables), beside `json`,
+  `csv` and command-specific ones (`latex`, `yaml`).
+- `--out FILE` for commands that write one file, `--out DIR` for those that write a set
+  (replay, simulate, study, report run); every destination is checked before work starts.
+- `--prompt-len` / `--gen-len`: prompt and generated tokens per sequence.
+- `--quiet`: no progress bar or progress lines.
+"""
 
 from __future__ import annotations
 
@@ -23,14 +34,52 @@ def emit(text: str, out: str | None) -> None:
     sys.stderr.write(f"wrote {out}\n")
 
 
-def add_format_and_out(parser: argparse.ArgumentParser, formats: tuple[str, ...] = FORMATS) -> None:
+def add_format(parser: argparse.ArgumentParser, formats: tuple[str, ...] = FORMATS, note: str = "") -> None:
+    """`--format`, the first of `formats` the default."""
     parser.add_argument(
         "--format",
         choices=formats,
         default=formats[0],
-        help=f"output format (default {formats[0]})",
+        help=f"output format (default {formats[0]}){note}",
     )
-    parser.add_argument("--out", metavar="FILE", help="write to FILE (atomically) instead of standard output")
+
+
+def add_out_file(parser: argparse.ArgumentParser, what: str = "", required: bool = False) -> None:
+    """`--out FILE`: written atomically, instead of standard output unless `required`."""
+    default = "write to FILE (atomically) instead of standard output"
+    parser.add_argument("--out", metavar="FILE", required=required, help=what or default)
+
+
+def add_out_folder(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--out DIR`: a folder of files (created if missing, checked before work starts)."""
+    parser.add_argument("--out", metavar="DIR", help=what)
+    parser.set_defaults(output_folders=("out",))
+
+
+def add_format_and_out(parser: argparse.ArgumentParser, formats: tuple[str, ...] = FORMATS) -> None:
+    add_format(parser, formats)
+    add_out_file(parser)
+
+
+def add_hw(parser: argparse.ArgumentParser, default: str | None = None, several: bool = False) -> None:
+    """`--hw`: one preset or file (or a comma-separated list with `several`)."""
+    what = "comma-separated presets or YAML files" if several else "hardware preset or YAML file"
+    if default is None:
+        parser.add_argument("--hw", required=True, metavar="NAME|FILE", help=f"{what} (see dartsim hw list)")
+    else:
+        parser.add_argument("--hw", default=default, metavar="NAME|FILE", help=f"{what} (default {default})")
+
+
+def add_tp(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    """`--tp N|auto`, default auto: the smallest degree whose shard fits the device."""
+    what = "comma-separated tensor-parallel degrees, or auto" if several else "tensor-parallel degree"
+    parser.add_argument(
+        "--tp", default="auto", metavar="N|auto", help=f"{what} (default auto: the smallest that fits)"
+    )
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
 
 
 def add_precision(parser: argparse.ArgumentParser) -> None:

@@ -8,6 +8,9 @@ from dartsim.commands.common import add_format_and_out, emit
 from dartsim.report import render
 from dartsim.specs.model import ModelSpec, load_model_spec, preset_names
 
+BILLION = 10**9
+"""Parameter counts print in billions."""
+
 FIELDS = (
     "name",
     "model_type",
@@ -50,7 +53,7 @@ def model_row(spec: ModelSpec) -> dict[str, object]:
 
 
 def _billions(n: object) -> str:
-    return f"{int(n) / 1e9:.3f} B"  # type: ignore[call-overload]
+    return f"{int(n) / BILLION:.3f} B"  # type: ignore[call-overload]
 
 
 def render_models(rows: list[dict[str, object]], fmt: str) -> str:

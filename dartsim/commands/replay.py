@@ -9,7 +9,13 @@ from typing import Any
 
 from dartsim.commands.common import (
     MAX_SIMULATED_SEQUENCES,
+    add_format,
+    add_hw,
+    add_out_file,
+    add_out_folder,
     add_precision,
+    add_quiet,
+    add_tp,
     bounded_int,
     positive_int,
     precision_from,
@@ -43,8 +49,8 @@ def _device_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _engine_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--hw", required=True, metavar="NAME|FILE", help="hardware preset or YAML file")
-    parser.add_argument("--tp", default="1", metavar="N|auto", help="tensor-parallel degree (default 1)")
+    add_hw(parser)
+    add_tp(parser)
     parser.add_argument(
         "--mask-apply",
         choices=("compact", "gather"),
@@ -59,16 +65,9 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compare-dense", action="store_true", help="add the dense run side by side, with the speedup"
     )
-    parser.add_argument(
-        "--format",
-        choices=("table", "json", "csv"),
-        default="table",
-        help="standard output format (default table); --out DIR writes all of them",
-    )
-    parser.add_argument(
-        "--out",
-        metavar="DIR",
-        help="write replay.json, summary.txt, results.csv (tidy), layers.csv, retriggers.csv into DIR",
+    add_format(parser, ("md", "json", "csv"), "; --out DIR writes all of them")
+    add_out_folder(
+        parser, "write replay.json, summary.md, results.csv (tidy), layers.csv, retriggers.csv into DIR"
     )
     parser.add_argument(
         "--perfetto", metavar="FILE", help="write a Chrome/Perfetto timeline of --perfetto-steps"
@@ -79,8 +78,7 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
         metavar="A:B",
         help="inclusive step range for --perfetto (default 0:3)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(output_folders=("out",))
+    add_quiet(parser)
     add_precision(parser)
 
 
@@ -132,7 +130,7 @@ def _execute(args: argparse.Namespace, traces: list[Any], spec: Any, about: dict
         sys.stderr.write(f"wrote {args.perfetto}\n")
     texts = {
         "json": render.json_text(result.contract(about)),
-        "table": render_table(result, about),
+        "md": render_table(result, about),
         "csv": tidy_csv(result),
     }
     if args.out:
@@ -142,13 +140,11 @@ def _execute(args: argparse.Namespace, traces: list[Any], spec: Any, about: dict
         except OSError as exc:
             raise UserError(f"{folder}: cannot create the folder: {exc.strerror or exc}") from None
         atomic_write_text(folder / "replay.json", texts["json"])
-        atomic_write_text(folder / "summary.txt", texts["table"])
+        atomic_write_text(folder / "summary.md", texts["md"])
         atomic_write_text(folder / "results.csv", texts["csv"])
         atomic_write_text(folder / "layers.csv", layers_csv(result))
         atomic_write_text(folder / "retriggers.csv", retriggers_csv(result))
-        sys.stderr.write(
-            f"wrote {folder}/replay.json, summary.txt, results.csv, layers.csv, retriggers.csv\n"
-        )
+        sys.stderr.write(f"wrote {folder}/replay.json, summary.md, results.csv, layers.csv, retriggers.csv\n")
     else:
         emit(texts[args.format], None)
     return 0
@@ -212,8 +208,12 @@ def run_sweep(args: argparse.Namespace) -> int:
     from dartsim.replay.capacity import parse_tp
     from dartsim.replay.job import target_model
     from dartsim.replay.workload import load_traces
-    from dartsim.study.sweep import render_sweep, sweep
+    from dartsim.report.sweep import render_sweep
+    from dartsim.study.sweep import sweep
 
+    studies = [p for p in args.traces if str(p).endswith((".yaml", ".yml"))]
+    if studies:
+        raise UserError(f"{studies[0]} is a study file: run it with dartsim study {studies[0]} --out DIR")
     traces = load_traces(args.traces)
     spec = target_model(traces, args.model)
     tps = split_list(args.tp, "--tp")
@@ -329,14 +329,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     sw.add_argument("traces", nargs="+", metavar="TRACE.pt", help="traces; several form one batch")
     sw.add_argument("--model", help="retarget to a preset or config.json (default: the trace's own model)")
-    sw.add_argument("--hw", required=True, help="comma-separated presets or YAML files")
-    sw.add_argument("--tp", default="auto", help="comma-separated degrees or auto (default auto)")
+    add_hw(sw, several=True)
+    add_tp(sw, several=True)
     sw.add_argument("--mask-apply", default="compact,gather", help="compact and/or gather (default both)")
     _device_options(sw)
-    sw.add_argument(
-        "--format", choices=("md", "csv", "json"), default="md", help="output format (default md)"
-    )
-    sw.add_argument("--out", metavar="FILE", help="write atomically to FILE")
-    sw.add_argument("--quiet", action="store_true", help="no per-point progress lines")
+    add_format(sw, ("md", "csv", "json"))
+    add_out_file(sw)
+    add_quiet(sw)
     add_precision(sw)
     sw.set_defaults(handler=run_sweep)

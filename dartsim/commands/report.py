@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dartsim.commands.common import add_format_and_out, add_precision, emit, fraction
+from dartsim.commands.common import add_format_and_out, add_precision, add_tp, emit, fraction
 from dartsim.commands.report_studies import register_studies
 
 
@@ -91,7 +91,7 @@ def run_bundle(args: argparse.Namespace) -> int:
 
 def run_mechanisms(args: argparse.Namespace) -> int:
     from dartsim.commands.common import precision_from, split_list
-    from dartsim.errors import UserError
+    from dartsim.replay.capacity import choose_tp
     from dartsim.report.mechanisms import render_report
     from dartsim.specs.hardware import load_hardware_spec
     from dartsim.specs.model import load_model_spec
@@ -103,15 +103,10 @@ def run_mechanisms(args: argparse.Namespace) -> int:
     hw.tensor_flops_per_s(precision.gemm_compute, f"--weight-dtype {args.weight_dtype}")
     tps = []
     for text in split_list(args.tp, "--tp"):
-        try:
-            tp = int(text)
-        except ValueError:
-            raise UserError(f"--tp: expected positive integers, got {text!r}") from None
-        if tp <= 0:
-            raise UserError(f"--tp: expected positive integers, got {tp}")
+        tp = choose_tp(spec, hw, precision, text, kv_positions=0)
         check_tensor_parallel(spec, tp)
         tps.append(tp)
-    emit(render_report(spec, hw, tps, args.keep, precision), args.out)
+    emit(render_report(spec, hw, sorted(set(tps)), args.keep, precision), args.out)
     return 0
 
 
@@ -186,7 +181,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run.add_argument(
         "--models", metavar="A,B", help="models to replay as (presets or config.json; default the trace's)"
     )
-    run.add_argument("--tp", default="auto", metavar="N|auto", help="tensor-parallel degree (default auto)")
+    add_tp(run)
     run.add_argument("--out", required=True, metavar="DIR", help="folder to write (created if missing)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     add_precision(run)
@@ -209,7 +204,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--model", default="llama-3.1-70b", help="model preset or config.json (default llama-3.1-70b)"
     )
     mech.add_argument("--hw", default="h100-sxm", help="hardware preset or YAML (default h100-sxm)")
-    mech.add_argument("--tp", default="1,4", help="comma-separated tensor-parallel degrees (default 1,4)")
+    add_tp(mech, several=True)
     mech.add_argument("--keep", type=fraction, default=0.3, help="kept fraction of FFN neurons (default 0.3)")
     mech.add_argument("--out", metavar="FILE", help="write atomically to FILE")
     add_precision(mech)

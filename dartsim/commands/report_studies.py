@@ -34,7 +34,7 @@ def _resumable(args: argparse.Namespace, model: str, prompts: list[str]) -> dict
         return {}
     payload = _load_study(args.json)
     same = (payload.get("model"), payload.get("tokens_per_run"), payload.get("prompts"))
-    if same != (model, args.tokens, prompts):
+    if same != (model, args.gen_len, prompts):
         raise UserError(
             f"{args.json}: saved for another study (model, tokens, prompts {same}); "
             "remove it or drop --resume"
@@ -77,11 +77,11 @@ def run_detector(args: argparse.Namespace) -> int:
 
     def checkpoint(rows: list[dict[str, object]]) -> None:
         if args.json is not None:
-            partial = study_payload(rows, loaded.spec.name, args.tokens, names, complete=False)
+            partial = study_payload(rows, loaded.spec.name, args.gen_len, names, complete=False)
             atomic_write_text(args.json, json_text(partial))
 
-    rows = run_study(loaded, prompts, grid, args.tokens, say, done, checkpoint)
-    payload = study_payload(rows, loaded.spec.name, args.tokens, names)
+    rows = run_study(loaded, prompts, grid, args.gen_len, say, done, checkpoint)
+    payload = study_payload(rows, loaded.spec.name, args.gen_len, names)
     if args.json is not None:
         atomic_write_text(args.json, json_text(payload))
     emit(render(payload), args.out)
@@ -131,9 +131,9 @@ def run_policies(args: argparse.Namespace) -> int:
         if any(not 0 < x < 1 for x in sparsities):
             raise UserError(f"--sparsities must lie in (0, 1), got {args.sparsities!r}")
         loaded = load_for_recording(args.model, "cpu", 0)
-        items = eval_items(loaded, args.items_per_category, args.prompt_tokens, args.tokens)
+        items = eval_items(loaded, args.items_per_category, args.prompt_len, args.gen_len)
         if not items:
-            raise UserError("no evaluation passage is long enough for --prompt-tokens plus --tokens")
+            raise UserError("no evaluation passage is long enough for --prompt-len plus --gen-len")
 
         def say(message: str) -> None:
             if not args.quiet:
@@ -167,7 +167,7 @@ def register_studies(report_sub: argparse._SubParsersAction) -> None:  # type: i
             "(dartsim/study/criteria.py). The full grid takes about an hour on two CPU cores."
         ),
         epilog="examples:\n  dartsim report detector --json reports/detector.json --out reports/detector.md"
-        "\n  dartsim report detector --quick --tokens 24 --prompts two-topic --out smoke.md"
+        "\n  dartsim report detector --quick --gen-len 24 --prompts two-topic --out smoke.md"
         "\n  dartsim report detector --from-json reports/detector.json --out reports/detector.md",
     )
     detector.add_argument(
@@ -176,7 +176,9 @@ def register_studies(report_sub: argparse._SubParsersAction) -> None:  # type: i
         "trace-development-and-ethics",
         help="comma-separated sample prompt names (default: those of the shipped traces)",
     )
-    detector.add_argument("--tokens", type=positive_int, default=300, help="tokens per run (default 300)")
+    detector.add_argument(
+        "--gen-len", type=positive_int, default=300, help="tokens generated per run (default 300)"
+    )
     detector.add_argument("--model", help="model as for dartsim record (default: the bundled SmolLM2)")
     detector.add_argument("--quick", action="store_true", help="two short settings (a smoke test)")
     detector.add_argument(
@@ -206,7 +208,7 @@ def register_studies(report_sub: argparse._SubParsersAction) -> None:  # type: i
         "--plot reports/policies-pareto.png --out reports/policies.md"
         "\n  dartsim report policies --from-json reports/policies.json --out reports/policies.md"
         "\n  dartsim report policies --policies static,wanda --sparsities 0.5 --items-per-category 1 "
-        "--tokens 16 --targets llama-3.1-8b@l40s --out smoke.md",
+        "--gen-len 16 --targets llama-3.1-8b@l40s --out smoke.md",
     )
     pol.add_argument("--sparsities", default="0.3,0.5,0.7", help="comma-separated (default 0.3,0.5,0.7)")
     pol.add_argument("--policies", help="comma-separated policies to run (default: all; dense always runs)")
@@ -221,8 +223,10 @@ def register_studies(report_sub: argparse._SubParsersAction) -> None:  # type: i
         default=2,
         help="evaluation passages per category (default 2)",
     )
-    pol.add_argument("--prompt-tokens", type=positive_int, default=64, help="prompt tokens (default 64)")
-    pol.add_argument("--tokens", type=positive_int, default=128, help="continuation tokens (default 128)")
+    pol.add_argument("--prompt-len", type=positive_int, default=64, help="prompt tokens (default 64)")
+    pol.add_argument(
+        "--gen-len", type=positive_int, default=128, help="teacher-forced continuation tokens (default 128)"
+    )
     pol.add_argument("--model", help="model as for dartsim record (default: the bundled SmolLM2)")
     pol.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
     pol.add_argument("--from-json", metavar="FILE", help="render saved results instead of running")

@@ -1,4 +1,4 @@
-"""`dartsim study STUDY.yaml --out DIR` (also `dartsim sweep STUDY.yaml`): a declarative,
+"""`dartsim study STUDY.yaml --out DIR`: a declarative,
 resumable architecture study."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = sub.add_parser(
         "study",
-        help="a declarative architecture study from a YAML file (also 'dartsim sweep STUDY.yaml')",
+        help="a declarative architecture study from a YAML file",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Runs every combination of a study file's axes (models, hardware presets or files\n"
@@ -59,8 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "format is documented in dartsim/study/spec.py; studies/ holds examples."
         ),
         epilog="examples:\n  dartsim study studies/bandwidth-70b.yaml --out reports/study-bandwidth-70b\n"
-        "  dartsim sweep studies/bandwidth-70b.yaml --out out --jobs 2\n"
-        "  dartsim sweep studies/batch-union-8b.yaml --out out --scheduler tcp://10.0.0.5:8786",
+        "  dartsim study studies/bandwidth-70b.yaml --out out --jobs 2\n"
+        "  dartsim study studies/batch-union-8b.yaml --out out --scheduler tcp://10.0.0.5:8786",
     )
     parser.add_argument("study", metavar="STUDY.yaml", help="the study file")
     parser.add_argument(

@@ -29,7 +29,7 @@ from dartsim.units import UNIT_SYSTEMS
 
 def run(args: argparse.Namespace) -> int:
     specs = [load_model_spec(name) for name in split_list(args.models, "--models")]
-    workload = Table7Workload(tokens=args.tokens, context=args.context, precision=precision_from(args))
+    workload = Table7Workload(tokens=args.step_tokens, context=args.context, precision=precision_from(args))
     units = UNIT_SYSTEMS[args.units]
     records = table7_records(specs, workload, keep=args.keep, units=units)
     emit(render_table7(records, workload, args.keep, units, args.format), args.out)
@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "examples:\n"
             "  dartsim table7\n"
             "  dartsim table7 --keep 0.5 --units decimal\n"
-            "  dartsim table7 --models llama-2-7b,qwen3-14b --tokens 1 --context 4096\n"
+            "  dartsim table7 --models llama-2-7b,qwen3-14b --step-tokens 1 --context 4096\n"
             "  dartsim table7 --weight-dtype int4 --format latex --out table7.tex"
         ),
     )
@@ -70,10 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         f"(default {DEFAULT_KEEP:.2f}: the paper's '70%% sparse')",
     )
     parser.add_argument(
-        "--tokens",
+        "--step-tokens",
         type=bounded_int(MAX_STEP_TOKENS, "serving batches reach a few thousand sequences"),
         default=PAPER_TOKENS,
-        help=f"tokens in the step, one per sequence (default {PAPER_TOKENS})",
+        help=f"tokens in the decode step, one per sequence (default {PAPER_TOKENS})",
     )
     parser.add_argument(
         "--context",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dartsim.commands.common import add_format_and_out, emit
+from dartsim.commands.common import add_format_and_out, emit, positive_int
 from dartsim.report import render
 
 
@@ -29,11 +29,11 @@ def run_synth(args: argparse.Namespace) -> int:
 
     spec = load_model_spec(args.model)
     trace = synth_trace(
-        spec, args.prompt_len, args.tokens, args.retriggers, args.sparsity, args.allocation, args.seed
+        spec, args.prompt_len, args.gen_len, args.retriggers, args.sparsity, args.allocation, args.seed
     )
     size = save_trace(trace, args.out)
     sys.stderr.write(
-        f"wrote {args.out}: SYNTHETIC {spec.name}, {args.tokens} tokens, "
+        f"wrote {args.out}: SYNTHETIC {spec.name}, {args.gen_len} tokens, "
         f"{args.retriggers} re-triggers, {size} bytes\n"
     )
     return 0
@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "  dartsim trace info traces/two-topic-70.pt --format json",
     )
     info.add_argument("trace", metavar="TRACE.pt", help="a trace from dartsim record or trace synth")
-    add_format_and_out(info, ("text", "json"))
+    add_format_and_out(info, ("md", "json"))
     info.set_defaults(handler=run_info)
     synth = trace_sub.add_parser(
         "synth",
@@ -75,12 +75,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "random mask per epoch with the kept counts of DART's allocation (or uniform), the\n"
             "re-triggers spread evenly. For replaying long or large runs without recording them."
         ),
-        epilog="example:\n  dartsim trace synth --model llama-3.1-70b --tokens 100000 --retriggers 100 "
+        epilog="example:\n  dartsim trace synth --model llama-3.1-70b --gen-len 100000 --retriggers 100 "
         "--out long.pt",
     )
     synth.add_argument("--model", required=True, help="preset or config.json")
-    synth.add_argument("--tokens", type=int, required=True, help="generated tokens")
-    synth.add_argument("--prompt-len", type=int, default=128, help="prompt tokens (default 128)")
+    synth.add_argument("--gen-len", type=positive_int, required=True, help="generated tokens")
+    synth.add_argument("--prompt-len", type=positive_int, default=128, help="prompt tokens (default 128)")
     synth.add_argument("--retriggers", type=int, default=0, help="re-triggers spread evenly (default 0)")
     synth.add_argument("--sparsity", type=float, default=0.7, help="FFN sparsity (default 0.7)")
     synth.add_argument(

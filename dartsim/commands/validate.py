@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from dartsim.commands.common import emit
+from dartsim.units import GB
 
 
 def _progress(quiet: bool):  # type: ignore[no-untyped-def]
@@ -120,8 +121,8 @@ def run_validate(args: argparse.Namespace) -> int:
         f"Hardware file: `{hw.name}` ({hw.description}). Measured: real PyTorch execution on this "
         f"machine, median of {args.repeats} runs after a warm-up. Predicted: dartsim's device model "
         f"for the same work at fp32.\n\n{host.DESCRIPTION}\n\nThe host's copy bandwidth was "
-        f"{before / 1e9:.1f} GB/s before the cases and {after / 1e9:.1f} GB/s after them; the hardware "
-        f"file was calibrated at {hw.memory.peak_bandwidth_bytes_per_s / 1e9:.1f} GB/s. A shared machine's "
+        f"{before / GB:.1f} GB/s before the cases and {after / GB:.1f} GB/s after them; the hardware "
+        f"file was calibrated at {hw.memory.peak_bandwidth_bytes_per_s / GB:.1f} GB/s. A shared machine's "
         "bandwidth drifts: compare these before reading the errors."
     )
     emit(render_host(host_rows(results), hw.name, preamble, args.format), args.out)

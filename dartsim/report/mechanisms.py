@@ -25,6 +25,7 @@ from dartsim.report import render
 from dartsim.specs.hardware import HardwareSpec
 from dartsim.specs.hardware_yaml import override
 from dartsim.specs.model import ModelSpec
+from dartsim.units import MS_PER_S
 from dartsim.workload import Execution, Precision, StepShape, kept_count, step_kernels
 
 CONTEXT = 1024
@@ -130,18 +131,18 @@ def render_report(spec: ModelSpec, hw: HardwareSpec, tps: list[int], keep: float
     ]
     for tp in tps:
         b = breakdown(spec, hw, tp, prec)
-        lines.append(f"## Breakdown at TP {tp}: {b['full_s'] * 1e3:.3f} ms per step\n")
+        lines.append(f"## Breakdown at TP {tp}: {b['full_s'] * MS_PER_S:.3f} ms per step\n")
         table = [
             [
                 r["mechanism"],
-                f"{r['step_s'] * 1e3:.3f}",
-                f"{r['cost_s'] * 1e3:.3f}",
+                f"{r['step_s'] * MS_PER_S:.3f}",
+                f"{r['cost_s'] * MS_PER_S:.3f}",
                 f"{r['cost_s'] / b['full_s']:.1%}",
             ]
             for r in b["rows"]
         ]
         table.append(
-            ["all of the above ideal (bytes and FLOPs at peak)", f"{b['all_ideal_s'] * 1e3:.3f}", "", ""]
+            ["all of the above ideal (bytes and FLOPs at peak)", f"{b['all_ideal_s'] * MS_PER_S:.3f}", "", ""]
         )
         lines.append(
             render.markdown_table(["made ideal", "step (ms)", "its cost (ms)", "share of the step"], table)
@@ -153,8 +154,8 @@ def render_report(spec: ModelSpec, hw: HardwareSpec, tps: list[int], keep: float
         table = [
             [
                 r["variant"],
-                f"{r['dense_tpot_s'] * 1e3:.3f}",
-                f"{r['sparse_tpot_s'] * 1e3:.3f}",
+                f"{r['dense_tpot_s'] * MS_PER_S:.3f}",
+                f"{r['sparse_tpot_s'] * MS_PER_S:.3f}",
                 f"{r['speedup']:.3f}",
             ]
             for r in rows

@@ -8,6 +8,8 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+from dartsim.units import MS_PER_S
+
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 """Okabe & Ito (2008), "Color Universal Design": blue, orange, green, vermillion, purple,
 sky blue, yellow, black."""
@@ -116,7 +118,7 @@ def rebalancing(shares: Sequence[tuple[str, dict[str, Any], dict[str, Any]]], ti
 def step_times(times_s: Sequence[float], prefill_steps: int, retriggers: Sequence[int], title: str) -> bytes:
     """Step time over the run; prefill shaded, mask builds marked."""
     fig, ax = _figure()
-    ax.plot(range(len(times_s)), [t * 1e3 for t in times_s], color=OKABE_ITO[0], lw=1.0, label="step")
+    ax.plot(range(len(times_s)), [t * MS_PER_S for t in times_s], color=OKABE_ITO[0], lw=1.0, label="step")
     if prefill_steps:
         ax.axvspan(-0.5, prefill_steps - 0.5, color=OKABE_ITO[5], alpha=0.3, label="prefill")
     for j, step in enumerate(retriggers):

@@ -6,9 +6,7 @@ from typing import Any
 
 from dartsim.report.plots import pareto_front
 from dartsim.report.render import markdown_table
-
-GB = 1e9
-MS = 1e3
+from dartsim.units import GB, MS_PER_S
 
 
 def _pct(x: float) -> str:
@@ -68,7 +66,7 @@ def render(payload: dict[str, Any]) -> str:
                 [
                     r["label"],
                     f"{c['bytes_per_token'] / GB:.2f}",
-                    f"{c['tpot_s'] * MS:.2f}",
+                    f"{c['tpot_s'] * MS_PER_S:.2f}",
                     f"{c['speedup']:.2f}x",
                     str(c["tp"]),
                 ]

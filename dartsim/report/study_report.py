@@ -7,6 +7,7 @@ from typing import Any
 
 from dartsim.report import plots, render
 from dartsim.study.runner import METRICS
+from dartsim.units import MS_PER_S
 
 AXES = ("model", "hardware", "tp", "mask_apply", "precision", "batch", "sparsity", "prompt_len", "gen_len")
 
@@ -54,8 +55,8 @@ def study_markdown(study: dict[str, Any], results: list[dict[str, Any]]) -> str:
             x = r["row"]
             cells += [
                 str(x["tp_used"]),
-                f"{x['dense_tpot_s'] * 1e3:.3f} ms" if x["dense_tpot_s"] else "n/a",
-                f"{x['tpot_s'] * 1e3:.3f} ms" if x["tpot_s"] else "n/a",
+                f"{x['dense_tpot_s'] * MS_PER_S:.3f} ms" if x["dense_tpot_s"] else "n/a",
+                f"{x['tpot_s'] * MS_PER_S:.3f} ms" if x["tpot_s"] else "n/a",
                 f"{x['speedup']:.3f}x",
                 f"{100 * x['dense_attention_share_time']:.1f}% / {100 * x['attention_share_time']:.1f}%",
             ]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dartsim.report import render
+from dartsim.units import MS_PER_S
 
 
 def error_summary(errors: Sequence[float]) -> dict[str, float]:
@@ -31,12 +32,12 @@ def host_rows(results: Sequence[Any]) -> list[dict[str, Any]]:
         {
             "case": r.name,
             "group": r.group,
-            "measured_ms": r.measured.median_s * 1e3,
-            "min_ms": r.measured.min_s * 1e3,
-            "max_ms": r.measured.max_s * 1e3,
+            "measured_ms": r.measured.median_s * MS_PER_S,
+            "min_ms": r.measured.min_s * MS_PER_S,
+            "max_ms": r.measured.max_s * MS_PER_S,
             "spread": r.measured.spread,
             "repeats": r.measured.repeats,
-            "predicted_ms": r.predicted_s * 1e3,
+            "predicted_ms": r.predicted_s * MS_PER_S,
             "error": r.error,
         }
         for r in results
@@ -79,7 +80,7 @@ def render_host(rows: Sequence[dict[str, Any]], hw_label: str, preamble: str, fm
 
 
 def _fmt_value(metric: str, value: float) -> str:
-    return f"{value:.2f} tok/s" if metric == "output_tokens_per_s" else f"{value * 1e3:.2f} ms"
+    return f"{value:.2f} tok/s" if metric == "output_tokens_per_s" else f"{value * MS_PER_S:.2f} ms"
 
 
 def _group_lines(rows: Sequence[dict[str, Any]], key: str) -> list[list[str]]:

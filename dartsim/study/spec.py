@@ -1,4 +1,4 @@
-"""A declarative architecture study (`dartsim sweep STUDY.yaml`): what to replay, on what,
+"""A declarative architecture study (`dartsim study STUDY.yaml`): what to replay, on what,
 and over which axes. Loading validates every key and value and expands the axes into
 points; each point is a plain dict, so it can be hashed, saved and sent to a worker.
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from dartsim.text import printable
 from dartsim.trace.types import Trace
+from dartsim.units import MS_PER_S
 
 
 def steps_per_epoch(trace: Trace) -> np.ndarray:
@@ -133,10 +134,10 @@ def render_summary(info: dict[str, Any]) -> str:
         "recorded time    none: a synthetic trace, no forward ran"
         if info["synthetic"]
         else f"recorded time    {info['recorded_time_s']:.3f} s of forward steps, "
-        f"{info['mask_build_time_s'] * 1e3:.2f} ms building masks",
+        f"{info['mask_build_time_s'] * MS_PER_S:.2f} ms building masks",
     ]
     if info["mean_decode_step_s"] is not None and not info["synthetic"]:
-        lines.append(f"decode step      {info['mean_decode_step_s'] * 1e3:.2f} ms mean")
+        lines.append(f"decode step      {info['mean_decode_step_s'] * MS_PER_S:.2f} ms mean")
     per_layer = info["mean_keep_ratio_per_layer"]
     if per_layer is None:
         lines.append("keep ratio       no masked step")

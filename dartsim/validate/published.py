@@ -34,6 +34,7 @@ from dartsim.specs.dtypes import get_dtype
 from dartsim.specs.hardware import HardwareSpec, hardware_preset_names, load_hardware_spec
 from dartsim.specs.model import load_model_spec, preset_names
 from dartsim.specs.strict_yaml import read_yaml
+from dartsim.units import MS
 from dartsim.workload import Precision, check_tensor_parallel
 
 DATA_FILE = "published-gpu.yaml"
@@ -45,7 +46,7 @@ METRICS = {
     "output_tokens_per_s": "tokens/s",
 }
 SPLITS = ("calibration", "held-out")
-UNIT_SCALE = {"ms": 1e-3, "s": 1.0, "tokens/s": 1.0}
+UNIT_SCALE = {"ms": MS, "s": 1.0, "tokens/s": 1.0}
 ROW_KEYS = {
     "id": str,
     "source": str,

@@ -128,9 +128,7 @@ class DartRecorder:
             if self.params.variant == "paper":
                 acc.sens_sum[index] += policy.sensitivity_per_token(y, y + f).sum()
             else:
-                y64, f64 = y.double(), f.double()
-                cos = torch.nn.functional.cosine_similarity(y64, f64, dim=-1)
-                ratio = (f64 - y64).norm(dim=-1) / y64.norm(dim=-1)
+                cos, ratio = policy.published_terms(y, f)
                 acc.cos_sum[index] += cos.sum()
                 acc.ratio_sum[index] += ratio.sum()
 
@@ -145,7 +143,7 @@ class DartRecorder:
             acc = self.acc
             if acc is not None:
                 rows = u.detach().reshape(-1, u.shape[-1]).double()
-                squares = rows.pow(2).sum(dim=0)
+                squares = policy.neuron_scores(rows)
                 if squares.numel() == self.width:
                     acc.scores[index] += squares
                 else:  # compact: k-wide u, scattered back to neuron indices
@@ -235,7 +233,7 @@ class DartRecorder:
         if self.params.variant == "paper":
             return acc.sens_sum / max(acc.tokens, 1)
         seen = acc.layer_tokens.clamp_min(1)
-        return (1.0 - acc.cos_sum / seen) * (acc.ratio_sum / seen)
+        return policy.sensitivity_published(acc.cos_sum / seen, acc.ratio_sum / seen)
 
     def mask_record(self, acc: Accumulator, epoch: int, apply: bool) -> dict[str, Any]:
         """Allocate budgets, score and pick the top-k neurons of every layer, and (when

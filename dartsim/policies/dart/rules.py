@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import torch
 
-from dartsim.workload.execution import kept_count
-
-ALLOCATION_TOLERANCE = 1e-9
-"""|Delta| below which Eq. 6's redistribution stops (a fraction of one layer's budget)."""
-ALLOCATION_MAX_ITERATIONS = 1000
-"""Eq. 6 converges in at most L iterations (a layer leaves the active set each round or
-Delta reaches zero); this bound only guards against float stalls."""
+from dartsim.policies.dart import allocation
 
 
 def neuron_scores(u: torch.Tensor) -> torch.Tensor:
-    """s_i = sum_t u_{t,i}^2 over the tokens of u: [..., tokens, m] -> [m] (section 3.1)."""
+    """s_i = sum_t u_{t,i}^2 over the tokens of u: [..., tokens, m] -> [m] (section 3.1).
+    The recorder adds each forward's scores to a collection's running sum."""
     flat = u.reshape(-1, u.shape[-1]).to(torch.float64)
-    return (flat * flat).sum(dim=0)
+    return flat.pow(2).sum(dim=0)
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -37,21 +32,25 @@ def sensitivity_per_token(y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return (1.0 - _cosine(y64, z64)) * ratio
 
 
-def sensitivity_published(y: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """The published code's window sensitivity from the bare FFN output F (no residual):
-    (1 - mean_t cos(y_t, F_t)) * mean_t(||F_t - y_t|| / ||y_t||); [n, d] x2 -> scalar."""
-    y64, f64 = y.reshape(-1, y.shape[-1]).double(), f.reshape(-1, f.shape[-1]).double()
-    ratio = (f64 - y64).norm(dim=-1) / y64.norm(dim=-1).clamp_min(torch.finfo(torch.float64).tiny)
-    return (1.0 - _cosine(y64, f64).mean()) * ratio.mean()
+def published_terms(y: torch.Tensor, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per token, the two terms of the published code's sensitivity from the bare FFN
+    output F (no residual): cos(y_t, F_t) and ||F_t - y_t|| / ||y_t||; [n, d] x2 -> [n], [n]
+    (torch's cosine_similarity, as the authors' code uses)."""
+    y64, f64 = y.double(), f.double()
+    cos = torch.nn.functional.cosine_similarity(y64, f64, dim=-1)
+    ratio = (f64 - y64).norm(dim=-1) / y64.norm(dim=-1)
+    return cos, ratio
+
+
+def sensitivity_published(mean_cos: torch.Tensor, mean_ratio: torch.Tensor) -> torch.Tensor:
+    """The published code's window sensitivity from the window means of the two terms:
+    (1 - mean_t cos(y_t, F_t)) * mean_t(||F_t - y_t|| / ||y_t||)."""
+    return (1.0 - mean_cos) * mean_ratio
 
 
 def importance_paper(s_bar: torch.Tensor) -> torch.Tensor:
-    """I = 1 - S_bar / sum_j S_bar_j: [L] -> [L]."""
-    s = s_bar.double()
-    total = s.sum()
-    if total <= 0:
-        return torch.ones_like(s)
-    return 1.0 - s / total
+    """I = 1 - S_bar / sum_j S_bar_j: [L] -> [L] (allocation.py, on a tensor)."""
+    return torch.from_numpy(allocation.importance_paper(s_bar.double().cpu().numpy()))
 
 
 PUBLISHED_EPSILON = 1e-6
@@ -69,54 +68,18 @@ def importance_published(s_bar: torch.Tensor) -> torch.Tensor:
 def depth_factor(
     num_layers: int, alpha_e: float, alpha_l: float, beta_e: float, beta_l: float
 ) -> torch.Tensor:
-    """Eq. 5: D = min(1, a_e + (1-a_e) z/b_e, a_l + (1-a_l)(1-z)/b_l), z = l/(L-1): -> [L]."""
-    if num_layers == 1:
-        z = torch.zeros(1, dtype=torch.float64)
-    else:
-        z = torch.arange(num_layers, dtype=torch.float64) / (num_layers - 1)
-    early = alpha_e + (1 - alpha_e) * z / beta_e
-    late = alpha_l + (1 - alpha_l) * (1 - z) / beta_l
-    return torch.minimum(torch.minimum(torch.ones_like(z), early), late)
-
-
-def _weights(importance: torch.Tensor, depth: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    w = importance.double()[idx] * depth.double()[idx]
-    if w.sum() <= 0:
-        return torch.full_like(w, 1.0 / len(w))
-    return w / w.sum()
+    """Eq. 5 as a tensor (allocation.py)."""
+    return torch.from_numpy(allocation.depth_factor(num_layers, alpha_e, alpha_l, beta_e, beta_l))
 
 
 def allocate_paper(
-    importance: torch.Tensor,
-    depth: torch.Tensor,
-    sparsity: float,
-    p_min: float,
-    p_max: float,
+    importance: torch.Tensor, depth: torch.Tensor, sparsity: float, p_min: float, p_max: float
 ) -> torch.Tensor:
-    """Eq. 6: iterative redistribution of the budget Delta_0 = rho L; -> p [L].
-
-    Starts from p = 0 with every layer active; each round adds Delta I D / sum(I D) to the
-    active layers, clips to [p_min, p_max], subtracts what was assigned, and drops the
-    layers that reached a bound. If no layer is left inside the bounds while budget
-    remains, the layers that can still move in the needed direction take it (so the total
-    is rho L whenever L p_min <= rho L <= L p_max).
-    """
-    num_layers = importance.numel()
-    p = torch.zeros(num_layers, dtype=torch.float64)
-    budget = sparsity * num_layers
-    active = torch.arange(num_layers)
-    for _ in range(ALLOCATION_MAX_ITERATIONS):
-        if abs(budget) <= ALLOCATION_TOLERANCE or active.numel() == 0:
-            break
-        before = p[active].clone()
-        p[active] = (before + budget * _weights(importance, depth, active)).clamp(p_min, p_max)
-        budget -= float((p[active] - before).sum())
-        inside = (p > p_min) & (p < p_max)
-        active = torch.nonzero(inside).flatten()
-        if active.numel() == 0 and abs(budget) > ALLOCATION_TOLERANCE:
-            movable = p < p_max if budget > 0 else p > p_min
-            active = torch.nonzero(movable).flatten()
-    return p
+    """Eq. 6 as a tensor (allocation.py)."""
+    p = allocation.allocate_paper(
+        importance.double().cpu().numpy(), depth.double().cpu().numpy(), sparsity, p_min, p_max
+    )
+    return torch.from_numpy(p)
 
 
 def allocate_published(
@@ -238,7 +201,7 @@ def rank_scores(
 
 def kept_neurons(pruning: torch.Tensor, width: int) -> list[int]:
     """k_l = round((1 - p_l) m) per layer (the workload model's rounding rule)."""
-    return [kept_count(1.0 - float(p), width) for p in pruning]
+    return allocation.kept_neurons(pruning.double().cpu().numpy(), width)
 
 
 def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Synthetic traces: the same format, clearly marked synthetic, for studies and
-benchmarks at sizes no CPU recording reaches.
+benchmarks at sizes no CPU recording reaches. Built with numpy alone (no torch), so that
+`dartsim simulate` starts fast.
 
 A synthetic run is a prefill, a dense collection of T tokens, a first mask, and R
 re-triggers spread evenly over the rest, each followed by T - tau dense tokens. Keep counts
@@ -12,43 +13,38 @@ per-neuron component makes consecutive masks overlap as real ones do.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from dartsim import __version__
 from dartsim.errors import UserError
-from dartsim.policies.dart import rules as policy
+from dartsim.policies.dart import allocation as budgets
 from dartsim.policies.dart.params import DartParams
 from dartsim.specs.model import ModelSpec
-from dartsim.trace.schema import (
-    FORMAT_NAME,
-    SCHEMA_VERSION,
-    model_section,
-    new_policy_section,
-    pack_mask,
-    packed_width,
-)
+from dartsim.trace.schema import FIGURE5_WINDOW, FORMAT_NAME, SCHEMA_VERSION, model_section, packed_width
 from dartsim.trace.types import Trace
 
 ALLOCATIONS = ("dart", "uniform", "dense")
 SCORE_PERSISTENCE = 0.7
 """Weight of the fixed per-neuron component of synthetic scores (0: masks independent
 between epochs; 1: identical masks)."""
+SENSITIVITY_SPREAD = 0.5
+"""Synthetic layer sensitivities are exp(N(0, 0.5^2)): they spread over a few x, as
+recorded ones do (traces/README.md)."""
 
 
 def _kept_counts(
-    spec: ModelSpec, allocation: str, sparsity: float, params: DartParams, gen: torch.Generator
-) -> tuple[list[int], dict[str, torch.Tensor]]:
+    spec: ModelSpec, allocation: str, sparsity: float, params: DartParams, rng: np.random.Generator
+) -> tuple[list[int], dict[str, np.ndarray]]:
     layers, m = spec.num_layers, spec.intermediate_size
-    depth = policy.depth_factor(layers, params.alpha_e, params.alpha_l, params.beta_e, params.beta_l)
+    depth = budgets.depth_factor(layers, params.alpha_e, params.alpha_l, params.beta_e, params.beta_l)
     if allocation == "uniform":
-        pruning = torch.full((layers,), sparsity, dtype=torch.float64)
-        s_bar = torch.zeros(layers, dtype=torch.float64)
-        importance = torch.ones(layers, dtype=torch.float64)
+        pruning = np.full(layers, sparsity, dtype=np.float64)
+        s_bar = np.zeros(layers, dtype=np.float64)
+        importance = np.ones(layers, dtype=np.float64)
     else:
-        s_bar = torch.exp(torch.randn(layers, generator=gen, dtype=torch.float64) * 0.5)
-        importance = policy.importance_paper(s_bar)
-        pruning = policy.allocate_paper(importance, depth, sparsity, params.p_min, params.p_max)
-    counts = policy.kept_neurons(pruning, m)
+        s_bar = np.exp(rng.standard_normal(layers) * SENSITIVITY_SPREAD)
+        importance = budgets.importance_paper(s_bar)
+        pruning = budgets.allocate_paper(importance, depth, sparsity, params.p_min, params.p_max)
+    counts = budgets.kept_neurons(pruning, m)
     extras = {"s_bar": s_bar, "importance": importance, "depth": depth, "pruning": pruning}
     return counts, extras
 
@@ -104,9 +100,9 @@ def synth_trace(
                 f"{retriggers} re-triggers do not fit in {new_tokens} tokens: each needs more than "
                 f"{gap} dense tokens after it (T - tau)"
             )
-    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
     layers, m = spec.num_layers, spec.intermediate_size
-    epoch_of = torch.full((1 + decode_steps,), -1, dtype=torch.int32)
+    epoch_of = np.full(1 + decode_steps, -1, dtype=np.int32)
     first_steps: list[int] = []
     trigger_steps: list[int] = []
     if not dense_run:
@@ -122,31 +118,28 @@ def synth_trace(
         for e, (first, end) in enumerate(zip(first_steps, bounds, strict=True)):
             stop = trigger_steps[e + 1] + 1 if e + 1 < len(trigger_steps) else end
             epoch_of[first:stop] = e
-    counts, extras = _kept_counts(spec, allocation, sparsity, p, gen)
-    base = torch.rand(layers, m, generator=gen)
-    kept_rows: list[torch.Tensor] = []
-    base.mul_(SCORE_PERSISTENCE)
-    # One buffer each for scores, the mask and all packed masks: allocating them per epoch
-    # fragments the heap and costs about the scores' size in resident memory per epoch.
-    scores = torch.empty(layers, m)
-    mask_buffer = np.empty((layers, m), dtype=bool)
-    packed = np.empty((len(first_steps), layers, packed_width(m)), dtype=np.uint8)
-    for e in range(len(first_steps)):
-        torch.rand(layers, m, generator=gen, out=scores).mul_(1 - SCORE_PERSISTENCE).add_(base)
-        _top_k_rows(scores.numpy(), counts, mask_buffer)
-        packed[e] = pack_mask(torch.from_numpy(mask_buffer)).numpy()
-        kept_rows.append(torch.tensor(counts, dtype=torch.int32))
-    masks = torch.from_numpy(packed)
+    counts, extras = _kept_counts(spec, allocation, sparsity, p, rng)
     epochs_n = len(first_steps)
+    # One buffer each for the scores, the mask and all packed masks: allocating them per
+    # epoch fragments the heap and costs about the scores' size in resident memory per epoch.
+    base = rng.random((layers, m), dtype=np.float32) * np.float32(SCORE_PERSISTENCE)
+    scores = np.empty((layers, m), dtype=np.float32)
+    mask_buffer = np.empty((layers, m), dtype=bool)
+    packed = np.empty((epochs_n, layers, packed_width(m)), dtype=np.uint8)
+    for e in range(epochs_n):
+        rng.random(out=scores, dtype=np.float32)
+        scores *= np.float32(1 - SCORE_PERSISTENCE)
+        scores += base
+        _top_k_rows(scores, counts, mask_buffer)
+        packed[e] = np.packbits(mask_buffer, axis=-1, bitorder="little")
+    kept = np.tile(np.array(counts, dtype=np.int32), (epochs_n, 1))
     last_steps = []
     for e in range(epochs_n):
-        idx = torch.nonzero(epoch_of == e).flatten()
-        last_steps.append(int(idx[-1]) if idx.numel() else first_steps[e] - 1)
-    context = torch.tensor(
-        [prompt_len] + [prompt_len + j for j in range(1, decode_steps + 1)], dtype=torch.int32
-    )
-    matrix = {k: v.unsqueeze(0).repeat(epochs_n, 1) for k, v in extras.items()}
-    fired = [s for s in trigger_steps if s >= 0]
+        idx = np.nonzero(epoch_of == e)[0]
+        last_steps.append(int(idx[-1]) if idx.size else first_steps[e] - 1)
+    context = np.array([prompt_len] + [prompt_len + j for j in range(1, decode_steps + 1)], dtype=np.int32)
+    fired = np.array([s for s in trigger_steps if s >= 0], dtype=np.int32)
+    nothing = np.zeros(fired.size, dtype=np.float64)
     return Trace.from_dict(
         {
             "format": FORMAT_NAME,
@@ -158,14 +151,20 @@ def synth_trace(
             "seed": seed,
             "versions": {"dartsim": __version__},
             "model": model_section(spec, spec.source, True, "none", "none"),
-            "policy": new_policy_section("dart", spec.num_layers, spec.num_heads),
+            "policy": {
+                "name": "dart",
+                "params": {},
+                "head_masks": np.ones((layers, spec.num_heads), dtype=bool),
+                "weight_format": "dense",
+                "weight_density": np.ones(layers, dtype=np.float64),
+            },
             "generation": {
                 "prompt": "",
                 "prompt_len": prompt_len,
                 "generated_len": new_tokens,
                 "stopped_at_eos": False,
-                "prompt_ids": torch.zeros(0, dtype=torch.int64),
-                "generated_ids": torch.zeros(0, dtype=torch.int64),
+                "prompt_ids": np.zeros(0, dtype=np.int64),
+                "generated_ids": np.zeros(0, dtype=np.int64),
             },
             "dart": {
                 **p.as_dict(),
@@ -174,42 +173,34 @@ def synth_trace(
                 "allocation": allocation,
             },
             "steps": {
-                "phase": torch.tensor([0] + [1] * decode_steps, dtype=torch.uint8),
-                "tokens": torch.tensor([prompt_len] + [1] * decode_steps, dtype=torch.int32),
+                "phase": np.array([0] + [1] * decode_steps, dtype=np.uint8),
+                "tokens": np.array([prompt_len] + [1] * decode_steps, dtype=np.int32),
                 "context_len": context,
                 "epoch": epoch_of,
-                "time_s": torch.zeros(1 + decode_steps, dtype=torch.float64),
+                "time_s": np.zeros(1 + decode_steps, dtype=np.float64),
             },
             "epochs": {
-                "first_step": torch.tensor(first_steps, dtype=torch.int32),
-                "last_step": torch.tensor(last_steps, dtype=torch.int32),
-                "trigger_step": torch.tensor(trigger_steps, dtype=torch.int32),
-                "reference_tokens": torch.full((epochs_n,), p.reference_tokens, dtype=torch.int32),
-                "build_time_s": torch.zeros(epochs_n, dtype=torch.float64),
-                "kept": torch.stack(kept_rows) if kept_rows else torch.zeros(0, layers, dtype=torch.int32),
-                "keep_ratio": (torch.stack(kept_rows).double() / m)
-                if kept_rows
-                else torch.zeros(0, layers, dtype=torch.float64),
-                "masks": masks,
-                **{
-                    k: (v if epochs_n else torch.zeros(0, layers, dtype=torch.float64))
-                    for k, v in matrix.items()
-                },
+                "first_step": np.array(first_steps, dtype=np.int32),
+                "last_step": np.array(last_steps, dtype=np.int32),
+                "trigger_step": np.array(trigger_steps, dtype=np.int32),
+                "reference_tokens": np.full(epochs_n, p.reference_tokens, dtype=np.int32),
+                "build_time_s": np.zeros(epochs_n, dtype=np.float64),
+                "kept": kept,
+                "keep_ratio": kept.astype(np.float64) / m,
+                "masks": packed,
+                **{k: np.tile(v, (epochs_n, 1)) for k, v in extras.items()},
             },
             "drift_checks": {
-                "step": torch.tensor(fired, dtype=torch.int32),
-                "similarity": torch.zeros(len(fired), dtype=torch.float64),
-                "mu": torch.zeros(len(fired), dtype=torch.float64),
-                "sigma": torch.zeros(len(fired), dtype=torch.float64),
-                "threshold": torch.zeros(len(fired), dtype=torch.float64),
-                "counter": torch.full((len(fired),), p.c0, dtype=torch.int32),
-                "detected": torch.ones(len(fired), dtype=torch.bool),
-                "fired": torch.ones(len(fired), dtype=torch.bool),
+                "step": fired,
+                "similarity": nothing,
+                "mu": nothing,
+                "sigma": nothing,
+                "threshold": nothing,
+                "counter": np.full(fired.size, p.c0, dtype=np.int32),
+                "detected": np.ones(fired.size, dtype=bool),
+                "fired": np.ones(fired.size, dtype=bool),
             },
-            "retriggers": {
-                "step": torch.tensor(fired, dtype=torch.int32),
-                "epoch": torch.arange(1, len(fired) + 1, dtype=torch.int32),
-            },
-            "figure5": {"window": 10, "similarity": torch.zeros(0, dtype=torch.float64)},
+            "retriggers": {"step": fired, "epoch": np.arange(1, fired.size + 1, dtype=np.int32)},
+            "figure5": {"window": FIGURE5_WINDOW, "similarity": np.zeros(0, dtype=np.float64)},
         }
     )
