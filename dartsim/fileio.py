@@ -8,6 +8,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from dartsim.errors import UserError
 
@@ -58,7 +59,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[object], object]) -> None:
+def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[Any], object]) -> None:
     """Call `writer(binary_file_handle)` on a temporary file, then rename it onto `path`.
 
     The temporary file is removed if `writer` raises, so the destination either keeps its

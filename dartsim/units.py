@@ -12,15 +12,9 @@ from dataclasses import dataclass
 KB = 10**3
 MB = 10**6
 GB = 10**9
-TB = 10**12
-KiB = 2**10
-MiB = 2**20
 GiB = 2**30
-TiB = 2**40
 
-GFLOP = 10**9
 TFLOP = 10**12
-PFLOP = 10**15
 TiFLOP = 2**40
 """2^40 FLOP. The DART paper's Table 7 prints FLOP counts in this unit under the label
 "TFLOPS"; dartsim names it honestly."""
@@ -54,11 +48,6 @@ class UnitSystem:
 BINARY = UnitSystem("binary", GiB, "GiB", TiFLOP, "TiFLOP (2^40 FLOP)")
 DECIMAL = UnitSystem("decimal", GB, "GB", TFLOP, "TFLOP (1e12 FLOP)")
 UNIT_SYSTEMS: dict[str, UnitSystem] = {u.name: u for u in (BINARY, DECIMAL)}
-
-
-def format_bytes(n_bytes: float, system: UnitSystem = BINARY, digits: int = 2) -> str:
-    """`n_bytes` in the unit system's byte unit, with its label."""
-    return f"{n_bytes / system.bytes_scale:.{digits}f} {system.bytes_label}"
 
 
 def format_seconds(seconds: float) -> str:

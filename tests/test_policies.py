@@ -230,3 +230,38 @@ def test_hook_masks_equal_physically_pruned_weights(smollm2: LoadedModel, stats:
                 w.copy_(original)
     for a, b in zip(got[1:], expected, strict=True):
         assert torch.allclose(a, b, atol=1e-4), float((a - b).abs().max())
+
+
+def test_the_readme_policy_example_registers_records_and_replays(
+    smollm2: LoadedModel, tmp_path: Path
+) -> None:
+    """README "Adding a policy": the example class, as written there, becomes a policy that
+    records on the bundled model and replays (its prefill observed, its mask in force)."""
+    import re
+
+    from dartsim.policies import _registry
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Adding a policy", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    namespace: dict[str, Any] = {}
+    exec(  # the README's code, with the imports a module of dartsim/policies/ would have
+        "from dartsim.policies._hooked import HookedPolicy\n"
+        "from dartsim.policies._registry import register\n"
+        "from dartsim.policies._topk import keep_count, top_k_rows\n" + code.group(1),
+        namespace,
+    )
+    try:
+        policy = get_policy("top-magnitude")
+        recorder = policy.recorder(smollm2, policy.settings({"sparsity": 0.5}), None)
+        try:
+            record(smollm2, recorder, PROMPT, GenerationOptions(max_new_tokens=TOKENS), tmp_path / "m.pt")
+        finally:
+            recorder.close()
+        trace = load_trace(tmp_path / "m.pt")
+        assert trace.policy.name == "top-magnitude" and bool((trace.epochs.kept == 768).all())
+        steps = build_steps([trace], trace.model.spec(), False)
+        assert steps[0].observe and all(k == 768 for k in steps[-1].kept)
+    finally:
+        _registry._REGISTRY.pop("top-magnitude", None)

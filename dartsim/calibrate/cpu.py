@@ -22,6 +22,7 @@ What is measured, each on its own (none of it is a validation case):
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import platform
 from collections.abc import Callable
@@ -81,6 +82,13 @@ class CpuMeasurements:
     torch_version: str
 
 
+def _each(x: Any, pool: list[Any]) -> list[Any]:
+    """x times every weight of `pool` (distinct weights: nothing stays cached)."""
+    from torch.nn import functional
+
+    return [functional.linear(x, w) for w in pool]
+
+
 def _tiny_step(layers: int, repeats: int) -> tuple[float, int]:
     """(seconds per decode step, kernels dartsim models) of a tiny random-weight Llama."""
     import torch
@@ -93,7 +101,7 @@ def _tiny_step(layers: int, repeats: int) -> tuple[float, int]:
     raw = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", **TINY_LLAMA}
     raw["num_hidden_layers"] = layers
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(**raw)).eval()
+    model = LlamaForCausalLM(LlamaConfig(**raw)).eval()  # type: ignore[arg-type]
     spec = model_spec_from_config(raw, "tiny-llama", "calibration")
     kernels = len(step_kernels(spec, StepShape.decode(1, TINY_CONTEXT)))
     cache = DynamicCache()
@@ -151,9 +159,7 @@ def measure(quick: bool = False, progress: Callable[[str], None] | None = None) 
             torch.rand(out_f, in_f) for _ in range(max(2, GEMV_STREAM_BYTES // (4 if quick else 1) // size))
         ]
         row = torch.rand(1, in_f)
-        seconds = time_call(
-            lambda pool=pool, row=row: [functional.linear(row, w) for w in pool], repeats
-        ).median_s
+        seconds = time_call(functools.partial(_each, row, pool), repeats).median_s
         gemvs.append((size + (in_f + out_f) * 4, seconds / len(pool)))
         del pool
 
@@ -164,9 +170,7 @@ def measure(quick: bool = False, progress: Callable[[str], None] | None = None) 
         pool = [torch.rand(n, k) for _ in range(max(2, GEMM_WEIGHT_POOL_BYTES // (n * k * 4)))]
         for m in ms:
             x = torch.rand(m, k)
-            seconds = time_call(
-                lambda x=x, pool=pool: [functional.linear(x, w) for w in pool], repeats
-            ).median_s
+            seconds = time_call(functools.partial(_each, x, pool), repeats).median_s
             gemms.append(GemmSample(m, n, k, FP32, seconds / len(pool)))
         del pool
     sm, sk, sn = SMALL_CALL

@@ -16,6 +16,7 @@ Nothing here runs without a CUDA device; tests skip it cleanly.
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -111,7 +112,7 @@ def measure(quick: bool = False, progress: Callable[[str], None] | None = None) 
         weight = torch.randn(k, n, dtype=torch.bfloat16, device=dev)
         for m in ms:
             x = torch.randn(m, k, dtype=torch.bfloat16, device=dev)
-            seconds = _events_time(lambda x=x, weight=weight: torch.matmul(x, weight), repeats, 20)
+            seconds = _events_time(functools.partial(torch.matmul, x, weight), repeats, 20)
             gemms.append(GemmSample(m, n, k, BF16, seconds))
         del weight
 

@@ -52,7 +52,7 @@ class GemmFit:
     """Root mean square of log(predicted / measured) at the fitted values."""
 
 
-def _kernel(sample: GemmSample):  # type: ignore[no-untyped-def]
+def _kernel(sample: GemmSample):
     prec = Precision(weight=sample.dtype, activation=sample.dtype, kv_cache=sample.dtype)
     return gemm("gemm", None, Component.MLP, sample.m, sample.k, sample.n, "x", "y", "W", prec)
 

@@ -15,7 +15,6 @@ from dartsim.specs.hardware import HardwareSpec
 from dartsim.specs.hardware_yaml import override
 from dartsim.units import TFLOP
 
-SOURCE = "Azure AI-benchmarking-guide results (ND H100 v5, ND H200 v5, ND A100 v4), cuBLASLt GEMMs"
 AZURE_TFLOP_PER_S: dict[str, tuple[DType, dict[int, float]]] = {
     "h100-sxm": (FP8, {1024: 274, 2048: 1011, 4096: 1217, 8192: 1290, 16384: 1377}),
     "h200": (FP8, {8192: 1300.6}),
@@ -24,8 +23,6 @@ AZURE_TFLOP_PER_S: dict[str, tuple[DType, dict[int, float]]] = {
 HOPPER_TILE = (128, 256)
 """cuBLASLt's Hopper FP8/BF16 GEMM tile (128 x 256 outputs per CTA); assumption from its
 kernel names (sm90_xmma_gemm_..._128x256), and the tile that fits the H100 series best."""
-AMPERE_TILE = (256, 128)
-"""cuBLAS's common Ampere tile (256 x 128); assumption from its kernel names."""
 BACK_TO_BACK_GAP_S = 0.6e-6
 """Device-side gap between back-to-back kernels of a benchmark loop: about 0.5-0.6 us per
 kernel (ahrefs/ocannl #488: 0.58 us per graph node; NVIDIA's CUDA graphs blog: a 2.9 us
@@ -43,8 +40,3 @@ def fit_curve(hw: HardwareSpec) -> GemmFit:
         hw, {"compute.gemm.tile_m": HOPPER_TILE[0], "compute.gemm.tile_n": HOPPER_TILE[1]}, "fit"
     )
     return fit_gemm(samples("h100-sxm"), tiled, ("efficiency", "k_overhead"), BACK_TO_BACK_GAP_S)
-
-
-def fit_asymptote(device: str, hw: HardwareSpec) -> GemmFit:
-    """A device's asymptote from its points, its other GEMM fields kept."""
-    return fit_gemm(samples(device), hw, ("efficiency",), BACK_TO_BACK_GAP_S)

@@ -242,7 +242,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     replay = sub.add_parser(
         "replay",
         help="replay recorded traces on a hardware model (per-layer bytes, FLOPs, time; TTFT, TPOT)",

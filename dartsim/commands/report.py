@@ -110,7 +110,7 @@ def run_mechanisms(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("report", help="figures and tables from recorded traces")
     report_sub = parser.add_subparsers(dest="report_command", metavar="REPORT", parser_class=type(parser))
     report_sub.required = True

@@ -7,11 +7,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from dartsim.commands.common import emit, positive_int
+from dartsim.study.policies import DEFAULT_SPARSITIES, DEFAULT_TARGETS
 
 
-def _load_study(path: str, study: str = "detector") -> dict[str, object]:
+def _load_study(path: str, study: str = "detector") -> dict[str, Any]:
     import json
 
     from dartsim.errors import UserError
@@ -39,7 +41,7 @@ def _resumable(args: argparse.Namespace, model: str, prompts: list[str]) -> dict
             f"{args.json}: saved for another study (model, tokens, prompts {same}); "
             "remove it or drop --resume"
         )
-    return {row["label"]: row for row in payload["rows"]}  # type: ignore[index,union-attr]
+    return {row["label"]: row for row in payload["rows"]}
 
 
 def run_detector(args: argparse.Namespace) -> int:
@@ -147,12 +149,12 @@ def run_policies(args: argparse.Namespace) -> int:
         if args.json is not None:
             atomic_write_text(args.json, json_text(payload))
     if args.plot is not None:
-        atomic_write_bytes(args.plot, pareto_png(payload, list(payload["targets"])))  # type: ignore[arg-type]
+        atomic_write_bytes(args.plot, pareto_png(payload, list(payload["targets"])))
     emit(render(payload), args.out)
     return 0
 
 
-def register_studies(report_sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register_studies(report_sub: argparse._SubParsersAction) -> None:
     """Add `detector` and `policies` under `dartsim report`."""
     detector = report_sub.add_parser(
         "detector",
@@ -210,11 +212,12 @@ def register_studies(report_sub: argparse._SubParsersAction) -> None:  # type: i
         "\n  dartsim report policies --policies static,wanda --sparsities 0.5 --items-per-category 1 "
         "--gen-len 16 --targets llama-3.1-8b@l40s --out smoke.md",
     )
-    pol.add_argument("--sparsities", default="0.3,0.5,0.7", help="comma-separated (default 0.3,0.5,0.7)")
+    sparsities = ",".join(f"{x:g}" for x in DEFAULT_SPARSITIES)
+    pol.add_argument("--sparsities", default=sparsities, help=f"comma-separated (default {sparsities})")
     pol.add_argument("--policies", help="comma-separated policies to run (default: all; dense always runs)")
     pol.add_argument(
         "--targets",
-        default="llama-3.1-8b@l40s,llama-3.1-8b@h100-sxm,llama-3.1-70b@l40s,llama-3.1-70b@h100-sxm",
+        default=",".join(f"{model}@{hw}" for model, hw in DEFAULT_TARGETS),
         help="comma-separated MODEL@HW replay targets (default: 8B and 70B on L40S and H100)",
     )
     pol.add_argument(

@@ -10,7 +10,7 @@ from dartsim.commands.common import emit
 from dartsim.units import GB
 
 
-def _progress(quiet: bool):  # type: ignore[no-untyped-def]
+def _progress(quiet: bool):
     if quiet:
         return None
     return lambda message: sys.stderr.write(f"  {message}\n")
@@ -66,7 +66,7 @@ def _published(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_fits(fitted, folder: str) -> None:  # type: ignore[no-untyped-def]
+def _write_fits(fitted, folder: str) -> None:
     from pathlib import Path
 
     import yaml
@@ -129,7 +129,7 @@ def run_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     cal = sub.add_parser(
         "calibrate",
         help="measure this machine (cpu) or a GPU (cuda) and write a hardware file",

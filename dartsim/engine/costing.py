@@ -275,7 +275,7 @@ class StepCoster:
             else:
                 cached = self.simulate(step, contexts)[0]
             self._memo[key] = cached
-        return cached  # type: ignore[no-any-return]
+        return cached
 
     def _cell(self, step: ReplayStep, total: int) -> tuple[int, int]:
         """The grid cell [x0, x1) of the summed context `total`."""
@@ -360,7 +360,7 @@ class StepCoster:
             )
             result = simulate_step(kernels, self.device, prefetch=False)
             self._memo[key] = (result.time_s, result.dram_bytes, result.host_bytes)
-        return self._memo[key]  # type: ignore[no-any-return]
+        return self._memo[key]
 
 
 def _spread(total: int, batch: int) -> tuple[int, ...]:

@@ -42,7 +42,6 @@ import simpy
 from dartsim.engine.machine import Device, KernelCost, kernel_cost
 from dartsim.workload.kernels import Kernel
 
-BOUNDS = ("memory", "compute", "network", "link", "host", "launch")
 DEMAND_PRIORITY = 0
 """A running kernel's own DRAM traffic pre-empts weight prefetches."""
 PREFETCH_PRIORITY = 1
@@ -250,7 +249,7 @@ def _simulate_events(
     result = StepResult(time_s=0.0, timings=[])
     spans = result.spans
 
-    def streamer():  # type: ignore[no-untyped-def]
+    def streamer():
         for i, cost in enumerate(costs):
             if not streamed[i]:
                 continue
@@ -282,7 +281,7 @@ def _simulate_events(
                     held[i] += size
             arrived[i].succeed()
 
-    def executor():  # type: ignore[no-untyped-def]
+    def executor():
         launch = _Launch(dev)
         prev_end = 0.0
         for i, (kernel, cost) in enumerate(zip(kernels, costs, strict=True)):

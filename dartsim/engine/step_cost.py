@@ -30,17 +30,17 @@ def closed_form(a: StepCost, b: StepCost, offsets: np.ndarray, span: int) -> Ste
     exact (the per-step path decides then)."""
     n = len(offsets)
     s = int(offsets.sum())
-    ints = []
+    ints: list[int] = []
     for lo, hi in ((a.bytes, b.bytes), (a.flops, b.flops), (a.link_bytes, b.link_bytes)):
         if (hi - lo) % span and np.any(((hi - lo) * offsets) % span):
             return None
         ints.append(n * lo + (hi - lo) * s // span)
-    arrays = []
-    for lo, hi in ((a.layer_bytes, b.layer_bytes), (a.layer_flops, b.layer_flops)):
-        diff = hi - lo
+    arrays: list[np.ndarray] = []
+    for lo_a, hi_a in ((a.layer_bytes, b.layer_bytes), (a.layer_flops, b.layer_flops)):
+        diff = hi_a - lo_a
         if np.any(diff % span) and np.any(np.multiply.outer(offsets, diff) % span):
             return None
-        arrays.append(n * lo + diff * s // span)
+        arrays.append(n * lo_a + diff * s // span)
     return StepCost(
         time_s=n * a.time_s + (b.time_s - a.time_s) * s / span,
         bytes=ints[0],

@@ -140,10 +140,6 @@ class NullTraceBuilder(TraceBuilder):
     def step_count(self) -> int:
         return self._count
 
-    @property
-    def epoch_count(self) -> int:
-        return self._epochs
-
 
 def trace_header(loaded: LoadedModel, seed: int) -> dict[str, Any]:
     """The format, library-version and model sections every recorded trace starts with."""

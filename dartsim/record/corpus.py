@@ -28,7 +28,7 @@ class Passage:
 def corpus() -> dict[str, Any]:
     """The parsed corpus file (source, licence and both splits)."""
     text = resources.files("dartsim.data.text").joinpath("corpus.json").read_text(encoding="utf-8")
-    return json.loads(text)  # type: ignore[no-any-return]
+    return json.loads(text)
 
 
 def passages(split: str) -> list[Passage]:

@@ -56,7 +56,7 @@ class MaskableLinear(nn.Module):
         return functional.linear(x, self.compact_weight, bias)
 
 
-def decoder_layers(model: Any) -> list[nn.Module]:
+def decoder_layers(model: Any) -> list[Any]:
     """The decoder blocks of a llama/mistral/qwen2/qwen3 causal LM."""
     try:
         return list(model.model.layers)

@@ -152,7 +152,7 @@ def load_local(folder: Path, device: str) -> LoadedModel:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{folder}: cannot load the model: {first_line}") from None
     name = "fp32" if dtype == torch.float32 else "bf16"
-    return LoadedModel(model.to(device).eval(), tokenizer, spec, str(folder), False, name)
+    return LoadedModel(model.to(device).eval(), tokenizer, spec, str(folder), False, name)  # type: ignore[arg-type]
 
 
 def load_random(preset: str, device: str, seed: int) -> LoadedModel:

@@ -178,7 +178,8 @@ def guarded(
     recorded; a user error propagates at once. `cleanup` always runs."""
     import time
 
-    status, failure = "complete", None
+    status = "complete"
+    failure: BaseException | None = None
     start = time.perf_counter()
     try:
         generate()

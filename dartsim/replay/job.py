@@ -9,7 +9,7 @@ between them is only how they build jobs and render results.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from dartsim.engine.costing import ReplayConfig, ReplayStep
 from dartsim.engine.machine import device
@@ -126,10 +126,6 @@ def run_prepared(prepared: PreparedJob) -> ReplayResult:
 def run_job(job: ReplayJob) -> ReplayResult:
     """The job's replay: as recorded and, with `compare_dense`, its dense twin."""
     return run_prepared(prepare(job))
-
-
-def with_dense(job: ReplayJob) -> ReplayJob:
-    return replace(job, compare_dense=True)
 
 
 def own_model(trace: Trace) -> ModelSpec:

@@ -162,16 +162,6 @@ def components(
     return parts
 
 
-def run_with_dense(
-    steps: Sequence[ReplayStep], spec: ModelSpec, hw: HardwareSpec, config: ReplayConfig
-) -> tuple[RunResult, RunResult]:
-    """The steps as recorded and their dense baseline (`densified`), each through
-    `run_steps`: what every comparison of DART against dense replays."""
-    sparse = run_steps(steps, spec, hw, config)
-    dense = run_steps(densified(steps, spec.intermediate_size), spec, hw, config)
-    return sparse, dense
-
-
 def densified(steps: Sequence[ReplayStep], width: int) -> list[ReplayStep]:
     """The same steps with the FFN dense, every head and weight kept, and no DART or
     policy work: the dense baseline."""

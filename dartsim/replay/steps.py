@@ -57,7 +57,7 @@ def busiest_shard_kept(mask: np.ndarray, tp: int) -> np.ndarray:
     kept count, the workload model's even split then gives that device's exact share."""
     layers, width = mask.shape
     per_shard = mask.reshape(layers, tp, width // tp).sum(axis=-1)
-    return per_shard.max(axis=-1) * tp  # type: ignore[no-any-return]
+    return per_shard.max(axis=-1) * tp
 
 
 def build_steps(traces: Sequence[Trace], target: ModelSpec, retarget: bool, tp: int = 1) -> list[ReplayStep]:

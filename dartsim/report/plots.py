@@ -13,7 +13,6 @@ from dartsim.units import MS_PER_S
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 """Okabe & Ito (2008), "Color Universal Design": blue, orange, green, vermillion, purple,
 sky blue, yellow, black."""
-DENSE, SPARSE = OKABE_ITO[0], OKABE_ITO[1]
 
 
 def _figure(width: float = 8.0, height: float = 4.2) -> tuple[Any, Any]:
@@ -51,8 +50,10 @@ def roofline(
     every = [x for pts in points.values() for x, _ in pts] or [1.0]
     lo, hi = min(every) / 2, max(max(every) * 2, peak_flops / bandwidth * 4)
     ridge = peak_flops / bandwidth
-    xs = [lo, ridge, hi]
-    ax.plot(xs, [min(x * bandwidth, peak_flops) for x in xs], color=OKABE_ITO[7], lw=1.2, label="roofline")
+    line = [lo, ridge, hi]
+    ax.plot(
+        line, [min(x * bandwidth, peak_flops) for x in line], color=OKABE_ITO[7], lw=1.2, label="roofline"
+    )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP / byte of DRAM traffic)")

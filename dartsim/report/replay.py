@@ -140,13 +140,14 @@ def tidy_rows(result: ReplayResult, label: str = "run") -> list[list[Any]]:
         t = run.totals
         for key, value in (("bytes", t.bytes), ("flops", t.flops), ("time_s", t.time_s)):
             rows.append([name, "total", "all", key, value, _UNITS[key]])
-        for key, value, unit in (
+        per_run: tuple[tuple[str, float | None, str], ...] = (
             ("ttft_s", run.ttft_s, "s"),
             ("tpot_s", run.tpot_s, "s"),
             ("tokens_per_s", run.tokens_per_s, "tokens/s"),
-        ):
-            if value is not None:
-                rows.append([name, "total", "all", key, value, unit])
+        )
+        for key, maybe, unit in per_run:
+            if maybe is not None:
+                rows.append([name, "total", "all", key, maybe, unit])
         for component in COMPONENTS:
             c = run.components[component].as_dict()
             for key, unit in _UNITS.items():
@@ -183,7 +184,7 @@ def retriggers_csv(result: ReplayResult) -> str:
 
 
 def perfetto_events(
-    coster: StepCoster, steps: Sequence[ReplayStep], step_times: Sequence[float], first: int, last: int
+    coster: StepCoster, steps: Sequence[ReplayStep], step_times: Any, first: int, last: int
 ) -> dict[str, Any]:
     """Chrome trace-event JSON of steps first..last (inclusive), one track per resource."""
     offset = float(sum(step_times[:first]))

@@ -13,7 +13,7 @@ AXES = ("model", "hardware", "tp", "mask_apply", "precision", "batch", "sparsity
 
 
 def _axis(point: dict[str, Any], axis: str) -> str:
-    value = point.get(axis)
+    value: Any = point.get(axis)
     if axis == "hardware":
         return str(value["label"])
     if axis == "precision":

@@ -223,7 +223,8 @@ def _wide_rows(records: Sequence[Table7Record]) -> tuple[list[str], list[list[st
         if key in seen:
             continue
         seen.append(key)
-        dense, sparse = cells[(*key, "dense")], cells[(*key, "sparse")]
+        dense_key, sparse_key = (*key, "dense"), (*key, "sparse")
+        dense, sparse = cells[dense_key], cells[sparse_key]
         rows.append(
             [
                 r.model,

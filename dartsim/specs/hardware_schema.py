@@ -202,6 +202,5 @@ RETIRED_KEYS = {
     "launch_overhead_source": "replaced by launch.source",
 }
 
-FIELD_BY_PATH: dict[str, Field] = {f.path: f for f in FIELDS}
 CALIBRATABLE = tuple(f.path for f in FIELDS if f.kind in ("number", "fraction", "rates"))
 """Fields a fit may change (those a preset lists under `calibrated`)."""

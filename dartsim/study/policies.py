@@ -13,15 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from dartsim.policies._calibration import CalibrationStats, calibrate
-from dartsim.record.model import LoadedModel
-from dartsim.study.quality import EvalItem, quality
 from dartsim.trace.types import Trace
+
+if TYPE_CHECKING:
+    import torch
+
+    from dartsim.policies._calibration import CalibrationStats
+    from dartsim.record.model import LoadedModel
+    from dartsim.study.quality import EvalItem
 
 DEFAULT_SPARSITIES = (0.3, 0.5, 0.7)
 DEFAULT_TARGETS = (
@@ -71,6 +74,8 @@ def settings(sparsities: Sequence[float]) -> list[Setting]:
 
 def record_item(loaded: LoadedModel, recorder: Any, item: EvalItem) -> tuple[Trace, torch.Tensor]:
     """(trace, logits [C, V]) of one setting (prepared as `recorder`) teacher-forced on one item."""
+    import torch
+
     from dartsim.record.loop import GenerationOptions
     from dartsim.record.session import record
 
@@ -103,18 +108,20 @@ def kept_fractions(trace: Trace) -> dict[str, float]:
 
 def replay_cost(traces: Sequence[Trace], model: str, hw_name: str) -> dict[str, float]:
     """Mean over items of bytes per generated token and TPOT, and the tensor-parallel degree."""
-    from dartsim.replay.job import ReplayJob, prepare, run_prepared
+    from dartsim.replay.job import ReplayJob, run_job
     from dartsim.specs.hardware import load_hardware_spec
     from dartsim.specs.model import load_model_spec
 
     spec, hw = load_model_spec(model), load_hardware_spec(hw_name)
-    per_token, tpot, tps = [], [], []
+    per_token: list[float] = []
+    tpot: list[float] = []
+    tps: list[int] = []
     for trace in traces:
-        prepared = prepare(ReplayJob((trace,), spec, hw, tp="auto"))
-        run = run_prepared(prepared).run
+        result = run_job(ReplayJob((trace,), spec, hw, tp="auto"))
+        run = result.run
         per_token.append(run.totals.bytes / run.tokens)
-        tpot.append(run.tpot_s)
-        tps.append(prepared.tp)
+        tpot.append(run.tpot_s or 0.0)
+        tps.append(result.setup.tp)
     n = len(traces)
     return {"bytes_per_token": sum(per_token) / n, "tpot_s": sum(tpot) / n, "tp": max(tps)}
 
@@ -128,7 +135,11 @@ def run_policies_study(
     stats: CalibrationStats | None = None,
 ) -> dict[str, Any]:
     """Every setting on every item: the payload reports/policies.md is rendered from."""
+    import torch
+
     from dartsim.policies import get_policy
+    from dartsim.policies._calibration import calibrate
+    from dartsim.study.quality import quality
 
     if stats is None and any(get_policy(s.policy).needs_calibration for s in chosen):
         say("calibrating on the shipped calibration text")

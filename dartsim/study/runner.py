@@ -113,7 +113,7 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
             precision=precision,
             compare_dense=True,
         )
-        prepared = prepare(job)
+        prepared = prepare(job)  # what cannot run is a skip; what fails while running is not
     except UserError as exc:
         return {"key": key, "point": point, "skipped": str(exc)}
     result = run_prepared(prepared)
@@ -121,7 +121,7 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
     assert dense is not None
     sc, dc = run.components, dense.components
     row = {
-        "tp_used": prepared.tp,
+        "tp_used": result.setup.tp,
         "time_s": run.totals.time_s,
         "dense_time_s": dense.totals.time_s,
         "speedup": result.speedup,

@@ -111,7 +111,7 @@ def _hardware(item: Any, where: str, folder: Path) -> dict[str, Any]:
             if (isinstance(value, bool) and kind == "scale") or not isinstance(value, allowed):
                 what = "a number, a string, true/false or null (remove)" if kind == "set" else "a number"
                 raise UserError(f"{where}: hardware {kind} {path!r} must be {what}, got {value!r:.60}")
-            if kind == "scale" and value <= 0:
+            if kind == "scale" and isinstance(value, (int, float)) and value <= 0:
                 raise UserError(f"{where}: hardware scale {path!r} must be positive, got {value}")
     label = item.get("label")
     if label is None:
@@ -215,7 +215,7 @@ def load_study(path: Path) -> dict[str, Any]:
         count *= len(values)
     if count > MAX_POINTS:
         raise UserError(f"{where}: the axes expand to {count} points, more than {MAX_POINTS}")
-    labels = [h["label"] for h in axes["hardware"]]
+    labels = [h["label"] for h in axes["hardware"] if isinstance(h, dict)]
     if len(set(labels)) != len(labels):
         raise UserError(f"{where}: hardware labels must be distinct, got {labels}")
     names = list(axes)

@@ -25,7 +25,7 @@ def mean_keep_ratio_per_layer(trace: Trace) -> list[float] | None:
     if weights.sum() == 0:
         return None
     ratios = trace.epochs.keep_ratio
-    return ((weights[:, None] * ratios).sum(axis=0) / weights.sum()).tolist()  # type: ignore[no-any-return]
+    return ((weights[:, None] * ratios).sum(axis=0) / weights.sum()).tolist()
 
 
 def drift_detection_rate(trace: Trace) -> float | None:

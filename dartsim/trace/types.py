@@ -38,7 +38,7 @@ class _Arrays:
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> Any:
-        return cls(**{f.name: _array(raw[f.name]) for f in fields(cls)})  # type: ignore[call-arg, arg-type]
+        return cls(**{f.name: _array(raw[f.name]) for f in fields(cls)})  # type: ignore[arg-type]
 
     def to_mapping(self) -> dict[str, Any]:
         import torch
@@ -173,10 +173,6 @@ class PolicySection:
     weight_format: str
     weight_density: np.ndarray
     """[L] fraction of each layer's decoder weights kept."""
-
-    @property
-    def prunes_heads(self) -> bool:
-        return not bool(self.head_masks.all())
 
 
 @dataclass(frozen=True)

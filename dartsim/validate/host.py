@@ -5,6 +5,7 @@ work dartsim models, timed, beside dartsim's prediction on a hardware file of th
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -131,7 +132,7 @@ def _layer(spec: ModelSpec, kept: int, phase: str, length: int) -> Callable[[], 
     from transformers.cache_utils import DynamicCache
     from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRotaryEmbedding
 
-    config = LlamaConfig(
+    config = LlamaConfig(  # type: ignore[call-arg]
         hidden_size=spec.hidden_size,
         intermediate_size=kept,
         num_attention_heads=spec.num_heads,
@@ -186,8 +187,8 @@ def cases(quick: bool = False) -> list[Case]:
             Case(
                 f"smollm2-135m prefill {n} tokens",
                 "smollm2",
-                lambda n=n: _smol_prefill(smol, n),
-                lambda hw, n=n: _predict_step(spec, StepShape.prefill(1, n), hw),
+                functools.partial(_smol_prefill, smol, n),
+                functools.partial(_predict_step, spec, StepShape.prefill(1, n)),
             )
         )
     for c in decode_ctx:
@@ -195,8 +196,8 @@ def cases(quick: bool = False) -> list[Case]:
             Case(
                 f"smollm2-135m decode at context {c}",
                 "smollm2",
-                lambda c=c: _smol_decode(smol, c),
-                lambda hw, c=c: _predict_step(spec, StepShape.decode(1, c), hw),
+                functools.partial(_smol_decode, smol, c),
+                functools.partial(_predict_step, spec, StepShape.decode(1, c)),
             )
         )
     models = QUICK_LAYER_MODELS if quick else LAYER_MODELS
@@ -217,8 +218,8 @@ def cases(quick: bool = False) -> list[Case]:
                     Case(
                         f"{name} layer {phase} {what}, {label}",
                         "layer",
-                        lambda s=layer_spec, k=kept, p=phase, n=length: _layer(s, k, p, n),
-                        lambda hw, s=layer_spec, sh=shape, k=kept: _predict_layer(s, sh, k, hw),
+                        functools.partial(_layer, layer_spec, kept, phase, length),
+                        functools.partial(_predict_layer, layer_spec, shape, kept),
                     )
                 )
     return out

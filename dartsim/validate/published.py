@@ -47,7 +47,7 @@ METRICS = {
 }
 SPLITS = ("calibration", "held-out")
 UNIT_SCALE = {"ms": MS, "s": 1.0, "tokens/s": 1.0}
-ROW_KEYS = {
+ROW_KEYS: dict[str, type | tuple[type, ...]] = {
     "id": str,
     "source": str,
     "split": str,

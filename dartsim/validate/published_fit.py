@@ -33,7 +33,6 @@ LINEAR_FIELDS = {
 searches (microseconds)."""
 NONLINEAR_FIELDS = {"compute.gemm.efficiency": (0.2, 1.0)}
 """Fields searched by golden section, each trial refitting the linear fields."""
-FITTABLE = (*LINEAR_FIELDS, *NONLINEAR_FIELDS)
 COARSE_POINTS = 21
 FINE_POINTS = 11
 GOLDEN_STEPS = 9

@@ -74,10 +74,6 @@ class MatmulShape:
     attention: bool = False
 
 
-COLLECTIVES = ("all_reduce", "all_gather")
-ALLREDUCE_HOPS_RULE = "ring: 2(p-1), tree: 2 ceil(log2 p), two_shot: 2, one_shot: 1"
-
-
 @dataclass(frozen=True)
 class Collective:
     """A tensor-parallel collective: `op` over `tp` devices with `algorithm`, on a

@@ -24,7 +24,7 @@ def importance_paper(s_bar: np.ndarray) -> np.ndarray:
     total = s.sum()
     if total <= 0:
         return np.ones_like(s)
-    return 1.0 - s / total  # type: ignore[no-any-return]
+    return 1.0 - s / total
 
 
 def depth_factor(num_layers: int, alpha_e: float, alpha_l: float, beta_e: float, beta_l: float) -> np.ndarray:
@@ -42,7 +42,7 @@ def _weights(importance: np.ndarray, depth: np.ndarray, idx: np.ndarray) -> np.n
     w = importance[idx] * depth[idx]
     if w.sum() <= 0:
         return np.full_like(w, 1.0 / len(w))
-    return w / w.sum()  # type: ignore[no-any-return]
+    return w / w.sum()
 
 
 def allocate_paper(

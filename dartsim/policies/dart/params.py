@@ -106,11 +106,6 @@ class DartParams:
         if not 0.0 <= self.p_min <= self.p_max < 1.0:
             raise UserError(f"need 0 <= p_min <= p_max < 1, got p_min={self.p_min}, p_max={self.p_max}")
 
-    @property
-    def windows(self) -> int:
-        """K = T / tau reference windows."""
-        return self.reference_tokens // self.tau
-
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 

@@ -76,7 +76,10 @@ class DartRecorder:
             self.layers, params.alpha_e, params.alpha_l, params.beta_e, params.beta_l
         )
         needs_proxy = params.ranking not in ("sum-of-squares", "magnitude")
-        self.proxy_max, self.proxy_mean = self._vocab_proxies() if needs_proxy else (None, None)
+        self.proxy_max: torch.Tensor | None = None
+        self.proxy_mean: torch.Tensor | None = None
+        if needs_proxy:
+            self.proxy_max, self.proxy_mean = self._vocab_proxies()
         self.acc: Accumulator | None = None
         self.masks: list[torch.Tensor | None] | None = None  # float 0/1 [m] per layer (zero mode)
         self.on_last_attention: Callable[[torch.Tensor], None] | None = None
@@ -215,7 +218,7 @@ class DartRecorder:
         dtype = self.ffn[0][0].weight.dtype
         device = self.ffn[0][0].weight.device
         if self.settings.mask_apply == "zero":
-            masks = []
+            masks: list[torch.Tensor | None] = []
             for idx in kept:
                 mask = torch.zeros(self.width, dtype=dtype, device=device)
                 mask[idx.to(device)] = 1
