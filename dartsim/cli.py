@@ -43,7 +43,18 @@ def check_destinations(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dartsim.commands import hardware, models, record, replay, report, study, table7, trace, validate
+    from dartsim.commands import (
+        hardware,
+        models,
+        record,
+        replay,
+        report,
+        stack,
+        study,
+        table7,
+        trace,
+        validate,
+    )
 
     parser = _Parser(
         prog="dartsim",
@@ -58,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  dartsim models                     list the model presets\n"
             "  dartsim hw list                    list the hardware presets\n"
             "  dartsim hw show l40s               one preset, with the source of every figure\n"
+            "  dartsim stack list                 list the software-stack presets\n"
             "  dartsim table7                     the paper's Table 7, reproduced\n"
             "  dartsim table7 --keep 0.5 --format json --out t7.json\n\n"
             "Run 'dartsim COMMAND --help' for a command's options."
@@ -68,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     models.register(sub)
     hardware.register(sub)
+    stack.register(sub)
     table7.register(sub)
     record.register(sub)
     trace.register(sub)

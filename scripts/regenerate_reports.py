@@ -44,7 +44,10 @@ REPORTS: list[tuple[str, list[str]]] = [
             "OUT",
         ],
     ),
-    ("host-check.md", ["report", "host-check", *TRACES, "--out", "OUT"]),
+    (
+        "host-check.md",
+        ["report", "host-check", *TRACES, "--hw", "traces/host-2026-11-23.yaml", "--out", "OUT"],
+    ),
     (
         "sweep-70b.md",
         [
@@ -81,6 +84,8 @@ REPORTS: list[tuple[str, list[str]]] = [
         ],
     ),
     ("validation-gpu.md", ["validate", "--published", "--out", "OUT"]),
+    ("validation-gpu.csv", ["validate", "--published", "--format", "csv", "--out", "OUT"]),
+    ("stacks.md", ["stack", "list", "--out", "OUT"]),
     ("policies.md", ["report", "policies", "--from-json", "reports/policies.json", "--out", "OUT"]),
     ("detector.md", ["report", "detector", "--from-json", "reports/detector.json", "--out", "OUT"]),
     *[(f"study-{name}", ["study", f"studies/{name}.yaml", "--out", "OUT", "--quiet"]) for name in STUDIES],

@@ -93,13 +93,46 @@ def test_hw_show_output_is_a_hardware_file_that_loads_back(run_cli, tmp_path: Pa
         path.write_text(run_cli("hw", "show", name).out)
         again = load_hardware_spec(str(path))
         preset = load_hardware_spec(name)
-        assert (again.memory, again.compute, again.launch, again.link) == (
+        assert (again.memory, again.compute, again.link, again.default_stack) == (
             preset.memory,
             preset.compute,
-            preset.launch,
             preset.link,
+            preset.default_stack,
         )
         assert again.sources == preset.sources
+
+
+def test_stack_show_output_is_a_stack_file_that_loads_back(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from dartsim.specs.stack import load_stack_spec, stack_preset_names
+
+    for name in stack_preset_names():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(run_cli("stack", "show", name).out)
+        again, preset = load_stack_spec(str(path)), load_stack_spec(name)
+        for part in ("launch", "allreduce", "fusion", "attention", "prefill", "memory"):
+            assert getattr(again, part) == getattr(preset, part), (name, part)
+        assert (again.sources, again.devices, again.calibrated) == (
+            preset.sources,
+            preset.devices,
+            preset.calibrated,
+        )
+
+
+def test_stack_list_names_every_preset_and_its_launch(run_cli) -> None:  # type: ignore[no-untyped-def]
+    from dartsim.specs.stack import stack_preset_names
+
+    rows = json.loads(run_cli("stack", "list", "--format", "json").out)
+    assert [r["name"] for r in rows] == stack_preset_names()
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["trtllm-0.9"]["launch"] == "eager" and by_name["vllm"]["launch"] == "graph"
+    assert by_name["pytorch-cpu"]["launch"] == "eager, synchronous"
+
+
+def test_an_unknown_stack_is_one_line_listing_the_presets(run_cli) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli("simulate", "--model", "llama-3.1-8b", "--hw", "h100-sxm", "--stack", "tensorflow")
+    assert result.code == 2
+    assert "unknown software stack 'tensorflow'" in result.err and "vllm" in result.err
+    assert len(result.err.strip().splitlines()) == 1
 
 
 def test_hw_show_accepts_a_yaml_path(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

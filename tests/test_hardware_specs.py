@@ -13,18 +13,21 @@ import yaml
 from dartsim.errors import UserError
 from dartsim.specs.dtypes import FP8, FP16
 from dartsim.specs.hardware import hardware_preset_names, load_hardware_spec
+from dartsim.specs.stack import default_stack
 from dartsim.units import GB, TFLOP
 
 REQUIRED_PRESETS = {"l40s", "h100-sxm", "h100-pcie", "h200", "a100-sxm-80gb", "b200", "mi300x"}
 
 # Datasheet figures from shared/reference/hardware.md: bandwidth (GB/s), FP8 and FP16
-# dense peaks (TFLOP/s, None where the device has no FP8), capacity (GB).
+# dense peaks (TFLOP/s, None where the device has no FP8), capacity (GB). The "80 GB" of
+# A100 and H100 is 80 GiB (nvidia-smi reports 81920 and 81559 MiB): 85.899 GB.
+GIB80 = 80 * 2**30 / 1e9
 DATASHEET = {
     "l40s": (864, 733, 362, 48),
-    "h100-sxm": (3350, 1979, 989.5, 80),
-    "h100-pcie": (2000, 1513, 756.5, 80),
+    "h100-sxm": (3350, 1979, 989.5, GIB80),
+    "h100-pcie": (2000, 1513, 756.5, GIB80),
     "h200": (4800, 1979, 989.5, 141),
-    "a100-sxm-80gb": (2039, None, 312, 80),
+    "a100-sxm-80gb": (2039, None, 312, GIB80),
     "b200": (7700, 4500, 2250, 180),
     "mi300x": (5300, 2614.9, 1307.4, 192),
 }
@@ -39,7 +42,7 @@ def test_presets_use_dense_datasheet_peaks(name: str) -> None:
     hw = load_hardware_spec(name)
     bandwidth, fp8, fp16, capacity = DATASHEET[name]
     assert hw.memory.peak_bandwidth_bytes_per_s == pytest.approx(bandwidth * GB)
-    assert hw.memory.capacity_bytes == capacity * GB
+    assert hw.memory.capacity_bytes == pytest.approx(capacity * GB, rel=1e-5)
     assert hw.compute.tensor_flops_per_s["fp16"] == pytest.approx(fp16 * TFLOP)
     if fp8 is None:
         assert not hw.has_tensor_dtype(FP8)
@@ -49,13 +52,13 @@ def test_presets_use_dense_datasheet_peaks(name: str) -> None:
         assert hw.tensor_flops_per_s(FP8) == pytest.approx(2 * hw.tensor_flops_per_s(FP16), rel=0.02)
 
 
-EFFICIENCY_FIELDS = ("memory.efficiency", "compute.attention_efficiency", "link.efficiency")
+EFFICIENCY_FIELDS = ("memory.efficiency", "link.efficiency")
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED_PRESETS))
 def test_every_section_and_efficiency_cites_a_source(name: str) -> None:
     hw = load_hardware_spec(name)
-    sections = {"memory", "compute", "compute.gemm", "on_chip", "noc", "link", "host_link", "launch"}
+    sections = {"memory", "compute", "compute.gemm", "on_chip", "noc", "link", "host_link"}
     assert sections <= set(hw.sources)
     for key in EFFICIENCY_FIELDS:
         assert key in hw.sources, f"{name}: {key} has no source of its own"
@@ -64,13 +67,31 @@ def test_every_section_and_efficiency_cites_a_source(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED_PRESETS))
-def test_gpu_presets_state_their_launch_and_collective_model(name: str) -> None:
+def test_gpu_presets_hold_hardware_and_name_a_stack(name: str) -> None:
+    """A GPU preset holds the link's topology and latency, and names a software stack
+    that loads; launch, collective and attention-kernel costs are not in it."""
     hw = load_hardware_spec(name)
-    assert hw.launch.mode == "graph" and not hw.launch.synchronous
-    assert hw.launch.kernel_gap_s > 0 and hw.launch.host_issue_s > 0
-    assert hw.link.allreduce_call_s >= 0 and hw.link.latency_s > 0
+    assert hw.link.latency_s > 0 and hw.link.topology in ("switch", "full_mesh", "pcie")
+    assert hw.link.max_devices >= 1
     assert not hw.on_chip.weight_prefetch
     assert hw.defaults == ()  # every field of a shipped preset is written out with its source
+    stack = default_stack(hw)
+    assert stack.launch.mode == "graph" and not stack.launch.synchronous
+    text = Path(hw.source_file).read_text()
+    for moved in ("launch:", "attention_efficiency", "allreduce_call_us"):
+        assert moved not in text
+
+
+@pytest.mark.parametrize("key", ["launch", "attention_efficiency", "allreduce_call_us"])
+def test_moved_keys_point_to_the_stack_file(tmp_path: Path, key: str) -> None:
+    data = _preset_dict()
+    section = {"launch": data, "attention_efficiency": data["compute"], "allreduce_call_us": data["link"]}[
+        key
+    ]
+    section[key] = {"mode": "graph"} if key == "launch" else 1.0
+    path = _write(tmp_path, data)
+    with pytest.raises(UserError, match="moved to the software stack file"):
+        load_hardware_spec(path)
 
 
 def test_fp8_on_a100_is_an_error_naming_file_and_field() -> None:
@@ -171,16 +192,15 @@ def _mutated(path_in_doc: list[str], value: Any, delete: bool = False) -> dict[s
         (["memory"], None, True, "missing key 'memory'"),
         (["memory", "capacity_gb"], 1.0e300, False, "'memory.capacity_gb' must be at most 100000"),
         (["memory", "latency_ns"], -1, False, "'memory.latency_ns' must be zero or positive, got -1"),
-        (["launch", "mode"], "lazy", False, "'launch.mode' must be one of graph, eager, got 'lazy'"),
-        (["launch", "synchronous"], "yes", False, "'launch.synchronous' must be true or false"),
-        (["link", "allreduce_algorithm"], "butterfly", False, "'link.allreduce_algorithm' must be one of"),
+        (["link", "topology"], "torus", False, "'link.topology' must be one of switch, full_mesh, pcie"),
+        (["link", "max_devices"], 0, False, "'link.max_devices' must be a positive integer, got 0"),
         (["compute", "gemm", "tile_m"], 0, False, "'compute.gemm.tile_m' must be a positive integer, got 0"),
         (["calibrated"], ["memory.type"], False, "names 'memory.type', which is not a numeric field"),
         (
             ["launch_overhead_us"],
             4,
             False,
-            "unknown key 'launch_overhead_us': replaced by the launch section",
+            "unknown key 'launch_overhead_us': the launch costs are moved to the software stack file",
         ),
         (["memory", "latency_nanos_source"], "x", False, "unknown key 'memory.latency_nanos_source'"),
     ],

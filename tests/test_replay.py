@@ -19,8 +19,9 @@ from dartsim.replay.run import run_steps
 from dartsim.replay.steps import build_steps, check_retarget, expand
 from dartsim.specs.hardware import load_hardware_spec
 from dartsim.specs.model import load_model_spec
+from dartsim.specs.stack import default_stack
 from dartsim.trace import save_trace
-from dartsim.workload import Execution, Precision, StepShape, step_kernels
+from dartsim.workload import Precision, StepShape, step_kernels
 
 SMALL_T = DartParams(reference_tokens=20, tau=10)
 """A short reference so that short synthetic traces have room for re-triggers."""
@@ -54,22 +55,30 @@ BLOCK_CASES = [
     ("llama-3.1-70b", "h100-sxm", 4, ("decode", 1, (900, 1700, 33)), False),
     ("llama-3.1-70b", "a100-sxm-80gb", 8, ("decode", 1, (4096,)), True),
     ("smollm2-135m", "cpu-host", 1, ("prefill", 64, (64,)), False),
+    ("llama-3.1-70b", "h100-sxm", 2, ("decode", 1, (300, 2000)), False, "trtllm-0.9"),
+    ("llama-3.1-8b", "h100-sxm", 1, ("prefill", 128, (128,)), True, "vllm"),
+    ("llama-3.1-8b", "l40s", 1, ("decode", 1, (700,)), True, "pytorch-eager"),
 ]
 
 
 @pytest.mark.parametrize("case", BLOCK_CASES, ids=lambda c: f"{c[0]}-{c[1]}-tp{c[2]}-{c[3][0]}")
 def test_block_costing_equals_the_kernel_by_kernel_simulation(case) -> None:  # type: ignore[no-untyped-def]
-    """With additive timing a step is the sum of cached blocks; nothing changes."""
+    """Without a streamer a step is costed from cached blocks (additive launch: their sum;
+    eager issue: the closed form over their kernel bodies); nothing changes."""
     from dartsim.engine.costing import ReplayStep, StepCoster
     from dartsim.specs.dtypes import FP16, FP32
+    from dartsim.specs.stack import stack_for
 
-    model, hw_name, tp, (phase, new, contexts), observe = case
+    model, hw_name, tp, (phase, new, contexts), observe, *named = case
     spec, hw = load_model_spec(model), load_hardware_spec(hw_name)
     formats = {"cpu-host": Precision(FP32, FP32, FP32), "a100-sxm-80gb": Precision(FP16, FP16, FP16)}
     prec = formats.get(hw_name, Precision())
     kept = tuple((spec.intermediate_size * (3 + i % 5)) // 10 // tp * tp for i in range(spec.num_layers))
-    coster = StepCoster(spec, hw, ReplayConfig(tp=tp, precision=prec))
-    assert coster.additive
+    stack = stack_for(named[0], hw) if named else default_stack(hw)
+    coster = StepCoster(spec, hw, ReplayConfig(tp=tp, precision=prec, stack=stack))
+    assert coster.blockwise
+    if named:
+        assert not coster.additive(phase)  # eager issue: the closed form
     step = ReplayStep(phase, new, contexts, kept, observe)
     fast = coster.decomposed(step, contexts)
     full, _ = coster.simulate(step, contexts)
@@ -84,8 +93,10 @@ def test_a_streamer_or_eager_issue_turns_block_costing_off() -> None:
     from dartsim.engine.costing import StepCoster
 
     spec, hw = load_model_spec("llama-3.1-8b"), load_hardware_spec("h100-sxm")
-    assert not StepCoster(spec, hw, ReplayConfig(prefetch=True)).additive
-    assert not StepCoster(spec, hw, ReplayConfig(launch="eager")).additive
+    assert StepCoster(spec, hw, ReplayConfig()).additive("decode")
+    assert not StepCoster(spec, hw, ReplayConfig()).additive("prefill")  # vllm's graphs: decode only
+    assert not StepCoster(spec, hw, ReplayConfig(prefetch=True)).additive("decode")
+    assert not StepCoster(spec, hw, ReplayConfig(launch="eager")).additive("decode")
 
 
 def test_runs_break_where_a_sequence_changes_epoch_or_leaves_the_batch() -> None:
@@ -94,7 +105,7 @@ def test_runs_break_where_a_sequence_changes_epoch_or_leaves_the_batch() -> None
     spec = load_model_spec("smollm2-135m")
     a = synth_trace(spec, 16, 200, 1, 0.6, seed=1, params=SMALL_T)
     b = synth_trace(spec, 16, 120, 0, 0.6, seed=2, params=SMALL_T)
-    runs = build_steps([a, b], spec, False)
+    runs = build_steps([a, b], spec, False, scheduling="sequential")
     steps = expand(runs)
     assert step_count(runs) == len(steps) == 2 + 199  # two prefills, then a's 199 decode steps
     assert [len(s.contexts) for s in steps[2:]] == [2] * 119 + [1] * 80
@@ -112,17 +123,26 @@ def test_replay_totals_equal_the_workload_model() -> None:
     spec = load_model_spec("smollm2-135m")
     trace = synth_trace(spec, 16, 200, 1, 0.5, params=SMALL_T)
     steps = build_steps([trace], spec, False)
-    result = run_steps(steps, spec, load_hardware_spec("l40s"), ReplayConfig(memoize=True))
+    hw = load_hardware_spec("l40s")
+    result = run_steps(steps, spec, hw, ReplayConfig(memoize=True))
     expected_bytes = expected_flops = 0
     for step in expand(steps):
-        shape = StepShape(step.phase, len(step.contexts), step.new_tokens, max(step.contexts), step.contexts)
-        kernels = step_kernels(spec, shape, list(step.kept), execution=Execution(dart_observe=step.observe))
+        kernels = _step_kernels(spec, hw, step)
         expected_bytes += sum(k.bytes for k in kernels)
         expected_flops += sum(k.flops for k in kernels)
     mask_bytes = sum(b.bytes for b in result.mask_builds)
+    mask_flops = sum(b.flops for b in result.mask_builds)
+    assert mask_flops > 0  # DART's top-k at each mask build counts
     assert result.totals.bytes == expected_bytes + mask_bytes
-    assert result.totals.flops == expected_flops
+    assert result.totals.flops == expected_flops + mask_flops
     assert len(result.mask_builds) == 2  # the first mask and one re-trigger
+
+
+def _step_kernels(spec, hw, step):  # type: ignore[no-untyped-def]
+    """The workload model's kernels of one replay step, as the replay's coster builds them."""
+    from dartsim.engine.costing import StepCoster
+
+    return StepCoster(spec, hw, ReplayConfig()).kernels(step, step.contexts)
 
 
 def test_batches_fetch_the_union_of_kept_neurons() -> None:
@@ -343,7 +363,8 @@ def test_sweep_covers_the_grid_and_skips_what_cannot_run(run_cli, synth_file: Pa
         ("h100-sxm", 1, "compact"),
         ("h100-sxm", 1, "gather"),
     ]
-    assert "skipped a100-sxm-80gb" in result.err and "skipped l40s --tp 3" in result.err
+    assert "skipped a100-sxm-80gb vllm" in result.err and "skipped l40s vllm --tp 3" in result.err
+    assert {r["stack"] for r in rows} == {"vllm"}
     for row in rows:
         assert row["speedup"] == pytest.approx(row["dense_time_s"] / row["time_s"])
         assert row["bytes"] < row["dense_bytes"]
@@ -449,15 +470,14 @@ def test_components_split_the_totals_and_other_is_what_no_block_holds() -> None:
     assert sum(parts[n].share_time for n in parts) == pytest.approx(1.0)
     outside_bytes = outside_flops = 0
     for step in expand(steps):
-        shape = StepShape(step.phase, len(step.contexts), step.new_tokens, max(step.contexts), step.contexts)
-        kernels = step_kernels(spec, shape, list(step.kept), execution=Execution(dart_observe=step.observe))
+        kernels = _step_kernels(spec, load_hardware_spec("l40s"), step)
         outside = [k for k in kernels if k.component.value not in ("attention", "mlp")]
         outside_bytes += sum(k.bytes for k in outside)
         outside_flops += sum(k.flops for k in outside)
     builds = sum(b.bytes for b in result.mask_builds)
     assert parts["other"].mask_builds_bytes == builds > 0
     assert parts["other"].bytes == outside_bytes + builds
-    assert parts["other"].flops == outside_flops
+    assert parts["other"].flops == outside_flops + sum(b.flops for b in result.mask_builds)
     assert parts["attention"].bytes == sum(row.attention.bytes for row in result.layers)
 
 
@@ -487,12 +507,27 @@ def test_csv_output_is_tidy_and_carries_what_json_does(run_cli, synth_file: Path
     args = _compare_8b(synth_file)
     data = json.loads(run_cli(*args, "--format", "json").out)
     rows = list(csv.reader(io.StringIO(run_cli(*args, "--format", "csv").out)))
-    assert rows[0] == ["run", "scope", "component", "metric", "value", "unit"]
-    assert all(len(r) == 6 for r in rows)
-    cell = {(r[0], r[1], r[2], r[3]): r[4] for r in rows[1:]}
+    assert rows[0] == ["run", "stack", "scope", "component", "metric", "value", "unit"]
+    assert all(len(r) == 7 for r in rows)
+    assert {r[1] for r in rows[1:]} == {data["stack"]}
+    cell = {(r[0], r[2], r[3], r[4]): r[5] for r in rows[1:]}
     assert len(cell) == len(rows) - 1, "each (run, scope, component, metric) appears once"
     assert int(cell[("run", "total", "all", "bytes")]) == data["totals"]["bytes"]
     assert int(cell[("dense", "total", "mlp", "bytes")]) == data["dense"]["components"]["mlp"]["bytes"]
     assert float(cell[("run", "total", "all", "tpot_s")]) == pytest.approx(data["tpot_s"])
     assert float(cell[("run", "total", "all", "speedup_vs_dense")]) == pytest.approx(data["speedup"])
     assert int(cell[("run", "layer 3", "attention", "bytes")]) == data["layers"][3]["attention"]["bytes"]
+
+
+def test_sweep_has_a_stack_axis_and_the_stack_changes_the_time(run_cli, synth_file: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run_cli(
+        "sweep", str(synth_file), "--model", "llama-3.1-8b", "--hw", "h100-sxm", "--tp", "1",
+        "--mask-apply", "compact", "--stack", "vllm,trtllm-0.9,pytorch-eager", "--format", "json", "--quiet",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    rows = json.loads(result.out)
+    labels = [r["stack"].split(" ")[0] for r in rows]
+    assert labels == ["vllm", "trtllm-0.9", "pytorch-eager"]
+    times = {label: r["time_s"] for label, r in zip(labels, rows, strict=True)}
+    assert times["pytorch-eager"] > times["vllm"]  # eager, unfused, host-bound
+    assert len(set(times.values())) == 3

@@ -37,7 +37,8 @@ def test_report_figures_equal_what_replay_says(run_cli, tmp_path: Path) -> None:
         == 0
     )
     rows = list(csv.DictReader((out / "results.csv").open()))
-    assert list(rows[0]) == ["model", "run", "scope", "component", "metric", "value", "unit"]
+    assert list(rows[0]) == ["model", "run", "stack", "scope", "component", "metric", "value", "unit"]
+    assert {r["stack"] for r in rows} == {"vllm"}
     cell = {(r["model"], r["run"], r["scope"], r["component"], r["metric"]): r["value"] for r in rows}
     replay = json.loads(
         run_cli("replay", TRACE, "--hw", "l40s", "--model", "llama-3.1-8b", "--tp", "auto", "--compare-dense",

@@ -111,17 +111,35 @@ def test_unfused_swiglu_adds_the_round_trip_of_gate_and_up(llama8b: ModelSpec) -
 def test_sub_byte_and_byte_formats_scale_weight_bytes(llama8b: ModelSpec) -> None:
     shape = StepShape.decode(1, 16)
 
-    def weights(dtype):  # type: ignore[no-untyped-def]
+    def weights(dtype, scales=False):  # type: ignore[no-untyped-def]
         kernels = layer_kernels(llama8b, shape, 0, precision=Precision(weight=dtype))
         return sum(
             t.bytes
             for k in kernels
             for t in k.reads
-            if t.kind is TensorKind.WEIGHT and t.name.startswith("W_")
+            if t.kind is TensorKind.WEIGHT
+            and t.name.startswith("W_")
+            and t.name.endswith(".scales") == scales
         )
 
     assert weights(INT8) == 2 * weights(INT4)
     assert weights(FP16) == 2 * weights(FP8)
+    # int4 carries one fp16 scale per 128 weights (group-wise quantisation); 8-bit formats none
+    assert weights(INT4, scales=True) == weights(INT8) // 128 * 2
+    assert weights(INT8, scales=True) == 0
+
+
+def test_int4_weights_pay_dequantisation_work(llama8b: ModelSpec) -> None:
+    shape = StepShape.decode(1, 16)
+    flops = {
+        dtype: sum(
+            k.flops_vector for k in layer_kernels(llama8b, shape, 0, precision=Precision(weight=dtype))
+        )
+        for dtype in (INT8, INT4)
+    }
+    d, m = llama8b.hidden_size, llama8b.intermediate_size
+    linear = d * (llama8b.q_width + 2 * llama8b.kv_width) + llama8b.q_width * d + 3 * d * m
+    assert flops[INT4] - flops[INT8] == 2 * linear  # convert and scale every weight once
 
 
 def test_qwen2_biases_and_qwen3_qk_norms_are_counted() -> None:

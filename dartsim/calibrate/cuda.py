@@ -164,6 +164,24 @@ def measure(quick: bool = False, progress: Callable[[str], None] | None = None) 
     )
 
 
+def stack_document(meas: CudaMeasurements, name: str) -> dict[str, Any]:
+    """The stack measured here: the pytorch-eager preset with the measured per-kernel gap
+    (inside a CUDA graph), host issue time (eager) and graph launch cost."""
+    from dartsim.calibrate.timing import measured_stack
+
+    where = (
+        f"measured on {meas.device} (torch {meas.torch_version}) by dartsim calibrate --device cuda "
+        f"on {meas.when}: a CUDA graph of {TINY_KERNELS} tiny kernels (gap per kernel), the same kernels "
+        "issued eagerly from Python (host time per kernel), and a one-kernel graph (launch cost)"
+    )
+    values = {
+        "launch.kernel_gap_us": round(meas.kernel_gap_s * US_PER_S, 3),
+        "launch.host_issue_us": round(meas.host_issue_s * US_PER_S, 3),
+        "launch.graph_launch_us": round(meas.graph_launch_s * US_PER_S, 3),
+    }
+    return measured_stack("pytorch-eager", name, values, where)
+
+
 def preset(base: HardwareSpec, meas: CudaMeasurements, name: str | None) -> tuple[dict[str, Any], GemmFit]:
     """The base file with the measured fields replaced, each with its source."""
     where = (
@@ -184,25 +202,12 @@ def preset(base: HardwareSpec, meas: CudaMeasurements, name: str | None) -> tupl
     comp["vector_efficiency"] = 1.0
     comp["vector_tflop_per_s_source"] = f"{where}: elementwise mul, add and exp over a 4 MiB tensor in L2"
     comp.pop("vector_efficiency_source", None)
-    launch = doc["launch"]
-    launch["kernel_gap_us"] = round(meas.kernel_gap_s * US_PER_S, 3)
-    launch["host_issue_us"] = round(meas.host_issue_s * US_PER_S, 3)
-    launch["step_overhead_us"] = round(meas.graph_launch_s * US_PER_S, 3)
-    launch["source"] = (
-        f"{where}: a CUDA graph of {TINY_KERNELS} tiny kernels (gap per kernel), the same kernels issued "
-        "eagerly from Python (host time per kernel), and a one-kernel graph (launch cost per step)"
-    )
-    for key in ("kernel_gap_us_source", "host_issue_us_source", "step_overhead_us_source"):
-        launch.pop(key, None)
     measured = {
         "memory.efficiency",
         "compute.vector_tflop_per_s",
         "compute.gemm.efficiency",
         "compute.gemm.k_overhead",
         "compute.gemm.m_overhead",
-        "launch.kernel_gap_us",
-        "launch.host_issue_us",
-        "launch.step_overhead_us",
     }
     doc["calibrated"] = sorted({*doc.get("calibrated", []), *measured})
     hw = hardware_spec_from_dict(doc, "calibration")

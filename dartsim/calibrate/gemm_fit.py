@@ -86,7 +86,7 @@ def fit_gemm(
     dev = device(hw)
     unit = replace(hw.compute, gemm=replace(hw.compute.gemm, efficiency=1.0, k_overhead=0.0, m_overhead=0.0))
     measured = np.log([s.seconds for s in samples])
-    fixed, ideal, kps, ms = [], [], [], []
+    fixed, ideal, kps, kscale, ms = [], [], [], [], []
     for s in samples:
         kernel = _kernel(s)
         cost = kernel_cost(kernel, dev)
@@ -102,11 +102,13 @@ def fit_gemm(
         fixed.append((launch, body_mem))
         ideal.append(compute_ideal)
         kps.append(t.k_per_split)
+        kscale.append(t.k_overhead_scale)
         ms.append(s.m)
     launch_s = np.array([f[0] for f in fixed])[:, None, None, None]
     mem_s = np.array([f[1] for f in fixed])[:, None, None, None]
     ideal_s = np.array(ideal)[:, None, None, None]
     kps_a = np.array(kps, dtype=float)[:, None, None, None]
+    kscale_a = np.array(kscale, dtype=float)[:, None, None, None]
     m_a = np.array(ms, dtype=float)[:, None, None, None]
 
     def search(
@@ -116,7 +118,7 @@ def fit_gemm(
         k0 = k_grid[None, None, :, None]
         m0 = m_grid[None, None, None, :]
         m_ramp = np.where(m_a == 1, 1.0, m_a / (m_a + m0))  # a single row runs as a GEMV: no ramp
-        compute = ideal_s / (e * kps_a / (kps_a + k0) * m_ramp)
+        compute = ideal_s / (e * kps_a / (kps_a + k0 * kscale_a) * m_ramp)
         predicted = launch_s + np.maximum(mem_s, compute)
         loss = np.mean((np.log(predicted) - measured[:, None, None, None]) ** 2, axis=0)
         i, j, k = np.unravel_index(int(np.argmin(loss)), loss.shape)

@@ -6,6 +6,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -42,3 +43,21 @@ def inner_for(fn: Callable[[], object], target_s: float = 0.02, limit: int = 10_
     fn()
     once = max(time.perf_counter() - start, 1e-7)
     return max(1, min(limit, int(target_s / once)))
+
+
+def measured_stack(base: str, name: str, values: dict[str, float], source: str) -> dict[str, Any]:
+    """A stack document: the preset `base` with measured launch fields (YAML paths and
+    units) replaced, each citing `source`, and listed as calibrated."""
+    from dartsim.specs.stack import load_stack_spec, stack_spec_from_dict, stack_to_yaml_dict
+
+    doc = stack_to_yaml_dict(load_stack_spec(base))
+    doc.pop("devices", None)
+    doc["name"] = name
+    doc["description"] = f"{doc['description']}; launch costs measured by dartsim calibrate"
+    for path, value in values.items():
+        section, _, key = path.partition(".")
+        doc[section][key] = value
+        doc[section][f"{key}_source"] = source
+    doc["calibrated"] = sorted({*doc.get("calibrated", []), *values})
+    stack_spec_from_dict(doc, "calibration")  # the document must load as it stands
+    return doc

@@ -16,11 +16,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from dartsim.errors import UserError
 from dartsim.report.render import FORMATS
 from dartsim.specs.dtypes import DTYPES, get_dtype
 from dartsim.workload import Precision
+
+if TYPE_CHECKING:
+    from dartsim.specs.hardware import HardwareSpec
+    from dartsim.specs.stack import StackSpec
 
 
 def emit(text: str, out: str | None) -> None:
@@ -68,6 +73,29 @@ def add_hw(parser: argparse.ArgumentParser, default: str | None = None, several:
         parser.add_argument("--hw", required=True, metavar="NAME|FILE", help=f"{what} (see dartsim hw list)")
     else:
         parser.add_argument("--hw", default=default, metavar="NAME|FILE", help=f"{what} (default {default})")
+
+
+def add_stack(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    """`--stack NAME|FILE`: the software stack (default: the hardware's default_stack)."""
+    what = (
+        "comma-separated software stacks (presets or YAML files)"
+        if several
+        else "software stack preset or YAML file"
+    )
+    parser.add_argument(
+        "--stack",
+        default=None,
+        metavar="NAME|FILE",
+        help=f"{what}: launch costs, CUDA graphs, all-reduce, fusion, attention kernels, prefill "
+        "scheduling (default: the hardware's default_stack; see dartsim stack list)",
+    )
+
+
+def stack_from(name: str | None, hw: HardwareSpec) -> StackSpec:
+    """The stack `--stack` names as it runs on `hw` (None: the hardware's default)."""
+    from dartsim.specs.stack import default_stack, stack_for
+
+    return default_stack(hw) if name is None else stack_for(name, hw)
 
 
 def add_tp(parser: argparse.ArgumentParser, several: bool = False) -> None:
@@ -147,3 +175,31 @@ def split_list(text: str, what: str) -> list[str]:
     if not items:
         raise UserError(f"{what}: expected a comma-separated list, got {text!r}")
     return items
+
+
+def list_text(
+    rows: list[dict[str, object]],
+    fields: tuple[str, ...],
+    header: list[str],
+    caption: str,
+    footer: str,
+    fmt: str,
+) -> str:
+    """A list of presets (`hw list`, `stack list`) in the requested format: JSON records,
+    CSV of `fields`, or a table with `header` (LaTeX with `caption`; markdown with `footer`)."""
+    from dartsim.report import render
+
+    if fmt == "json":
+        return render.json_text(rows)
+    if fmt == "csv":
+        return render.csv_text(fields, [[row[f] for f in fields] for row in rows])
+    table = [[_cell(row[f]) for f in fields] for row in rows]
+    if fmt == "latex":
+        return render.latex_table(header, table, caption)
+    return render.markdown_table(header, table) + footer
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -6,7 +6,7 @@ import argparse
 
 import yaml
 
-from dartsim.commands.common import add_format_and_out, emit
+from dartsim.commands.common import add_format_and_out, emit, list_text
 from dartsim.report import render
 from dartsim.specs.hardware import HardwareSpec, hardware_preset_names, load_hardware_spec
 from dartsim.specs.hardware_yaml import hardware_to_yaml_dict
@@ -38,38 +38,24 @@ def hw_row(hw: HardwareSpec) -> dict[str, object]:
     }
 
 
-def _cell(value: object) -> str:
-    if value is None:
-        return "none"
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def run_list(args: argparse.Namespace) -> int:
     rows = [hw_row(load_hardware_spec(name)) for name in hardware_preset_names()]
-    if args.format == "json":
-        text = render.json_text(rows)
-    elif args.format == "csv":
-        text = render.csv_text(LIST_FIELDS, [[row[f] for f in LIST_FIELDS] for row in rows])
-    else:
-        header = [
-            "hardware",
-            "memory",
-            "capacity (GB)",
-            "bandwidth (GB/s)",
-            "FP8 dense (TFLOP/s)",
-            "FP16 dense (TFLOP/s)",
-            "link",
-            "link (GB/s per direction)",
-        ]
-        table = [[_cell(row[f]) for f in LIST_FIELDS] for row in rows]
-        if args.format == "latex":
-            text = render.latex_table(header, table, "Hardware presets (dense peaks)")
-        else:
-            text = render.markdown_table(header, table) + (
-                "\nDense tensor-core peaks (never the 2:4-sparse figures); GB = 1e9 bytes."
-                " 'dartsim hw show NAME' gives every figure with its source.\n"
-            )
-    emit(text, args.out)
+    header = [
+        "hardware",
+        "memory",
+        "capacity (GB)",
+        "bandwidth (GB/s)",
+        "FP8 dense (TFLOP/s)",
+        "FP16 dense (TFLOP/s)",
+        "link",
+        "link (GB/s per direction)",
+    ]
+    footer = (
+        "\nDense tensor-core peaks (never the 2:4-sparse figures); GB = 1e9 bytes."
+        " 'dartsim hw show NAME' gives every figure with its source.\n"
+    )
+    caption = "Hardware presets (dense peaks)"
+    emit(list_text(rows, LIST_FIELDS, header, caption, footer, args.format), args.out)
     return 0
 
 

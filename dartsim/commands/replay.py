@@ -15,6 +15,7 @@ from dartsim.commands.common import (
     add_out_folder,
     add_precision,
     add_quiet,
+    add_stack,
     add_tp,
     bounded_int,
     positive_int,
@@ -22,10 +23,12 @@ from dartsim.commands.common import (
 )
 
 
-def _device_options(parser: argparse.ArgumentParser) -> None:
-    """Choices the hardware file makes by default, overridable per run."""
+def _device_options(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    """The software stack, and choices the hardware and stack files make by default,
+    overridable per run."""
     from dartsim.names import ALLREDUCE_ALGORITHMS, LAUNCH_MODES
 
+    add_stack(parser, several)
     parser.add_argument(
         "--prefetch",
         action=argparse.BooleanOptionalAction,
@@ -37,14 +40,14 @@ def _device_options(parser: argparse.ArgumentParser) -> None:
         "--launch",
         choices=LAUNCH_MODES,
         default=None,
-        help="graph: each step replays a recorded graph (CUDA graphs); eager: the host issues "
-        "every kernel (default: the hardware file's launch.mode)",
+        help="graph: the stack's graphs (CUDA graphs) cover decode steps; eager: the host issues "
+        "every kernel (default: the stack's launch.mode)",
     )
     parser.add_argument(
         "--allreduce",
         choices=ALLREDUCE_ALGORITHMS,
         default=None,
-        help="tensor-parallel all-reduce algorithm (default: the hardware file's link.allreduce_algorithm)",
+        help="tensor-parallel all-reduce algorithm (default: the stack's allreduce.algorithm)",
     )
 
 
@@ -83,7 +86,7 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _execute(args: argparse.Namespace, traces: list[Any], spec: Any, about: dict[str, Any]) -> int:
-    from dartsim.commands.common import emit
+    from dartsim.commands.common import emit, stack_from
     from dartsim.engine.costing import StepCoster
     from dartsim.errors import UserError
     from dartsim.fileio import atomic_write_text
@@ -94,12 +97,13 @@ def _execute(args: argparse.Namespace, traces: list[Any], spec: Any, about: dict
     from dartsim.specs.hardware import load_hardware_spec
 
     hw = load_hardware_spec(args.hw)
+    stack = stack_from(args.stack, hw)
     precision = precision_from(args)
     hw.tensor_flops_per_s(precision.gemm_compute, _format_option(precision.gemm_compute, args, "weight"))
-    hw.tensor_flops_per_s(
-        precision.attention_compute, _format_option(precision.attention_compute, args, "kv")
-    )
+    attention = precision.attention_compute(stack.attention.fp8_compute)
+    hw.tensor_flops_per_s(attention, _format_option(attention, args, "kv"))
     job = ReplayJob(
+        stack=stack,
         traces=tuple(traces),
         model=spec,
         hardware=hw,
@@ -235,6 +239,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         launch=args.launch,
         allreduce=args.allreduce,
+        stacks=split_list(args.stack, "--stack") if args.stack else [None],
     )
     names = ", ".join(Path(p).name for p in args.traces)
     title = f"Sweep: {names} as {spec.name}"
@@ -332,7 +337,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_hw(sw, several=True)
     add_tp(sw, several=True)
     sw.add_argument("--mask-apply", default="compact,gather", help="compact and/or gather (default both)")
-    _device_options(sw)
+    _device_options(sw, several=True)
     add_format(sw, ("md", "csv", "json"))
     add_out_file(sw)
     add_quiet(sw)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from dartsim.commands.common import add_format_and_out, add_precision, add_tp, emit, fraction
+from dartsim.commands.common import add_format_and_out, add_precision, add_stack, add_tp, emit, fraction
 from dartsim.commands.report_studies import register_studies
 
 
@@ -60,7 +60,7 @@ def run_host_check(args: argparse.Namespace) -> int:
 
 
 def run_bundle(args: argparse.Namespace) -> int:
-    from dartsim.commands.common import precision_from, split_list
+    from dartsim.commands.common import precision_from, split_list, stack_from
     from dartsim.replay.per_model import replay_model
     from dartsim.replay.workload import load_traces
     from dartsim.report.bundle import bundle, write_bundle
@@ -69,9 +69,12 @@ def run_bundle(args: argparse.Namespace) -> int:
 
     traces = load_traces(args.traces)
     hw = load_hardware_spec(args.hw)
+    stack = stack_from(args.stack, hw)
     precision = precision_from(args)
     hw.tensor_flops_per_s(precision.gemm_compute, f"--weight-dtype {args.weight_dtype}")
-    hw.tensor_flops_per_s(precision.attention_compute, f"--kv-dtype {args.kv_dtype}")
+    hw.tensor_flops_per_s(
+        precision.attention_compute(stack.attention.fp8_compute), f"--kv-dtype {args.kv_dtype}"
+    )
     specs = (
         [load_model_spec(name) for name in split_list(args.models, "--models")]
         if args.models
@@ -80,8 +83,10 @@ def run_bundle(args: argparse.Namespace) -> int:
     runs = []
     for spec in specs:
         if not args.quiet:
-            sys.stderr.write(f"replaying as {spec.name} on {hw.name} (as recorded, and dense)\n")
-        runs.append(replay_model(traces, spec, hw, args.tp, precision))
+            sys.stderr.write(
+                f"replaying as {spec.name} on {hw.name} under {stack.label} (as recorded, and dense)\n"
+            )
+        runs.append(replay_model(traces, spec, hw, args.tp, precision, stack))
     names = [Path(p).name for p in args.traces]
     files = bundle(names, traces, runs, hw, precision)
     write_bundle(Path(args.out), files)
@@ -90,7 +95,7 @@ def run_bundle(args: argparse.Namespace) -> int:
 
 
 def run_mechanisms(args: argparse.Namespace) -> int:
-    from dartsim.commands.common import precision_from, split_list
+    from dartsim.commands.common import precision_from, split_list, stack_from
     from dartsim.replay.capacity import choose_tp
     from dartsim.report.mechanisms import render_report
     from dartsim.specs.hardware import load_hardware_spec
@@ -103,7 +108,7 @@ def run_mechanisms(args: argparse.Namespace) -> int:
     hw.tensor_flops_per_s(precision.gemm_compute, f"--weight-dtype {args.weight_dtype}")
     tps = []
     for text in split_list(args.tp, "--tp"):
-        tp = choose_tp(spec, hw, precision, text, kv_positions=0)
+        tp = choose_tp(spec, hw, precision, text, 0, stack_from(None, hw).memory.reserve_fraction)
         check_tensor_parallel(spec, tp)
         tps.append(tp)
     emit(render_report(spec, hw, sorted(set(tps)), args.keep, precision), args.out)
@@ -182,6 +187,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--models", metavar="A,B", help="models to replay as (presets or config.json; default the trace's)"
     )
     add_tp(run)
+    add_stack(run)
     run.add_argument("--out", required=True, metavar="DIR", help="folder to write (created if missing)")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     add_precision(run)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any
 
 from dartsim.commands.common import emit
 from dartsim.units import GB
@@ -27,9 +29,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
         from dartsim.calibrate import cpu
 
         sys.stderr.write("calibrating this host's CPU (eager PyTorch, fp32)\n")
-        doc, fit = cpu.preset(
-            cpu.measure(quick=args.quick, progress=_progress(args.quiet)), args.name or "cpu-host"
-        )
+        host = cpu.measure(quick=args.quick, progress=_progress(args.quiet))
+        doc, fit = cpu.preset(host, args.name or "cpu-host")
+        stack = cpu.stack_document(host, f"{args.name or 'cpu-host'}-stack")
     else:
         from dartsim.calibrate import cuda
 
@@ -41,14 +43,26 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
         base = load_hardware_spec(args.base)
         sys.stderr.write(f"calibrating {cuda.device_name()} from {base.name}\n")
-        doc, fit = cuda.preset(
-            base, cuda.measure(quick=args.quick, progress=_progress(args.quiet)), args.name
-        )
-    text = "# written by dartsim calibrate; every measured field says how it was measured\n"
-    text += yaml.safe_dump(doc, sort_keys=False, width=100, allow_unicode=True)
-    atomic_write_text(args.out, text)
-    sys.stderr.write(f"GEMM fit: rms log error {fit.rms_log_error:.3f}\nwrote {args.out}\n")
+        gpu = cuda.measure(quick=args.quick, progress=_progress(args.quiet))
+        doc, fit = cuda.preset(base, gpu, args.name)
+        stack = cuda.stack_document(gpu, f"{doc['name']}-stack")
+    out = Path(args.out)
+    stack_path = out.with_name(out.stem + STACK_SUFFIX)
+    doc["default_stack"] = stack_path.name  # resolved beside the hardware file
+    head = "# written by dartsim calibrate; every measured field says how it was measured\n"
+    atomic_write_text(
+        stack_path, head + yaml.safe_dump(stack, sort_keys=False, width=100, allow_unicode=True)
+    )
+    atomic_write_text(out, head + yaml.safe_dump(doc, sort_keys=False, width=100, allow_unicode=True))
+    sys.stderr.write(
+        f"GEMM fit: rms log error {fit.rms_log_error:.3f}\nwrote {out} (hardware) and {stack_path} "
+        "(software stack: the launch costs)\n"
+    )
     return 0
+
+
+STACK_SUFFIX = ".stack.yaml"
+"""`calibrate --out host.yaml` writes the measured stack beside it as host.stack.yaml."""
 
 
 def _published(args: argparse.Namespace) -> int:
@@ -56,39 +70,45 @@ def _published(args: argparse.Namespace) -> int:
     from dartsim.validate import published, published_fit
 
     data = published.load_measurements(args.data)
+    hw_dir, stack_dir = args.hw_dir, args.stack_dir
     if args.fit:
-        _write_fits(published_fit.fit_presets(data, args.hw_dir), args.fit)
-        hw_dir = args.fit
-    else:
-        hw_dir = args.hw_dir
-    rows = published.evaluate(data, hw_dir)
-    emit(render_published(rows, data.about, data.split["rule"], data.sources, args.format), args.out)
+        result = published_fit.fit_all(data, hw_dir, stack_dir)
+        _write_fits(result, args.fit)
+        hw_dir, stack_dir = args.fit, str(Path(args.fit) / "stacks")
+    rows = published.evaluate(data, hw_dir, stack_dir)
+    emit(render_published(rows, data.about, data.split, data.sources, args.format), args.out)
     return 0
 
 
-def _write_fits(fitted, folder: str) -> None:
-    from pathlib import Path
-
+def _write_fits(result: Any, folder: str) -> None:
+    """Fitted hardware files into DIR, stack files into DIR/stacks, and DIR/fit.md."""
     import yaml
 
     from dartsim.errors import UserError
     from dartsim.fileio import atomic_write_text
+    from dartsim.report.validation import render_fit
     from dartsim.specs.hardware_yaml import hardware_to_yaml_dict
+    from dartsim.specs.stack import stack_to_yaml_dict
 
     out = Path(folder)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        (out / "stacks").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out}: cannot create the folder: {exc.strerror or exc}") from None
-    for hw, fit in fitted:
-        if fit is None:
-            sys.stderr.write(f"{hw.name}: no calibration rows or no calibrated field; not written\n")
-            continue
+    for fit in result.fits:
         values = ", ".join(f"{k} = {v:g}" for k, v in fit.fields.items())
-        sys.stderr.write(f"{hw.name}: {values} (rms log error {fit.rms_log_error:.3f}, {fit.rows} rows)\n")
+        state = "ok" if fit.ok else "FAILED (at the edge: " + ", ".join(fit.at_edge) + "), not shipped"
+        sys.stderr.write(f"{fit.stack} on {fit.device}: {values}; {state}\n")
+    for name, hw in sorted(result.hardware.items()):
         text = yaml.safe_dump(hardware_to_yaml_dict(hw), sort_keys=False, width=10000, allow_unicode=True)
-        atomic_write_text(out / f"{hw.name}.yaml", text)
-    sys.stderr.write(f"wrote fitted hardware files into {out}\n")
+        atomic_write_text(out / f"{name}.yaml", text)
+    for name, stack in sorted(result.stacks.items()):
+        text = yaml.safe_dump(stack_to_yaml_dict(stack), sort_keys=False, width=10000, allow_unicode=True)
+        atomic_write_text(out / "stacks" / f"{name}.yaml", text)
+    atomic_write_text(out / "fit.md", render_fit(result))
+    sys.stderr.write(
+        f"wrote fitted hardware files into {out}, stack files into {out / 'stacks'}, {out / 'fit.md'}\n"
+    )
 
 
 def run_validate(args: argparse.Namespace) -> int:
@@ -137,7 +157,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Runs microbenchmarks (streaming bandwidth, GEMMs across decode- and prefill-shaped\n"
             "sizes, vector operations, per-kernel dispatch) and writes a hardware file whose\n"
-            "every measured field says what was measured, on what and how. The GEMM efficiency\n"
+            "every measured field says what was measured, on what and how, and beside it the\n"
+            "software stack it measured (FILE.stack.yaml: the launch costs), which the hardware\n"
+            "file names as its default_stack. The GEMM efficiency\n"
             "fields are fitted to the measured GEMMs with the engine's own efficiency rule.\n"
             "--device cpu builds the file from scratch; --device cuda starts from --base (the\n"
             "datasheet figures) and replaces what it measures. About a minute (--quick: seconds)."
@@ -184,10 +206,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--hw-dir", metavar="DIR", help="--published: take the device files from DIR instead of the presets"
     )
     val.add_argument(
+        "--stack-dir", metavar="DIR", help="--published: take the stack files from DIR instead of the presets"
+    )
+    val.add_argument(
         "--fit",
         metavar="DIR",
-        help="--published: fit each device's calibrated fields on its calibration rows, write the fitted "
-        "hardware files into DIR, and report with them",
+        help="--published: fit the calibrated hardware and stack fields on the calibration rows (each "
+        "device with its reference stack, then the other stacks), write the fitted hardware files into DIR, "
+        "the stack files into DIR/stacks and what each fit gave into DIR/fit.md, and report with them",
     )
     val.add_argument("--repeats", type=int, default=5, help="timed runs per case (default 5)")
     val.add_argument("--only", metavar="TEXT", help="only the cases whose name contains TEXT")

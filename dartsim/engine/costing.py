@@ -1,16 +1,17 @@
 """Costing replay steps: what one step (or a run of decode steps) takes on a device.
 
-A step is costed by simulating its kernels (engine/sim.py). Where the device's timing is
-additive, it is costed from cached parts instead, with the same result: without a weight
-streamer and with graph launch or a synchronous host, a step takes
+A step is costed by simulating its kernels (engine/sim.py). Without a weight streamer it
+is costed from cached parts instead, with the same result. Where the stack's graphs cover
+the step or the host is synchronous, a step takes
 
-    step overhead + sum over kernels of (launch overhead + body) - one kernel gap
+    launch.fixed_s + sum over kernels of (launch overhead + body) - one kernel gap
 
-(sim.py's rules), so a step is the sum of its blocks' costs: the prologue, each layer's
-attention block (the same in every layer at a given context), each layer's MLP block
-(depending only on its kept neurons and the step's tokens), and the epilogue. Each
-block is built by the workload model once and cached; a test checks that both ways give
-the same step.
+(engine/launch.py), so a step is the sum of its blocks' costs: the prologue, each layer's
+attention block (the same in every layer but the first at a given context), each layer's
+MLP block (depending only on its kept neurons and the step's tokens), and the epilogue.
+Steps a stack issues eagerly take launch.py's closed form over the same blocks' kernel
+bodies in order. Each block is built by the workload model once and cached; a test
+checks that both ways give the same step. With a streamer every step is simulated.
 
 Steps that differ only in their (summed) context cost an affine function of it: within a
 key (phase, batch, new tokens, kept neurons per layer, DART observation) the coster costs
@@ -27,11 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from dartsim.engine.machine import Device, KernelCost, device
-from dartsim.engine.sim import StepResult, costed, simulate_step
+from dartsim.engine.launch import Launch, eager_step_time
+from dartsim.engine.machine import Device, KernelCost, body_time, device, kernel_fusion
+from dartsim.engine.sim import StepResult, costed, launch_for, simulate_step
 from dartsim.engine.step_cost import StepCost, affine_array, affine_int, closed_form, summed
 from dartsim.specs.hardware import HardwareSpec
 from dartsim.specs.model import ModelSpec
+from dartsim.specs.stack import StackSpec
 from dartsim.workload import Execution, Precision, StepShape, retrigger_kernels, step_kernels
 from dartsim.workload.kernels import Component, Kernel
 from dartsim.workload.model import attention_block, mlp_block, step_epilogue, step_prologue
@@ -39,6 +42,8 @@ from dartsim.workload.policy_costs import NO_POLICY_COSTS, PolicyCosts
 
 PARTS = ("attention", "mlp")
 """Per-layer split reported by replay; norms and residual adds count towards totals only."""
+MASK_BUILD_PHASE = "mask_build"
+"""Mask builds run between steps, issued by the host (no stack's graphs cover them)."""
 DEFAULT_CONTEXT_GRID = 1024
 """Summed-context spacing of the costed grid points per memoised key (tokens)."""
 
@@ -61,6 +66,12 @@ class ReplayStep:
     """Per layer, the (query, KV) heads kept when a policy prunes heads; None: all."""
     policy: PolicyCosts = NO_POLICY_COSTS
     """What the traces' policy adds beyond kept neurons (weight storage, predictor, ...)."""
+    news: tuple[int, ...] | None = None
+    """Per-sequence new tokens where they differ (a batched or chunked prefill of prompts
+    of different lengths); `new_tokens` is then their maximum."""
+    completes: int = 0
+    """Sequences whose prompt ends in this step: they get their first token at its end
+    (0 for decode steps, whose tokens are one per sequence)."""
 
     def at(self, j: int) -> ReplayStep:
         """Step j of the run, alone."""
@@ -70,8 +81,9 @@ class ReplayStep:
 
 @dataclass(frozen=True)
 class ReplayConfig:
-    """How a replay runs. `prefetch`, `launch` and `allreduce` left as None take the
-    hardware file's choices (on_chip.weight_prefetch, launch.mode, link.allreduce_algorithm)."""
+    """How a replay runs. `stack` None runs the hardware's default software stack;
+    `prefetch`, `launch` and `allreduce` left as None take the hardware's weight
+    streaming and the stack's launch mode and all-reduce algorithm."""
 
     tp: int = 1
     prefetch: bool | None = None
@@ -81,19 +93,27 @@ class ReplayConfig:
     precision: Precision = field(default_factory=Precision)
     launch: str | None = None
     allreduce: str | None = None
+    stack: StackSpec | None = None
+
+    def device(self, hw: HardwareSpec) -> Device:
+        return device(hw, self.stack, self.launch, self.prefetch)
 
     def execution(
-        self, hw: HardwareSpec, observe: bool = False, policy: PolicyCosts = NO_POLICY_COSTS
+        self, dev: Device, observe: bool = False, policy: PolicyCosts = NO_POLICY_COSTS
     ) -> Execution:
-        """The workload model's Execution for this replay on `hw` (under `policy`)."""
+        """The workload model's Execution for this replay on `dev` (under `policy`): the
+        stack decides fusion, the all-reduce and the attention compute format."""
+        st = dev.stack
         return Execution(
             tp=self.tp,
             mask_apply="gather" if policy.per_token else self.mask_apply,
             dart_observe=observe,
-            allreduce=self.allreduce or hw.link.allreduce_algorithm,
-            one_shot_max_bytes=int(hw.link.one_shot_max_bytes),
+            allreduce=self.allreduce or st.allreduce.algorithm,
+            one_shot_max_bytes=int(st.allreduce.one_shot_max_bytes),
             weights=policy.weights,
             predictor_rank=policy.predictor_rank,
+            fusion=kernel_fusion(st),
+            attention_low_precision=st.attention.fp8_compute,
         )
 
 
@@ -110,8 +130,11 @@ class _Block:
     part_flops: list[int] = field(default_factory=lambda: [0, 0])
     part_demand: list[float] = field(default_factory=lambda: [0.0, 0.0])
     part_bounds: list[dict[str, float]] = field(default_factory=lambda: [{}, {}])
+    bodies: list[float] = field(default_factory=list)
+    """Each kernel's own time once started, in order (for eager launch's closed form)."""
 
-    def add(self, kernel: Kernel, demand: float, bound: str) -> None:
+    def add(self, kernel: Kernel, demand: float, bound: str, body: float = 0.0) -> None:
+        self.bodies.append(body)
         self.demand_s += demand
         self.bytes += kernel.bytes
         self.flops += kernel.flops
@@ -164,12 +187,8 @@ class StepCoster:
         self.spec = spec
         self.hw = hw
         self.config = config
-        self.device: Device = device(hw, config.launch, config.prefetch)
-        self.execution = config.execution(hw)
-        launch = hw.launch
-        self.additive = not self.device.prefetch and (
-            self.device.launch_mode == "graph" or launch.synchronous
-        )
+        self.device: Device = config.device(hw)
+        self.execution = config.execution(self.device)
         self._memo: dict[tuple[Any, ...], Any] = {}
         self._kernel_costs: dict[tuple[object, ...], tuple[KernelCost, float, str]] = {}
         self._blocks: dict[tuple[Any, ...], _Block] = {}
@@ -177,11 +196,24 @@ class StepCoster:
 
     # -- one step -------------------------------------------------------------------------
 
+    def launch(self, phase: str) -> Launch:
+        return launch_for(self.device, phase)
+
+    def additive(self, phase: str = "decode") -> bool:
+        """Whether `phase` steps take the sum of their kernels' demands (module docstring)."""
+        return not self.device.prefetch and self.launch(phase).additive
+
+    @property
+    def blockwise(self) -> bool:
+        """Whether steps are costed from cached blocks: without a weight streamer, under any
+        launch rule (additive, or eager's closed form over the blocks' kernel bodies)."""
+        return not self.device.prefetch
+
     def _shape(self, step: ReplayStep, contexts: tuple[int, ...]) -> StepShape:
-        return StepShape(step.phase, len(contexts), step.new_tokens, max(contexts), contexts)
+        return StepShape(step.phase, len(contexts), step.new_tokens, max(contexts), contexts, step.news)
 
     def kernels(self, step: ReplayStep, contexts: tuple[int, ...]) -> list[Kernel]:
-        execution = self.config.execution(self.hw, step.observe, step.policy)
+        execution = self.config.execution(self.device, step.observe, step.policy)
         shape = self._shape(step, contexts)
         heads = None if step.heads is None else list(step.heads)
         return step_kernels(
@@ -192,7 +224,7 @@ class StepCoster:
         self, step: ReplayStep, contexts: tuple[int, ...], timeline: bool = False
     ) -> tuple[StepCost, StepResult]:
         """The step's kernels through the device model, kernel by kernel."""
-        result = simulate_step(self.kernels(step, contexts), self.device, timeline=timeline)
+        result = simulate_step(self.kernels(step, contexts), self.device, timeline=timeline, phase=step.phase)
         self.simulated_steps += 1
         b, f, t, bounds = _layer_arrays(result, self.spec.num_layers)
         cost = StepCost(result.time_s, result.dram_bytes, result.flops, result.link_bytes, b, f, t, bounds)
@@ -203,29 +235,33 @@ class StepCoster:
         if block is None:
             block = _Block()
             kernels = build()
-            for kernel, (_, demand, bound) in zip(
-                kernels, costed(kernels, self.device, self._kernel_costs), strict=True
+            phase = key[1]
+            for kernel, (cost, demand, bound) in zip(
+                kernels, costed(kernels, self.device, self._kernel_costs, phase), strict=True
             ):
-                block.add(kernel, demand, bound)
+                block.add(kernel, demand, bound, body_time(cost, self.device))
             self._blocks[key] = block
         return block
 
     def decomposed(self, step: ReplayStep, contexts: tuple[int, ...]) -> StepCost:
-        """The step from cached blocks (additive timing only: see the module docstring)."""
-        if not self.additive:
-            raise ValueError("block costing needs additive timing (no streamer; graph or synchronous launch)")
+        """The step from cached blocks (no weight streamer: see the module docstring)."""
+        if not self.blockwise:
+            raise ValueError("block costing needs a device without a weight streamer")
         spec, prec = self.spec, self.config.precision
-        run = self.config.execution(self.hw, step.observe, step.policy)
+        run = self.config.execution(self.device, step.observe, step.policy)
         shape = self._shape(step, contexts)
-        tokens = (step.phase, len(contexts), step.new_tokens, step.policy)
+        tokens = (step.phase, len(contexts), step.new_tokens, step.news, step.policy)
         pro = self._block(("pro", *tokens), lambda: step_prologue(spec, shape, prec, run))
         epi = self._block(("epi", *tokens), lambda: step_epilogue(spec, shape, prec, run))
         heads = step.heads or (None,) * spec.num_layers
+        # layer 0 may differ from the others (a fused add + norm has nothing to add there)
+        firsts = [min(layer, 1) for layer in range(spec.num_layers)]
         atts = [
             self._block(
-                ("att", *tokens, contexts, h), lambda h=h: attention_block(spec, shape, 0, prec, None, run, h)
+                ("att", *tokens, contexts, h, f),
+                lambda h=h, f=f: attention_block(spec, shape, f, prec, None, run, h),
             )
-            for h in heads
+            for f, h in zip(firsts, heads, strict=True)
         ]
         mlps = [
             self._block(
@@ -248,18 +284,58 @@ class StepCoster:
             for a, m in zip(atts, mlps, strict=True)
         ]
         demand = pro.demand_s + epi.demand_s + sum(blk.demand_s for blk in layers)
-        time_s = self.hw.launch.step_overhead_s + demand - self.hw.launch.kernel_gap_s
+        launch = self.launch(step.phase)
+        if launch.additive:
+            time_s = launch.fixed_s + demand - launch.gap_s
+        else:  # asynchronous eager issue: the closed form over every kernel's body, in order
+            order = [pro.bodies, *(b for a, m in zip(atts, mlps, strict=True) for b in (a.bodies, m.bodies))]
+            bodies = np.concatenate([np.asarray(x, dtype=np.float64) for x in (*order, epi.bodies)])
+            time_s = float(eager_step_time(bodies, launch.fixed_s, launch.issue_s, launch.gap_s))
         b, f, t, bounds = _arrays(layers, time_s / demand if demand > 0 else 0.0)
         total_bytes = pro.bytes + epi.bytes + sum(blk.bytes for blk in layers)
         total_flops = pro.flops + epi.flops + sum(blk.flops for blk in layers)
         link = pro.link_bytes + epi.link_bytes + sum(blk.link_bytes for blk in layers)
         return StepCost(time_s, total_bytes, total_flops, link, b, f, t, bounds)
 
+    def exact(self, step: ReplayStep) -> StepCost:
+        """One step costed at its own contexts (no interpolation), memoised."""
+        key = ("exact", step)
+        if key not in self._memo:
+            self._memo[key] = (
+                self.decomposed(step, step.contexts)
+                if self.blockwise
+                else self.simulate(step, step.contexts)[0]
+            )
+            self.simulated_steps += self.blockwise
+        return self._memo[key]
+
+    def layer_groups(self, step: ReplayStep) -> list[tuple[list[Kernel], int]]:
+        """The step's kernels in order as (kernels, repeats): the prologue, runs of identical
+        consecutive decoder layers, the epilogue (what a fit needs to evaluate a step fast)."""
+        spec, prec = self.spec, self.config.precision
+        run = self.config.execution(self.device, step.observe, step.policy)
+        shape = self._shape(step, step.contexts)
+        heads = step.heads or (None,) * spec.num_layers
+        groups: list[tuple[list[Kernel], int]] = [(step_prologue(spec, shape, prec, run), 1)]
+        last: tuple[Any, ...] | None = None
+        for layer, (kept, h) in enumerate(zip(step.kept, heads, strict=True)):
+            key = (min(layer, 1), kept, h)
+            if key == last:
+                kernels, count = groups[-1]
+                groups[-1] = (kernels, count + 1)
+                continue
+            kernels = attention_block(spec, shape, min(layer, 1), prec, None, run, h)
+            groups.append((kernels + mlp_block(spec, shape, 0, kept, prec, None, run), 1))
+            last = key
+        groups.append((step_epilogue(spec, shape, prec, run), 1))
+        return groups
+
     def _at(self, step: ReplayStep, total_context: int) -> StepCost:
         key = (
             step.phase,
             len(step.contexts),
             step.new_tokens,
+            step.news,
             step.kept,
             step.observe,
             step.heads,
@@ -269,7 +345,7 @@ class StepCoster:
         cached = self._memo.get(key)
         if cached is None:
             contexts = _spread(total_context, len(step.contexts))
-            if self.additive:
+            if self.blockwise:
                 cached = self.decomposed(step, contexts)
                 self.simulated_steps += 1
             else:
@@ -285,9 +361,19 @@ class StepCoster:
         return x0, x0 + grid
 
     def cost(self, step: ReplayStep) -> StepCost:
-        """One step (count 1)."""
+        """One step (count 1). Prefills are costed as they are (their tokens and contexts
+        vary together, so interpolating in the context would not be exact)."""
         if not self.config.memoize:
             return self.simulate(step, step.contexts)[0]
+        if step.phase == "prefill":
+            key = ("prefill", step)
+            if key not in self._memo:
+                exact = self.blockwise
+                self._memo[key] = (
+                    self.decomposed(step, step.contexts) if exact else self.simulate(step, step.contexts)[0]
+                )
+                self.simulated_steps += exact
+            return self._memo[key]
         total = sum(step.contexts)
         x0, x1 = self._cell(step, total)
         if x0 == total:
@@ -346,8 +432,8 @@ class StepCoster:
 
     def retrigger_cost(
         self, kept: tuple[int, ...], policy: PolicyCosts = NO_POLICY_COSTS
-    ) -> tuple[float, int, int]:
-        """(time_s, DRAM bytes, host bytes) of installing a mask with these kept counts."""
+    ) -> tuple[float, int, int, int]:
+        """(time_s, DRAM bytes, host bytes, FLOPs) of installing a mask with these kept counts."""
         key = ("retrigger", kept, policy)
         if key not in self._memo:
             kernels = retrigger_kernels(
@@ -358,8 +444,8 @@ class StepCoster:
                 policy.build_topk,
                 policy.classifier_classes,
             )
-            result = simulate_step(kernels, self.device, prefetch=False)
-            self._memo[key] = (result.time_s, result.dram_bytes, result.host_bytes)
+            result = simulate_step(kernels, self.device, prefetch=False, phase=MASK_BUILD_PHASE)
+            self._memo[key] = (result.time_s, result.dram_bytes, result.host_bytes, result.flops)
         return self._memo[key]
 
 

@@ -2,14 +2,8 @@
 
 The executor runs the step's kernels in order, one at a time (one stream). Kernel i
 starts when it has been issued and the previous kernel has ended plus the device-side
-gap between kernels (`launch.kernel_gap_us`):
-- every step first waits `launch.step_overhead_us` of host work (inputs, sampling, and in
-  graph mode the graph's launch);
-- graph mode: the whole step is one recorded graph, issued at once;
-- eager mode: the host issues kernel after kernel, `launch.host_issue_us` each, running
-  ahead of the device (asynchronous), so issue cost is hidden behind kernels longer than
-  it and exposed where kernels are shorter; a `launch.synchronous` host (a CPU executing
-  its own kernels) issues the next kernel only once the previous one has ended.
+gap between kernels, under the software stack's launch rules (engine/launch.py: graph,
+eager, synchronous; a stack's graphs may cover decode steps only).
 A running kernel moves its bytes through the memory path (DRAM and on-chip network as one
 pipeline; latency delays the data without occupying the path), computes on the tensor
 and vector units, and waits for its collective on the link or its host upload; these
@@ -39,7 +33,8 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from dartsim.engine.machine import Device, KernelCost, kernel_cost
+from dartsim.engine.launch import Launch
+from dartsim.engine.machine import Device, KernelCost, body_time, kernel_cost
 from dartsim.workload.kernels import Kernel
 
 DEMAND_PRIORITY = 0
@@ -86,39 +81,11 @@ class StepResult:
     spans: list[Span] = field(default_factory=list)
 
 
-class _Launch:
-    """Issue times of the step's kernels under the device's launch mode."""
-
-    def __init__(self, dev: Device) -> None:
-        self.launch = dev.hw.launch
-        self.mode = dev.launch_mode
-        self.host_s = self.launch.step_overhead_s
-
-    def start(self, index: int, prev_end: float) -> float:
-        """When kernel `index` can start, given when the previous kernel ended."""
-        la = self.launch
-        gap = la.kernel_gap_s if index else 0.0
-        ready = prev_end + gap
-        if self.mode == "graph":
-            issue = la.step_overhead_s
-        elif la.synchronous:
-            issue = max(prev_end, la.step_overhead_s) + la.host_issue_s + gap
-        else:
-            self.host_s += la.host_issue_s
-            issue = self.host_s
-        return max(issue, ready)
-
-    def overhead(self, body_s: float) -> float:
-        """Launch time a kernel of `body_s` costs on its own (standalone)."""
-        la = self.launch
-        if self.mode == "graph":
-            return la.kernel_gap_s
-        if la.synchronous:
-            return la.host_issue_s + la.kernel_gap_s
-        return max(la.kernel_gap_s, la.host_issue_s - body_s)
+def launch_for(dev: Device, phase: str) -> Launch:
+    return Launch(dev.stack, dev.launch_mode, phase)
 
 
-def _standalone(cost: KernelCost, dev: Device, launch: _Launch) -> tuple[float, str]:
+def _standalone(cost: KernelCost, dev: Device, launch: Launch) -> tuple[float, str]:
     """(standalone seconds, bound) of one kernel."""
     moved = cost.weight_bytes + cost.other_bytes
     memory = cost.dram_s + dev.memory_latency_s if moved else 0.0
@@ -130,7 +97,7 @@ def _standalone(cost: KernelCost, dev: Device, launch: _Launch) -> tuple[float, 
         "link": cost.link_s,
         "host": cost.host_s,
     }
-    body = max(max(cost.memory_path_s + dev.memory_latency_s, 0.0) if moved else 0.0, *parts.values())
+    body = body_time(cost, dev)
     overhead = launch.overhead(body)
     parts["launch"] = overhead
     return body + overhead, max(parts, key=lambda k: parts[k])
@@ -142,14 +109,16 @@ def simulate_step(
     prefetch: bool | None = None,
     timeline: bool = False,
     force_events: bool = False,
+    phase: str = "decode",
 ) -> StepResult:
     """Run one step's kernels through the device model; returns timings and event sums.
-    `prefetch` overrides the device's weight streaming."""
-    costs = costed(kernels, dev)
+    `prefetch` overrides the device's weight streaming; `phase` decides whether the
+    stack's graphs cover the step."""
+    costs = costed(kernels, dev, phase=phase)
     stream = dev.prefetch if prefetch is None else prefetch
     if stream or force_events:
-        return _simulate_events(kernels, costs, dev, stream, timeline)
-    return _simulate_serial(kernels, costs, dev, timeline)
+        return _simulate_events(kernels, costs, dev, stream, timeline, phase)
+    return _simulate_serial(kernels, costs, dev, timeline, phase)
 
 
 def _signature(kernel: Kernel) -> tuple[object, ...]:
@@ -163,15 +132,16 @@ def costed(
     kernels: Sequence[Kernel],
     dev: Device,
     memo: dict[tuple[object, ...], tuple[KernelCost, float, str]] | None = None,
+    phase: str = "decode",
 ) -> list[tuple[KernelCost, float, str]]:
     """Every kernel's cost, standalone time and bound. Kernels that differ only in their
     layer cost the same, so each distinct one is costed once (and once for good when a
     `memo` is passed for the same device)."""
-    launch = _Launch(dev)
+    launch = launch_for(dev, phase)
     cache = {} if memo is None else memo
     out = []
     for kernel in kernels:
-        key = _signature(kernel)
+        key = (launch.graph, *_signature(kernel))
         entry = cache.get(key)
         if entry is None:
             cost = kernel_cost(kernel, dev)
@@ -200,11 +170,15 @@ def _spans(spans: list[Span], kernel: Kernel, cost: KernelCost, begin: float, pr
 
 
 def _simulate_serial(
-    kernels: Sequence[Kernel], costs: list[tuple[KernelCost, float, str]], dev: Device, timeline: bool
+    kernels: Sequence[Kernel],
+    costs: list[tuple[KernelCost, float, str]],
+    dev: Device,
+    timeline: bool,
+    phase: str,
 ) -> StepResult:
     """No streamer: kernels one after another, each with the memory path to itself."""
     result = StepResult(time_s=0.0, timings=[])
-    launch = _Launch(dev)
+    launch = launch_for(dev, phase)
     prev_end = 0.0
     for i, (kernel, (cost, demand, bound)) in enumerate(zip(kernels, costs, strict=True)):
         start = launch.start(i, prev_end)
@@ -216,7 +190,7 @@ def _simulate_serial(
             result.dram_bytes += moved
             if timeline:
                 result.spans.append(Span("DRAM", _label(kernel), start, start + occupancy))
-        end = max(start + max(cost.compute_s, cost.link_s, cost.host_s), data_done)
+        end = max(start + max(cost.compute_s, cost.link_s, cost.host_s), data_done) + cost.fixed_s
         if timeline:
             _spans(result.spans, kernel, cost, start, prev_end)
         _finish(result, kernel)
@@ -232,6 +206,7 @@ def _simulate_events(
     dev: Device,
     prefetch: bool,
     timeline: bool,
+    phase: str,
 ) -> StepResult:
     costs = [entry[0] for entry in entries]
     env = simpy.Environment()
@@ -282,7 +257,7 @@ def _simulate_events(
             arrived[i].succeed()
 
     def executor():
-        launch = _Launch(dev)
+        launch = launch_for(dev, phase)
         prev_end = 0.0
         for i, (kernel, cost) in enumerate(zip(kernels, costs, strict=True)):
             start = launch.start(i, prev_end)
@@ -309,7 +284,7 @@ def _simulate_events(
             if streamed[i]:
                 yield arrived[i]
                 data_done = max(data_done, arrival[i])
-            end = max(start + max(cost.compute_s, cost.link_s, cost.host_s), data_done)
+            end = max(start + max(cost.compute_s, cost.link_s, cost.host_s), data_done) + cost.fixed_s
             if end > env.now:
                 yield env.timeout(end - env.now)
             if timeline:

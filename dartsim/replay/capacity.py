@@ -1,5 +1,7 @@
 """Which tensor-parallel degree a model needs on a device: per-device bytes of weights
-and KV cache from the workload model, against the device's memory."""
+and KV cache from the workload model, against the device memory the software stack
+leaves to them (its `memory.reserve_fraction` is kept for the framework), among the
+degrees one node connects (`link.max_devices`: no TP 16 over one node's PCIe)."""
 
 from __future__ import annotations
 
@@ -44,12 +46,24 @@ def parse_tp(requested: str) -> int:
     return tp
 
 
+def usable_bytes(hw: HardwareSpec, reserve_fraction: float) -> float:
+    """Device memory left to weights and KV cache once the framework keeps its share."""
+    return hw.memory.capacity_bytes * (1.0 - reserve_fraction)
+
+
 def choose_tp(
-    spec: ModelSpec, hw: HardwareSpec, precision: Precision, requested: str, kv_positions: int
+    spec: ModelSpec,
+    hw: HardwareSpec,
+    precision: Precision,
+    requested: str,
+    kv_positions: int,
+    reserve_fraction: float = 0.0,
 ) -> int:
-    """`--tp auto` picks the smallest degree whose shard fits; an explicit degree that does
-    not fit is an error saying which would."""
-    capacity = hw.memory.capacity_bytes
+    """`--tp auto` picks the smallest degree up to `link.max_devices` whose shard fits in
+    the memory the stack leaves (`reserve_fraction` kept); an explicit degree that does
+    not fit is an error saying which would (an explicit degree beyond one node is the
+    user's to ask for)."""
+    capacity = usable_bytes(hw, reserve_fraction)
     fits = []
     for tp in TP_CANDIDATES:
         try:
@@ -58,12 +72,16 @@ def choose_tp(
             continue
         if memory_needed_bytes(spec, precision, tp, kv_positions) <= capacity:
             fits.append(tp)
+    kept = f"{capacity / GB:.1f} GB usable of {hw.memory.capacity_bytes / GB:.1f} GB"
     if requested == "auto":
-        if not fits:
+        local = [tp for tp in fits if tp <= hw.link.max_devices]
+        if not local:
+            beyond = f"; --tp {fits[0]} would fit across nodes" if fits else ""
             raise UserError(
-                f"{spec.name} does not fit {hw.name} at any tensor-parallel degree up to {TP_CANDIDATES[-1]}"
+                f"{spec.name} does not fit {hw.name} ({kept}) at any tensor-parallel degree up to "
+                f"{hw.link.max_devices}, the devices its links connect{beyond}"
             )
-        return fits[0]
+        return local[0]
     tp = parse_tp(requested)
     check_tensor_parallel(spec, tp)
     need = memory_needed_bytes(spec, precision, tp, kv_positions)
@@ -71,6 +89,6 @@ def choose_tp(
         hint = f"--tp {fits[0]} would fit" if fits else "no degree up to 64 fits"
         raise UserError(
             f"{spec.name} needs {need / GB:.1f} GB per device at --tp {tp} (weights and KV cache), "
-            f"{hw.name} has {capacity / GB:.0f} GB: {hint}"
+            f"{hw.name} has {kept}: {hint}"
         )
     return tp

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dartsim.engine.costing import ReplayConfig, ReplayStep
-from dartsim.engine.machine import device
 from dartsim.errors import UserError
 from dartsim.names import MASK_APPLY_MODES
 from dartsim.replay.capacity import choose_tp
@@ -21,6 +20,7 @@ from dartsim.replay.run import densified, run_steps
 from dartsim.replay.steps import build_steps, check_retarget
 from dartsim.specs.hardware import HardwareSpec
 from dartsim.specs.model import ModelSpec, load_model_spec, preset_names
+from dartsim.specs.stack import StackSpec, default_stack
 from dartsim.trace.types import Trace
 from dartsim.workload import Precision
 
@@ -28,8 +28,9 @@ from dartsim.workload import Precision
 @dataclass(frozen=True)
 class ReplayJob:
     """What to replay and how: a batch of traces (recorded or synthetic) as `model` on
-    `hardware`. `tp` is a degree or "auto" (the smallest that fits); `prefetch`, `launch`
-    and `allreduce` left as None take the hardware file's choices."""
+    `hardware` under the software `stack` (None: the hardware's default stack). `tp` is a
+    degree or "auto" (the smallest that fits); `prefetch`, `launch` and `allreduce` left
+    as None take the hardware's and the stack's choices."""
 
     traces: tuple[Trace, ...]
     model: ModelSpec
@@ -43,6 +44,11 @@ class ReplayJob:
     memoize: bool = True
     compare_dense: bool = False
     progress: bool = False
+    stack: StackSpec | None = None
+
+    def software(self) -> StackSpec:
+        """The stack this job runs (fitted values for its device applied)."""
+        return self.stack if self.stack is not None else default_stack(self.hardware)
 
     def __post_init__(self) -> None:
         if not self.traces:
@@ -70,7 +76,7 @@ class PreparedJob:
 
     def setup(self) -> Setup:
         job, hw = self.job, self.job.hardware
-        dev = device(hw, self.config.launch, self.config.prefetch)
+        dev = self.config.device(hw)
         p = job.precision
         return Setup(
             model=job.model.name,
@@ -80,28 +86,33 @@ class PreparedJob:
             mask_apply=job.mask_apply,
             prefetch=dev.prefetch,
             launch=dev.launch_mode,
-            allreduce=self.config.execution(hw).allreduce if self.tp > 1 else None,
+            stack=dev.stack.label,
+            allreduce=self.config.execution(dev).allreduce if self.tp > 1 else None,
             memoized=job.memoize,
             precision={"weight": p.weight.name, "activation": p.activation.name, "kv_cache": p.kv_cache.name},
             retargeted_from=self.retargeted_from,
         )
 
 
-def check_formats(job: ReplayJob) -> None:
+def check_formats(job: ReplayJob, stack: StackSpec) -> None:
     """The device must run the job's compute formats (a user error otherwise)."""
     hw, p = job.hardware, job.precision
     hw.tensor_flops_per_s(p.gemm_compute)
-    hw.tensor_flops_per_s(p.attention_compute)
+    hw.tensor_flops_per_s(p.attention_compute(stack.attention.fp8_compute))
 
 
 def prepare(job: ReplayJob) -> PreparedJob:
     """Check the job, choose its tensor-parallel degree and build its steps. Errors that
     mean the point cannot run (the device lacks a format, no degree fits) are user errors."""
-    check_formats(job)
+    stack = job.software()
+    check_formats(job, stack)
     retarget, source = check_retarget(job.traces, job.model)
-    tp = choose_tp(job.model, job.hardware, job.precision, str(job.tp), job.kv_positions)
-    steps = build_steps(job.traces, job.model, retarget, tp)
+    reserve = stack.memory.reserve_fraction
+    tp = choose_tp(job.model, job.hardware, job.precision, str(job.tp), job.kv_positions, reserve)
+    pre = stack.prefill
+    steps = build_steps(job.traces, job.model, retarget, tp, pre.scheduling, pre.chunk_tokens)
     config = ReplayConfig(
+        stack=stack,
         tp=tp,
         prefetch=job.prefetch,
         mask_apply=job.mask_apply,

@@ -13,6 +13,7 @@ from dartsim.replay.run import densified
 from dartsim.replay.steps import step_at, step_count
 from dartsim.specs.hardware import HardwareSpec
 from dartsim.specs.model import ModelSpec
+from dartsim.specs.stack import StackSpec
 from dartsim.trace.types import Trace
 from dartsim.workload import Precision
 
@@ -56,9 +57,15 @@ def kernel_points(coster: StepCoster, step: ReplayStep) -> list[tuple[float, flo
 
 
 def replay_model(
-    traces: Sequence[Trace], spec: ModelSpec, hw: HardwareSpec, tp: str, precision: Precision
+    traces: Sequence[Trace],
+    spec: ModelSpec,
+    hw: HardwareSpec,
+    tp: str,
+    precision: Precision,
+    stack: StackSpec | None = None,
 ) -> ModelRun:
-    prepared = prepare(ReplayJob(tuple(traces), spec, hw, tp=tp, precision=precision, compare_dense=True))
+    job = ReplayJob(tuple(traces), spec, hw, tp=tp, precision=precision, compare_dense=True, stack=stack)
+    prepared = prepare(job)
     result = run_prepared(prepared)
     steps = prepared.steps
     coster = StepCoster(spec, hw, prepared.config)

@@ -88,6 +88,8 @@ class MaskBuild:
     time_s: float
     bytes: int
     host_bytes: int
+    flops: int
+    """Top-k and classifier work (counted in the run's totals, in `other`)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,12 @@ class RunResult:
     totals: Totals
     components: Mapping[str, Component]
     ttft_s: float
+    """Until the last sequence's first token: every prefill step (and the requests'
+    handling), as the sequences prefill before the batch decodes."""
+    ttft_mean_s: float | None
+    """Per sequence, the time to its first token: mean and 99th percentile (a batched
+    prefill gives every sequence the same; chunks and one-by-one prefills do not)."""
+    ttft_p99_s: float | None
     tpot_s: float | None
     tpot_p50_s: float | None
     tpot_p99_s: float | None
@@ -125,6 +133,8 @@ class RunResult:
                 "link_bytes": self.totals.link_bytes,
             },
             "ttft_s": self.ttft_s,
+            "ttft_mean_s": self.ttft_mean_s,
+            "ttft_p99_s": self.ttft_p99_s,
             "tpot_s": self.tpot_s,
             "tpot_p50_s": self.tpot_p50_s,
             "tpot_p99_s": self.tpot_p99_s,
@@ -134,7 +144,13 @@ class RunResult:
                 for row in self.layers
             ],
             "retriggers": [
-                {"step": b.step, "time_s": b.time_s, "bytes": b.bytes, "host_bytes": b.host_bytes}
+                {
+                    "step": b.step,
+                    "time_s": b.time_s,
+                    "bytes": b.bytes,
+                    "host_bytes": b.host_bytes,
+                    "flops": b.flops,
+                }
                 for b in self.mask_builds
             ],
             "simulated_steps": self.simulated_steps,
@@ -152,6 +168,8 @@ class Setup:
     mask_apply: str
     prefetch: bool
     launch: str
+    stack: str
+    """The software stack (and the device whose fitted values it carries)."""
     allreduce: str | None
     """The algorithm used (None without tensor parallelism)."""
     memoized: bool
@@ -168,6 +186,7 @@ class Setup:
             "mask_apply": self.mask_apply,
             "prefetch": self.prefetch,
             "launch": self.launch,
+            "stack": self.stack,
             "allreduce": self.allreduce,
             "memoized": self.memoized,
             "precision": dict(self.precision),

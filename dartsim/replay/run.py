@@ -73,18 +73,25 @@ def run_steps(
     bounds = None
     generated = 0
     index = 0
+    first_tokens: list[float] = []  # each sequence's time to its first token
+    request_s = coster.device.stack.prefill.request_overhead_s
     for step in steps:
         times, cost = coster.cost_run(step)
+        if index == 0:
+            times[0] += request_s  # the requests' handling before the first prefill
         for kept in step.mask_builds:
-            seconds, moved, host = coster.retrigger_cost(kept, step.policy)
+            seconds, moved, host, flops = coster.retrigger_cost(kept, step.policy)
             times[0] += seconds
             total_bytes += moved
+            total_flops += flops
             build_bytes += moved
             build_time += seconds
-            builds.append(MaskBuild(index, seconds, moved, host))
+            builds.append(MaskBuild(index, seconds, moved, host, flops))
         step_times[index : index + step.count] = times
         prefill[index : index + step.count] = step.phase == "prefill"
-        generated += 1 if step.phase == "prefill" else len(step.contexts) * step.count
+        if step.phase == "prefill":
+            first_tokens += [float(step_times[: index + 1].sum())] * step.completes
+        generated += step.completes if step.phase == "prefill" else len(step.contexts) * step.count
         total_bytes += cost.bytes
         total_flops += cost.flops
         total_link += cost.link_bytes
@@ -121,6 +128,8 @@ def run_steps(
         totals=totals,
         components=components(layer_bytes, layer_flops, layer_time, totals, build_bytes, build_time),
         ttft_s=float(step_times[prefill].sum()),
+        ttft_mean_s=float(np.mean(first_tokens)) if first_tokens else None,
+        ttft_p99_s=float(np.percentile(first_tokens, 99)) if first_tokens else None,
         tpot_s=float(decode_times.mean()) if decode_times.size else None,
         tpot_p50_s=float(np.percentile(decode_times, 50)) if decode_times.size else None,
         tpot_p99_s=float(np.percentile(decode_times, 99)) if decode_times.size else None,

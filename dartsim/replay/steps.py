@@ -1,6 +1,9 @@
 """From traces to the steps a replay costs.
 
-A trace (or several, as one batch) becomes a list of steps: each trace's prefill, then the
+A trace (or several, as one batch) becomes a list of steps: the prompts' prefill, as the
+software stack schedules it (batched: every prompt in one step, its tokens summed and
+attention per sequence; chunked: the same in steps of at most `chunk_tokens` tokens, a
+prompt split across steps where it must; sequential: one prompt per step), then the
 decode steps in lockstep (a sequence that has finished drops out of the batch), grouped
 into runs over which nothing changes but the contexts (each grows by one per step): the
 same sequences, the same mask epochs, no mask build. Per layer a step fetches the FFN
@@ -60,8 +63,44 @@ def busiest_shard_kept(mask: np.ndarray, tp: int) -> np.ndarray:
     return per_shard.max(axis=-1) * tp
 
 
-def build_steps(traces: Sequence[Trace], target: ModelSpec, retarget: bool, tp: int = 1) -> list[ReplayStep]:
-    """The batch's steps: each trace's prefill alone, then runs of decode steps in
+def prefill_pieces(
+    prompts: Sequence[int], scheduling: str, chunk_tokens: int | None
+) -> list[list[tuple[int, int, int]]]:
+    """The prefill steps of prompts of these lengths: per step, the (sequence, new tokens,
+    context after the step) of every sequence in it."""
+    if scheduling == "sequential":
+        return [[(i, n, n)] for i, n in enumerate(prompts)]
+    if scheduling == "batched" or chunk_tokens is None:
+        return [[(i, n, n) for i, n in enumerate(prompts)]]
+    if scheduling != "chunked":
+        raise ValueError(f"unknown prefill scheduling {scheduling!r}")
+    out: list[list[tuple[int, int, int]]] = []
+    step: list[tuple[int, int, int]] = []
+    budget = chunk_tokens
+    for i, n in enumerate(prompts):
+        done = 0
+        while done < n:
+            take = min(n - done, budget)
+            done += take
+            step.append((i, take, done))
+            budget -= take
+            if budget == 0:
+                out.append(step)
+                step, budget = [], chunk_tokens
+    if step:
+        out.append(step)
+    return out
+
+
+def build_steps(
+    traces: Sequence[Trace],
+    target: ModelSpec,
+    retarget: bool,
+    tp: int = 1,
+    scheduling: str = "batched",
+    chunk_tokens: int | None = None,
+) -> list[ReplayStep]:
+    """The batch's steps: the prefill as `scheduling` says, then runs of decode steps in
     lockstep (see the module docstring).
 
     Under tensor parallelism (`tp` > 1) on the traces' own model, each layer's kept count
@@ -119,22 +158,33 @@ def build_steps(traces: Sequence[Trace], target: ModelSpec, retarget: bool, tp: 
 
     steps: list[ReplayStep] = []
     decode: list[tuple[np.ndarray, np.ndarray]] = []
-    for index, view in enumerate(views):
+    prompts, first_epochs = [], []
+    for view in views:
         s = view.steps
         if int(s.phase[0]) != PHASE_PREFILL:
             raise UserError("a trace must start with its prefill step")
-        epoch = int(s.epoch[0])
+        if int(s.tokens[0]) != int(s.context_len[0]):
+            raise UserError("a trace's prefill must start from an empty cache (its tokens are its context)")
+        prompts.append(int(s.tokens[0]))
+        first_epochs.append(int(s.epoch[0]))
+    for pieces in prefill_pieces(prompts, scheduling, chunk_tokens):
+        active = tuple((i, first_epochs[i]) for i, _, _ in pieces)
+        news = tuple(n for _, n, _ in pieces)
         steps.append(
             ReplayStep(
                 "prefill",
-                int(s.tokens[0]),
-                (int(s.context_len[0]),),
-                kept_for(((index, epoch),)),
-                policy.observes(view, epoch, "prefill"),
-                heads=heads_for(((index, epoch),)),
+                max(news),
+                tuple(c for _, _, c in pieces),
+                kept_for(active),
+                any(policy.observes(views[i], e, "prefill") for i, e in active),
+                heads=heads_for(active),
                 policy=costs,
+                news=news if len(set(news)) > 1 else None,
+                completes=sum(1 for i, _, c in pieces if c == prompts[i]),
             )
         )
+    for view in views:
+        s = view.steps
         rest = s.phase[1:] == PHASE_DECODE
         epochs = s.epoch[1:][rest]
         if per_token and epochs.size:

@@ -1,5 +1,5 @@
 """What each mechanism of the device model contributes to a decode step, and how DART's
-speedup moves with the software-stack assumptions (`dartsim report mechanisms`).
+speedup moves with the software stack (`dartsim report mechanisms`).
 
 Breakdown: the step is simulated with every mechanism, then with one mechanism at a time
 made ideal (its cost set to zero or its efficiency to one); the difference is what that
@@ -8,9 +8,9 @@ the step; the table says how much is left once all of them are ideal (the bytes 
 at peak rates).
 
 Sensitivity: a dense decode step against the same step with a stated kept fraction of
-FFN neurons in every layer (DART's steady state between re-triggers), under the preset's
-launch and collective fields and under alternatives: CUDA-graph launch gaps, PyTorch-eager
-host issue, NCCL-like all-reduce costs, ring instead of one-shot all-reduce.
+FFN neurons in every layer (DART's steady state between re-triggers), under each shipped
+GPU software stack (each with the values fitted on this device where it has them), and
+under the hardware's default stack with ring instead of its all-reduce.
 """
 
 from __future__ import annotations
@@ -19,90 +19,99 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from dartsim.engine.machine import device
+from dartsim.engine.costing import ReplayConfig
 from dartsim.engine.sim import simulate_step
 from dartsim.report import render
 from dartsim.specs.hardware import HardwareSpec
-from dartsim.specs.hardware_yaml import override
 from dartsim.specs.model import ModelSpec
+from dartsim.specs.stack import StackSpec, default_stack, stack_for
 from dartsim.units import MS_PER_S
-from dartsim.workload import Execution, Precision, StepShape, kept_count, step_kernels
+from dartsim.workload import Precision, StepShape, kept_count, step_kernels
 
 CONTEXT = 1024
 UNLIMITED = 1e30
+GPU_STACKS = ("trtllm-0.9", "trtllm-graphs", "vllm", "vllm-v0", "sglang", "gpt-fast", "pytorch-eager")
+"""The stacks of the sensitivity table on a GPU (the shipped NVIDIA-side presets)."""
+Setup = tuple[HardwareSpec, StackSpec]
 
 
-def _instant_launch(hw: HardwareSpec) -> HardwareSpec:
-    la = dataclasses.replace(hw.launch, host_issue_s=0.0, step_overhead_s=0.0, kernel_gap_s=0.0)
-    return dataclasses.replace(hw, launch=la)
-
-
-def _no_latency(hw: HardwareSpec) -> HardwareSpec:
-    noc = dataclasses.replace(hw.noc, hop_latency_s=0.0)
-    return dataclasses.replace(hw, memory=dataclasses.replace(hw.memory, latency_s=0.0), noc=noc)
-
-
-def _ideal_link(hw: HardwareSpec) -> HardwareSpec:
-    link = dataclasses.replace(
-        hw.link, allreduce_call_s=0.0, latency_s=0.0, bandwidth_bytes_per_s_per_direction=UNLIMITED
+def _instant_launch(hw: HardwareSpec, st: StackSpec) -> Setup:
+    la = dataclasses.replace(
+        st.launch, host_issue_s=0.0, step_overhead_s=0.0, kernel_gap_s=0.0, graph_launch_s=0.0
     )
-    return dataclasses.replace(hw, link=link)
+    return hw, dataclasses.replace(st, launch=la)
 
 
-def _ideal_compute(hw: HardwareSpec) -> HardwareSpec:
+def _no_latency(hw: HardwareSpec, st: StackSpec) -> Setup:
+    noc = dataclasses.replace(hw.noc, hop_latency_s=0.0)
+    att = dataclasses.replace(st.attention, decode_fixed_s=0.0)
+    hw = dataclasses.replace(hw, memory=dataclasses.replace(hw.memory, latency_s=0.0), noc=noc)
+    return hw, dataclasses.replace(st, attention=att)
+
+
+def _ideal_link(hw: HardwareSpec, st: StackSpec) -> Setup:
+    link = dataclasses.replace(hw.link, latency_s=0.0, bandwidth_bytes_per_s_per_direction=UNLIMITED,
+                               per_peer_bandwidth_bytes_per_s=None)  # fmt: skip
+    ar = dataclasses.replace(st.allreduce, call_s=0.0)
+    return dataclasses.replace(hw, link=link), dataclasses.replace(st, allreduce=ar)
+
+
+def _ideal_compute(hw: HardwareSpec, st: StackSpec) -> Setup:
     g = dataclasses.replace(hw.compute.gemm, efficiency=1.0, k_overhead=0.0, m_overhead=0.0)
-    c = dataclasses.replace(hw.compute, gemm=g, attention_efficiency=1.0, vector_efficiency=1.0)
-    return dataclasses.replace(hw, compute=c)
+    c = dataclasses.replace(hw.compute, gemm=g, vector_efficiency=1.0)
+    att = dataclasses.replace(
+        st.attention, prefill_efficiency=dict.fromkeys(st.attention.prefill_efficiency, 1.0)
+    )
+    return dataclasses.replace(hw, compute=c), dataclasses.replace(st, attention=att)
 
 
-def _ideal_memory(hw: HardwareSpec) -> HardwareSpec:
+def _ideal_memory(hw: HardwareSpec, st: StackSpec) -> Setup:
     mem = dataclasses.replace(hw.memory, efficiency=1.0)
     noc = dataclasses.replace(hw.noc, link_bandwidth_bytes_per_s=UNLIMITED)
-    return dataclasses.replace(hw, memory=mem, noc=noc)
+    att = dataclasses.replace(st.attention, decode_bandwidth_efficiency=1.0, gqa_efficiency=1.0)
+    return dataclasses.replace(hw, memory=mem, noc=noc), dataclasses.replace(st, attention=att)
 
 
-MECHANISMS: tuple[tuple[str, Callable[[HardwareSpec], HardwareSpec]], ...] = (
-    ("kernel launch (step overhead, per-kernel gap, host issue)", _instant_launch),
-    ("DRAM and on-chip latency", _no_latency),
+MECHANISMS: tuple[tuple[str, Callable[[HardwareSpec, StackSpec], Setup]], ...] = (
+    ("kernel launch (step overhead, graph launch, per-kernel gap, host issue)", _instant_launch),
+    ("DRAM and on-chip latency, decode attention's fixed time", _no_latency),
     ("collectives (fixed cost, hops, link bandwidth)", _ideal_link),
     ("compute efficiency (tiles, waves, ramps, asymptotes)", _ideal_compute),
-    ("memory efficiency (DRAM below peak, network)", _ideal_memory),
+    ("memory efficiency (DRAM below peak, network, KV streaming)", _ideal_memory),
 )
 
 
-def _step_time(spec: ModelSpec, hw: HardwareSpec, tp: int, kept: list[int] | None, prec: Precision,
-               allreduce: str | None = None, launch: str | None = None) -> float:  # fmt: skip
-    run = Execution(tp=tp, allreduce=allreduce or hw.link.allreduce_algorithm,
-                    one_shot_max_bytes=int(hw.link.one_shot_max_bytes))  # fmt: skip
-    kernels = step_kernels(spec, StepShape.decode(1, CONTEXT), kept, prec, execution=run)
-    return simulate_step(kernels, device(hw, launch=launch)).time_s
+def _step_time(spec: ModelSpec, hw: HardwareSpec, st: StackSpec, tp: int, kept: list[int] | None,
+               prec: Precision, allreduce: str | None = None) -> float:  # fmt: skip
+    config = ReplayConfig(tp=tp, precision=prec, stack=st, allreduce=allreduce)
+    dev = config.device(hw)
+    kernels = step_kernels(spec, StepShape.decode(1, CONTEXT), kept, prec, execution=config.execution(dev))
+    return simulate_step(kernels, dev, phase="decode").time_s
 
 
 def breakdown(spec: ModelSpec, hw: HardwareSpec, tp: int, prec: Precision) -> dict[str, Any]:
-    full = _step_time(spec, hw, tp, None, prec)
+    st = default_stack(hw)
+    full = _step_time(spec, hw, st, tp, None, prec)
     rows = []
-    ideal = hw
+    ideal = (hw, st)
     for name, make in MECHANISMS:
-        without = _step_time(spec, make(hw), tp, None, prec)
+        without = _step_time(spec, *make(hw, st), tp, None, prec)
         rows.append({"mechanism": name, "step_s": without, "cost_s": full - without})
-        ideal = make(ideal)
-    floor = _step_time(spec, ideal, tp, None, prec)
-    return {"full_s": full, "rows": rows, "all_ideal_s": floor}
+        ideal = make(*ideal)
+    floor = _step_time(spec, *ideal, tp, None, prec)
+    return {"full_s": full, "stack": st.label, "rows": rows, "all_ideal_s": floor}
 
 
-def variants(hw: HardwareSpec) -> list[tuple[str, HardwareSpec, str | None, str | None]]:
-    """(label, hardware, all-reduce algorithm, launch mode) of the sensitivity study."""
-    return [
-        ("preset as fitted", hw, None, None),
-        ("CUDA-graph stack: kernel gap 0.6 us, step overhead 20 us",
-         override(hw, {"launch.kernel_gap_us": 0.6, "launch.step_overhead_us": 20.0}, "study"),
-         None, "graph"),
-        ("PyTorch eager: host issue 20 us per kernel, gap 0.6 us",
-         override(hw, {"launch.host_issue_us": 20.0, "launch.kernel_gap_us": 0.6}, "study"), None, "eager"),
-        ("NCCL-like all-reduce: 25 us per call",
-         override(hw, {"link.allreduce_call_us": 25.0}, "study"), None, None),
-        ("ring all-reduce instead of one-shot", hw, "ring", None),
-    ]  # fmt: skip
+def variants(hw: HardwareSpec) -> list[tuple[str, StackSpec, str | None]]:
+    """(label, stack, all-reduce algorithm) of the sensitivity study."""
+    own = default_stack(hw)
+    names = GPU_STACKS if own.name in GPU_STACKS else (own.name,)
+    out: list[tuple[str, StackSpec, str | None]] = []
+    for name in names:
+        st = stack_for(name, hw)
+        out.append((f"{st.label}{' (default)' if name == own.name else ''}", st, None))
+    out.append((f"{own.label}, ring all-reduce", own, "ring"))
+    return out
 
 
 def sensitivity(
@@ -110,9 +119,9 @@ def sensitivity(
 ) -> list[dict[str, Any]]:
     kept = [kept_count(keep, spec.intermediate_size)] * spec.num_layers
     out = []
-    for label, variant, allreduce, launch in variants(hw):
-        dense = _step_time(spec, variant, tp, None, prec, allreduce, launch)
-        sparse = _step_time(spec, variant, tp, kept, prec, allreduce, launch)
+    for label, st, allreduce in variants(hw):
+        dense = _step_time(spec, hw, st, tp, None, prec, allreduce)
+        sparse = _step_time(spec, hw, st, tp, kept, prec, allreduce)
         out.append(
             {"variant": label, "dense_tpot_s": dense, "sparse_tpot_s": sparse, "speedup": dense / sparse}
         )
@@ -131,7 +140,9 @@ def render_report(spec: ModelSpec, hw: HardwareSpec, tps: list[int], keep: float
     ]
     for tp in tps:
         b = breakdown(spec, hw, tp, prec)
-        lines.append(f"## Breakdown at TP {tp}: {b['full_s'] * MS_PER_S:.3f} ms per step\n")
+        lines.append(
+            f"## Breakdown at TP {tp}: {b['full_s'] * MS_PER_S:.3f} ms per step under {b['stack']}\n"
+        )
         table = [
             [
                 r["mechanism"],

@@ -37,6 +37,7 @@ def render_table(result: ReplayResult, about: Mapping[str, Any]) -> str:
         f"batch {s.batch}, "
         f"masks applied by {s.mask_apply}, weight prefetch {'on' if s.prefetch else 'off'}, "
         f"{s.launch} launch",
+        f"software stack   {printable(s.stack)}",
     ]
     if s.retargeted_from:
         lines.append(f"RETARGETED from {s.retargeted_from}: keep ratios mapped by normalised depth")
@@ -53,7 +54,12 @@ def render_table(result: ReplayResult, about: Mapping[str, Any]) -> str:
         f"DRAM traffic     {t.bytes / GB:.3f} GB per device (1 GB = 1e9 B)",
         f"FLOPs            {t.flops / TFLOP:.3f} TFLOP per device (1e12)",
         f"time             {format_seconds(t.time_s)}",
-        f"TTFT             {_fmt_rate(run.ttft_s)}",
+        f"TTFT             {_fmt_rate(run.ttft_s)} until the last sequence's first token"
+        + (
+            f"; per sequence mean {_fmt_rate(run.ttft_mean_s)}, p99 {_fmt_rate(run.ttft_p99_s)}"
+            if s.batch > 1
+            else ""
+        ),
         f"TPOT             mean {_fmt_rate(run.tpot_s)}, p50 {_fmt_rate(run.tpot_p50_s)}, "
         f"p99 {_fmt_rate(run.tpot_p99_s)}",
         f"throughput       {run.tokens_per_s:.2f} tokens/s" if run.tokens_per_s else "throughput       n/a",
@@ -127,13 +133,14 @@ def _component_lines(run: RunResult, dense: RunResult | None) -> list[str]:
     return lines
 
 
-TIDY_HEADER = ("run", "scope", "component", "metric", "value", "unit")
+TIDY_HEADER = ("run", "stack", "scope", "component", "metric", "value", "unit")
 _UNITS = {"bytes": "B", "flops": "FLOP", "time_s": "s", "share_bytes": "fraction", "share_time": "fraction"}
 
 
 def tidy_rows(result: ReplayResult, label: str = "run") -> list[list[Any]]:
-    """Long-format rows (run, scope, component, metric, value, unit): the run and its dense
-    twin (labelled `dense`); totals, components and layers; TTFT, TPOT and the speedup."""
+    """Long-format rows (run, stack, scope, component, metric, value, unit): the run and
+    its dense twin (labelled `dense`); totals, components and layers; TTFT, TPOT and the
+    speedup."""
     rows: list[list[Any]] = []
     runs = [(label, result.run)] + ([("dense", result.dense)] if result.dense is not None else [])
     for name, run in runs:
@@ -142,6 +149,8 @@ def tidy_rows(result: ReplayResult, label: str = "run") -> list[list[Any]]:
             rows.append([name, "total", "all", key, value, _UNITS[key]])
         per_run: tuple[tuple[str, float | None, str], ...] = (
             ("ttft_s", run.ttft_s, "s"),
+            ("ttft_mean_s", run.ttft_mean_s, "s"),
+            ("ttft_p99_s", run.ttft_p99_s, "s"),
             ("tpot_s", run.tpot_s, "s"),
             ("tokens_per_s", run.tokens_per_s, "tokens/s"),
         )
@@ -160,7 +169,8 @@ def tidy_rows(result: ReplayResult, label: str = "run") -> list[list[Any]]:
                     rows.append([name, f"layer {layer.layer}", part, key, value, _UNITS[key]])
     if result.speedup is not None:
         rows.append([label, "total", "all", "speedup_vs_dense", result.speedup, "ratio"])
-    return rows
+    stack = result.setup.stack
+    return [[row[0], stack, *row[1:]] for row in rows]
 
 
 def tidy_csv(result: ReplayResult) -> str:
@@ -179,7 +189,7 @@ def layers_csv(result: ReplayResult) -> str:
 
 
 def retriggers_csv(result: ReplayResult) -> str:
-    header = ["step", "time_s", "bytes", "host_bytes"]
+    header = ["step", "time_s", "bytes", "host_bytes", "flops"]
     return render.csv_text(header, [[getattr(b, k) for k in header] for b in result.run.mask_builds])
 
 

@@ -3,19 +3,33 @@ speedup at every point."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from dartsim.report import plots, render
 from dartsim.study.runner import METRICS
 from dartsim.units import MS_PER_S
 
-AXES = ("model", "hardware", "tp", "mask_apply", "precision", "batch", "sparsity", "prompt_len", "gen_len")
+AXES = (
+    "model",
+    "hardware",
+    "stack",
+    "tp",
+    "mask_apply",
+    "precision",
+    "batch",
+    "sparsity",
+    "prompt_len",
+    "gen_len",
+)
 
 
 def _axis(point: dict[str, Any], axis: str) -> str:
     value: Any = point.get(axis)
     if axis == "hardware":
         return str(value["label"])
+    if axis == "stack":
+        return "default" if value is None else value if isinstance(value, str) else Path(value["file"]).stem
     if axis == "precision":
         return f"{value['weight']}/{value['activation']}/{value['kv_cache']}"
     return "" if value is None else str(value)
@@ -42,6 +56,7 @@ def study_markdown(study: dict[str, Any], results: list[dict[str, Any]]) -> str:
     varying = [a for a in AXES if len({_axis(r["point"], a) for r in results}) > 1]
     header = [
         *(varying or ["point"]),
+        "stack used",
         "TP",
         "TPOT dense",
         "TPOT DART",
@@ -54,6 +69,7 @@ def study_markdown(study: dict[str, Any], results: list[dict[str, Any]]) -> str:
         if "row" in r:
             x = r["row"]
             cells += [
+                str(x["stack_used"]),
                 str(x["tp_used"]),
                 f"{x['dense_tpot_s'] * MS_PER_S:.3f} ms" if x["dense_tpot_s"] else "n/a",
                 f"{x['tpot_s'] * MS_PER_S:.3f} ms" if x["tpot_s"] else "n/a",
@@ -61,7 +77,7 @@ def study_markdown(study: dict[str, Any], results: list[dict[str, Any]]) -> str:
                 f"{100 * x['dense_attention_share_time']:.1f}% / {100 * x['attention_share_time']:.1f}%",
             ]
         else:
-            cells += ["skipped: " + r["skipped"], "", "", "", ""]
+            cells += ["skipped: " + r["skipped"], "", "", "", "", ""]
         rows.append(cells)
     fixed = [f"{a} {_axis(results[0]['point'], a)}" for a in AXES if a not in varying and results]
     return (

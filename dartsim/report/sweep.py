@@ -16,6 +16,7 @@ def render_sweep(rows: list[dict[str, Any]], fmt: str, title: str) -> str:
         return render.csv_text(FIELDS, [[row[f] for f in FIELDS] for row in rows])
     header = [
         "hardware",
+        "stack",
         "TP",
         "masks",
         "time (s)",
@@ -31,6 +32,7 @@ def render_sweep(rows: list[dict[str, Any]], fmt: str, title: str) -> str:
     table = [
         [
             row["hw"],
+            row["stack"],
             str(row["tp"]),
             row["mask_apply"],
             f"{row['time_s']:.3f}",

@@ -96,47 +96,105 @@ def _group_lines(rows: Sequence[dict[str, Any]], key: str) -> list[list[str]]:
     return out
 
 
+GROUPS = ("calibration", "held-out", "never-fitted", "flagged")
+GROUP_MEANING = {
+    "calibration": "rows the fits used",
+    "held-out": "held-out rows of the sources the fits used",
+    "never-fitted": "rows of sources no fit used (other publishers and software)",
+    "flagged": "rows held out for a stated reason (see the split)",
+}
+WORST_ROWS = 30
+
+
+def _summary_line(label: str, rows: Sequence[dict[str, Any]]) -> str:
+    s = error_summary([r["error"] for r in rows])
+    median, worst = s["median_abs_error"], s["max_abs_error"]
+    return f"**{label}**: median |error| {median:.1%}, max |error| {worst:.1%} over {len(rows)} rows"
+
+
 def render_published(
-    rows: Sequence[dict[str, Any]], about: str, split_rule: str, sources: dict[str, Any], fmt: str
+    rows: Sequence[dict[str, Any]], about: str, split: dict[str, Any], sources: dict[str, Any], fmt: str
 ) -> str:
-    """Published GPU measurements against predictions: the calibration and held-out parts
-    separately, each with its median and max |error|, then every row."""
-    parts = {part: [r for r in rows if r["split"] == part] for part in ("calibration", "held-out")}
+    """Published GPU measurements against predictions: every group (calibration, held-out,
+    never fitted, flagged) with its median and max |error|, the held-out rows by batch,
+    metric, device and stack, the FP16/FP8 pairs, the worst held-out rows and the sources.
+    CSV gives every row."""
+    from dartsim.validate.published import batch_bucket, precision_pairs
+
+    groups = {g: [r for r in rows if r["group"] == g] for g in GROUPS}
+    unseen = [r for r in rows if r["split"] == "held-out"]
+    pairs = precision_pairs(rows)
     if fmt == "json":
         return render.json_text(
             {
-                "split_rule": split_rule,
-                "parts": {
-                    p: error_summary([r["error"] for r in rs]) | {"cases": len(rs)} for p, rs in parts.items()
+                "split": split,
+                "groups": {
+                    g: error_summary([r["error"] for r in rs]) | {"cases": len(rs)}
+                    for g, rs in groups.items()
                 },
+                "pairs": pairs,
                 "rows": list(rows),
             }
         )
     fields = list(rows[0]) if rows else []
     if fmt == "csv":
         return render.csv_text(fields, [[r[f] for f in fields] for r in rows])
+    known = [r for r in unseen if r["group"] != "flagged"]
     lines = [
         "# Predicted vs published GPU measurements",
         "",
         f"{len(rows)} published measurements from {len({r['source'] for r in rows})} sources "
         f"({len({sources[s]['publisher'] for s in {r['source'] for r in rows}})} publishers) on "
-        f"{len({r['device'] for r in rows})} devices. {about}",
+        f"{len({r['device'] for r in rows})} devices, batch 1 to {max(r['batch'] for r in rows)}. {about}",
         "",
-        f"Split: {split_rule}",
+        f"Split: {split['rule']} Never fitted: {', '.join(split.get('never_fitted', []))}. "
+        f"{split.get('never_fitted_why', '')}",
+        "",
+        f"Fit: {split.get('fit', '')} The fitted values and their sources are in the stack and hardware "
+        "presets (`dartsim stack show NAME`, `dartsim hw show NAME`); reports/fit-gpu.md says what each fit "
+        "gave.",
+        "",
+        "Error = (predicted - measured) / measured. Regenerate with "
+        "`dartsim validate --published --out reports/validation-gpu.md` (every row: `--format csv`).",
+        "",
+        "## Summary",
+        "",
+        _summary_line("every row not fitted (held out, never fitted, flagged)", unseen),
+        "",
+        _summary_line("held out, without the flagged rows", known),
+        "",
+        _summary_line("held out without the flagged rows, batch 1", [r for r in known if r["batch"] == 1]),
+        "",
+        _summary_line("held out without the flagged rows, batch > 1", [r for r in known if r["batch"] > 1]),
         "",
     ]
-    for part, part_rows in parts.items():
-        s = error_summary([r["error"] for r in part_rows])
-        lines.append(
-            f"**{part}**: median |error| {s['median_abs_error']:.1%}, max |error| {s['max_abs_error']:.1%} "
-            f"over {len(part_rows)} rows"
-        )
-        lines.append("")
-    header = ["group", "rows", "median |error|", "max |error|"]
-    for part, part_rows in parts.items():
-        for key in ("source", "device", "metric"):
-            lines.append(f"### {part} by {key}\n")
-            lines.append(render.markdown_table([key, *header[1:]], _group_lines(part_rows, key)))
+    for g in GROUPS:
+        lines += [_summary_line(f"{g} ({GROUP_MEANING[g]})", groups[g]), ""]
+    if pairs:
+        s = error_summary([p["error"] for p in pairs])
+        unseen_pairs = [p for p in pairs if p["split"] == "held-out"]
+        t = error_summary([p["error"] for p in unseen_pairs])
+        lines += [
+            f"**FP16 / FP8 pairs** (the same case measured at both; ratio of the FP16 time to the FP8 time): "
+            f"predicted ratio within {s['median_abs_error']:.1%} of the measured one at the median, "
+            f"{s['max_abs_error']:.1%} at worst, over {len(pairs)} pairs ({len(unseen_pairs)} with the FP8 "
+            "row "
+            f"held out: median {t['median_abs_error']:.1%}, max {t['max_abs_error']:.1%}).",
+            "",
+        ]
+    header = ["rows", "median |error|", "max |error|"]
+    tagged = [{**r, "batch size": batch_bucket(r["batch"])} for r in unseen]
+    for key in ("batch size", "metric", "device", "stack", "source", "group"):
+        lines.append(f"### Rows not fitted, by {key}\n")
+        lines.append(render.markdown_table([key, *header], _group_lines(tagged, key)))
+    lines.append("### Calibration rows, by stack and device\n")
+    pairs_cal = [{**r, "stack on device": f"{r['stack']} on {r['device']}"} for r in groups["calibration"]]
+    lines.append(
+        render.markdown_table(["stack on device", *header], _group_lines(pairs_cal, "stack on device"))
+    )
+    lines.append(f"### The {WORST_ROWS} worst rows not fitted\n")
+    worst = sorted(unseen, key=lambda r: -abs(r["error"]))[:WORST_ROWS]
+    lines.append(render.markdown_table(_ROW_HEAD, [_row_cells(r) for r in worst]))
     lines.append("### Sources\n")
     src_rows = [
         [name, s["publisher"], s["title"], s["version"], s["url"]]
@@ -144,31 +202,63 @@ def render_published(
         if any(r["source"] == name for r in rows)
     ]
     lines.append(render.markdown_table(["source", "publisher", "title", "version", "address"], src_rows))
-    lines.append("### Every row\n")
-    table = [
-        [
-            r["id"],
-            r["split"],
-            r["device"],
-            r["model"],
-            r["precision"],
-            str(r["tp"]),
-            str(r["batch"]),
-            f"{r['input_tokens']}/{r['output_tokens']}",
-            r["metric"],
-            _fmt_value(r["metric"], r["measured"]),
-            _fmt_value(r["metric"], r["predicted"]),
-            f"{r['error']:+.1%}",
-        ]
-        for r in rows
-    ]
-    head = ["id", "part", "device", "model", "weights", "TP", "batch", "in/out", "metric", "measured",
-            "predicted", "error"]  # fmt: skip
-    lines.append(render.markdown_table(head, table))
-    for part, part_rows in parts.items():
-        s = error_summary([r["error"] for r in part_rows])
-        lines.append(
-            f"{part}: median |error| {s['median_abs_error']:.1%}, max |error| {s['max_abs_error']:.1%} "
-            f"({len(part_rows)} rows)"
+    s = error_summary([r["error"] for r in known])
+    lines.append(
+        f"held-out (flagged rows aside): median |error| {s['median_abs_error']:.1%}, max |error| "
+        f"{s['max_abs_error']:.1%} ({len(known)} rows)"
+    )
+    return "\n".join(lines) + "\n"
+
+
+_ROW_HEAD = ["id", "group", "stack", "device", "model", "weights", "TP", "batch", "in/out", "metric",
+             "measured", "predicted", "error"]  # fmt: skip
+
+
+def _row_cells(r: dict[str, Any]) -> list[str]:
+    return [
+        r["id"], r["group"], r["stack"], r["device"], r["model"], r["precision"], str(r["tp"]),
+        str(r["batch"]), f"{r['input_tokens']}/{r['output_tokens']}", r["metric"],
+        _fmt_value(r["metric"], r["measured"]),
+        _fmt_value(r["metric"], r["predicted"]), f"{r['error']:+.1%}",
+    ]  # fmt: skip
+
+
+def render_fit(result: Any) -> str:
+    """What `dartsim validate --published --fit` gave: every (stack, device) fit with its
+    values, whether it is shipped, and the pairs with too few rows."""
+    head = ["stack", "device", "role", "rows", "rms log error (before -> after)", "fitted values", "outcome"]
+    table = []
+    for f in result.fits:
+        values = ", ".join(f"{k} {v:g}" for k, v in f.fields.items())
+        if f.ok:
+            outcome = "shipped"
+        else:
+            outcome = "FAILED, at the edge of its range: " + ", ".join(f.at_edge) + " (not shipped)"
+        if f.not_identifiable:
+            outcome += "; not moved by these rows: " + ", ".join(f.not_identifiable)
+        role = "reference (with the hardware fields)" if f.reference else "stack only"
+        table.append(
+            [
+                f.stack,
+                f.device,
+                role,
+                str(f.rows),
+                f"{f.rms_before:.3f} -> {f.rms_after:.3f}",
+                values,
+                outcome,
+            ]
         )
+    lines = [
+        "# The fit of calibrated hardware and stack fields to the published calibration rows",
+        "",
+        "Written by `dartsim validate --published --fit DIR` (DIR/fit.md). Search ranges: "
+        "dartsim/validate/published_fit.py (RANGES, with their sources). A fit with a value at the edge of "
+        "its range is not shipped: its stack keeps the preset values on that device, and a failed reference "
+        "fit leaves the device's hardware fields as measured.",
+        "",
+        render.markdown_table(head, table),
+    ]
+    if result.skipped:
+        lines.append("Too few calibration rows to fit (fewer than 12): " + ", ".join(
+            f"{s} on {d} ({n})" for s, d, n in result.skipped) + ".")  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -10,11 +10,9 @@ source is an error naming the file, the field and the value.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
-from dartsim.errors import UserError, unknown_name
+from dartsim.errors import UserError
 from dartsim.specs.dtypes import DType
 from dartsim.specs.hardware_fields import FieldReader
 from dartsim.specs.hardware_schema import (
@@ -25,10 +23,9 @@ from dartsim.specs.hardware_schema import (
     SECTIONS,
     TOP_KEYS,
 )
-from dartsim.specs.strict_yaml import read_yaml
+from dartsim.specs.presets import calibrated_fields, preset_names, read_named
 from dartsim.text import brief
 
-PRESET_PACKAGE = "dartsim.specs"
 PRESET_FOLDER = "hw_presets"
 
 
@@ -73,8 +70,6 @@ class ComputeSpec:
     tensor_flops_per_s: dict[str, float]
     vector_flops_per_s: float
     vector_efficiency: float
-    attention_efficiency: float
-    """Fraction of the tensor peak a fused attention kernel sustains on long sequences."""
     gemm: GemmSpec
     tensor_sparse_2to4_flops_per_s: dict[str, float] | None = None
     """Tensor peaks with 2:4 structured sparsity, where the device has them (its own field:
@@ -103,14 +98,26 @@ class NocSpec:
 class LinkSpec:
     type: str
     bandwidth_bytes_per_s_per_direction: float
+    """What one device can send over all its chip-to-chip links together."""
     efficiency: float
     """Fraction of the per-direction bandwidth a collective sustains."""
     latency_s: float
     """Per hop of a collective."""
-    allreduce_algorithm: str
-    allreduce_call_s: float
-    """Fixed cost of one collective call (launch, synchronisation of the peers)."""
-    one_shot_max_bytes: float
+    topology: str
+    """switch, full_mesh or pcie (hardware_schema.LINK_TOPOLOGIES)."""
+    per_peer_bandwidth_bytes_per_s: float | None
+    """full_mesh: the bandwidth of the one link to each peer (None: the device's whole)."""
+    max_devices: int
+    """Devices one tensor-parallel group may span (those a node connects this way)."""
+
+    def group_bandwidth_bytes_per_s(self, devices: int) -> float:
+        """Per-direction bandwidth one device of a `devices`-wide group can use: all of it
+        behind a switch or over PCIe; in a full mesh only the links to its group's peers."""
+        if self.topology != "full_mesh" or self.per_peer_bandwidth_bytes_per_s is None:
+            return self.bandwidth_bytes_per_s_per_direction
+        return min(
+            self.bandwidth_bytes_per_s_per_direction, (devices - 1) * self.per_peer_bandwidth_bytes_per_s
+        )
 
 
 @dataclass(frozen=True)
@@ -121,33 +128,20 @@ class HostLinkSpec:
 
 
 @dataclass(frozen=True)
-class LaunchSpec:
-    mode: str
-    host_issue_s: float
-    """Host time to issue one kernel in eager mode (framework dispatch and driver)."""
-    step_overhead_s: float
-    """Host time before a step's first kernel can run: preparing inputs, sampling the
-    previous token, launching the graph (graph mode); once per step in either mode."""
-    kernel_gap_s: float
-    """Device-side gap between the end of one kernel and the start of the next."""
-    synchronous: bool
-    """The host waits for each kernel before issuing the next (a CPU running its own
-    kernels): issue cost and execution add up instead of overlapping."""
-
-
-@dataclass(frozen=True)
 class HardwareSpec:
-    """One accelerator: memory, compute, on-chip memory and network, links, kernel launch."""
+    """One accelerator: memory, compute, on-chip memory and network, links. What the
+    software does on it is a StackSpec (specs/stack.py)."""
 
     name: str
     description: str
+    default_stack: str
+    """The software stack a replay uses unless told otherwise (a preset name)."""
     memory: MemorySpec
     compute: ComputeSpec
     on_chip: OnChipSpec
     noc: NocSpec
     link: LinkSpec
     host_link: HostLinkSpec
-    launch: LaunchSpec
     sources: dict[str, str]
     calibrated: tuple[str, ...]
     """YAML paths of the fields a fit to measurements may change."""
@@ -186,7 +180,6 @@ _CLASSES: dict[str, type] = {
     "noc": NocSpec,
     "link": LinkSpec,
     "host_link": HostLinkSpec,
-    "launch": LaunchSpec,
 }
 
 
@@ -249,7 +242,7 @@ def hardware_spec_from_dict(raw: Any, where: str) -> HardwareSpec:
             values[field.attr] = default * field.scale if isinstance(default, float) else default
     _check_noc(r, values)
     _check_link(r, values)
-    calibrated = _calibrated(r, top.get("calibrated", []))
+    calibrated = calibrated_fields(r, top.get("calibrated", []), CALIBRATABLE)
 
     tree: dict[str, Any] = {}
     for attr, value in values.items():
@@ -261,6 +254,7 @@ def hardware_spec_from_dict(raw: Any, where: str) -> HardwareSpec:
     return HardwareSpec(
         name=tree["name"],
         description=tree["description"],
+        default_stack=tree["default_stack"],
         **built,
         sources=sources,
         calibrated=calibrated,
@@ -285,37 +279,25 @@ def _check_noc(r: FieldReader, values: dict[str, Any]) -> None:
 
 
 def _check_link(r: FieldReader, values: dict[str, Any]) -> None:
-    if values["link.allreduce_algorithm"] == "auto" and values["link.one_shot_max_bytes"] <= 0:
-        raise r.fail("link.one_shot_max_kb", "must be positive when link.allreduce_algorithm is auto")
-
-
-def _calibrated(r: FieldReader, raw: Any) -> tuple[str, ...]:
-    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-        raise r.fail("calibrated", f"must be a list of field names, got {brief(raw)}")
-    for path in raw:
-        if path not in CALIBRATABLE:
-            raise r.fail("calibrated", f"names {path!r}, which is not a numeric field")
-    if len(set(raw)) != len(raw):
-        raise r.fail("calibrated", "lists a field twice")
-    return tuple(raw)
-
-
-def _preset_dir() -> Path:
-    return Path(str(resources.files(PRESET_PACKAGE).joinpath(PRESET_FOLDER)))
+    per_peer = values["link.per_peer_bandwidth_bytes_per_s"]
+    if values["link.topology"] == "full_mesh" and per_peer is None:
+        raise r.fail("link.per_peer_bandwidth_gb_per_s", "is required for a full_mesh link topology")
+    if per_peer is not None and values["link.topology"] != "full_mesh":
+        raise r.fail(
+            "link.per_peer_bandwidth_gb_per_s",
+            f"applies only to a full_mesh, topology is {values['link.topology']!r}",
+        )
+    if per_peer is not None and per_peer > values["link.bandwidth_bytes_per_s_per_direction"]:
+        raise r.fail(
+            "link.per_peer_bandwidth_gb_per_s",
+            "exceeds link.bandwidth_gb_per_s_per_direction (the device's whole)",
+        )
 
 
 def hardware_preset_names() -> list[str]:
-    return sorted(p.stem for p in _preset_dir().glob("*.yaml"))
+    return preset_names(PRESET_FOLDER)
 
 
 def load_hardware_spec(name_or_path: str) -> HardwareSpec:
     """A preset name (`l40s`) or a path to a hardware YAML file."""
-    candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
-        return hardware_spec_from_dict(read_yaml(candidate), str(candidate))
-    key = name_or_path.lower()
-    names = hardware_preset_names()
-    if key not in names:
-        raise unknown_name("hardware", name_or_path, names)
-    path = _preset_dir() / f"{key}.yaml"
-    return hardware_spec_from_dict(read_yaml(path), str(path))
+    return hardware_spec_from_dict(*read_named(name_or_path, PRESET_FOLDER, "hardware"))

@@ -30,7 +30,7 @@ class FieldReader:
     def check_keys(self, mapping: dict[str, Any], allowed: set[str], prefix: str) -> None:
         for key in mapping:
             if key not in allowed:
-                hint = RETIRED_KEYS.get(str(key)) if not prefix else None
+                hint = RETIRED_KEYS.get(str(key))
                 extra = f": {hint}" if hint else f" (allowed: {', '.join(sorted(allowed))})"
                 raise UserError(f"{self.where}: unknown key {prefix + str(key)!r}{extra}")
 

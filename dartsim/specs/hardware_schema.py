@@ -1,5 +1,9 @@
 """The hardware file schema: every field once, with its unit, plausible range and default.
 
+Hardware holds what the silicon does (datasheets, microbenchmarks); how the software
+launches kernels, runs collectives and attention, and schedules prefills is the software
+stack's (specs/stack_schema.py), so those keys are refused here with a pointer there.
+
 A field's YAML name carries its unit (`latency_ns`); `scale` converts it to SI on
 loading and back on writing, so the rest of dartsim sees seconds, bytes and FLOP/s only.
 Ranges are deliberately wide: they exist to stop nonsense (a 10^300 GB memory, a negative
@@ -13,12 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dartsim.names import ALLREDUCE_ALGORITHMS, LAUNCH_MODES
-from dartsim.units import GB, KB, MB, MHZ, NS, TFLOP, US
+from dartsim.units import GB, MB, MHZ, NS, TFLOP, US
 
 TENSOR_DTYPES = ("fp8", "fp16", "bf16", "fp32", "int8")
 """Formats a tensor unit may list; `fp32` means the TF32 tensor-core path."""
 NOC_TOPOLOGIES = ("crossbar", "ring", "mesh")
+LINK_TOPOLOGIES = ("switch", "full_mesh", "pcie")
+"""switch: every pair of devices at the device's full link bandwidth (NVSwitch); full_mesh:
+a direct link to each peer, so a group of p devices uses p - 1 of them (MI300X's xGMI);
+pcie: through PCIe, no peer links."""
 
 REQUIRED = object()
 """Marker: the field has no default."""
@@ -75,6 +82,7 @@ def _frac(path: str, attr: str, **kw: Any) -> Field:
 FIELDS: tuple[Field, ...] = (
     Field("name", "name", "text"),
     Field("description", "description", "text"),
+    Field("default_stack", "default_stack", "text", default="vllm"),
     # memory
     Field("memory.type", "memory.type", "text"),
     _num("memory.capacity_gb", "memory.capacity_bytes", GB, 1e5),
@@ -110,7 +118,6 @@ FIELDS: tuple[Field, ...] = (
     ),
     _num("compute.vector_tflop_per_s", "compute.vector_flops_per_s", TFLOP, 1e6),
     _frac("compute.vector_efficiency", "compute.vector_efficiency", default=1.0),
-    _frac("compute.attention_efficiency", "compute.attention_efficiency", default=1.0),
     _int("compute.gemm.tile_m", "compute.gemm.tile_m", 4096, "output tiles are at most a few hundred rows"),
     _int(
         "compute.gemm.tile_n", "compute.gemm.tile_n", 4096, "output tiles are at most a few hundred columns"
@@ -148,21 +155,16 @@ FIELDS: tuple[Field, ...] = (
     _num("link.bandwidth_gb_per_s_per_direction", "link.bandwidth_bytes_per_s_per_direction", GB, 1e5),
     _frac("link.efficiency", "link.efficiency", default=1.0),
     _zero_ok("link.latency_us", "link.latency_s", US, 1e4, "a link hop takes microseconds"),
-    Field("link.allreduce_algorithm", "link.allreduce_algorithm", "choice", choices=ALLREDUCE_ALGORITHMS),
-    _zero_ok(
-        "link.allreduce_call_us",
-        "link.allreduce_call_s",
-        US,
-        1e4,
-        "a collective's fixed cost is tens of microseconds",
+    Field("link.topology", "link.topology", "choice", choices=LINK_TOPOLOGIES, default="switch"),
+    _num(
+        "link.per_peer_bandwidth_gb_per_s",
+        "link.per_peer_bandwidth_bytes_per_s",
+        GB,
+        1e5,
+        default=None,
     ),
-    _zero_ok(
-        "link.one_shot_max_kb",
-        "link.one_shot_max_bytes",
-        KB,
-        1e7,
-        "one-shot all-reduce suits messages of kilobytes to megabytes",
-        default=0.0,
+    _int(
+        "link.max_devices", "link.max_devices", 4096, "a node holds at most thousands of devices", default=8
     ),
     # host link
     Field("host_link.type", "host_link.type", "text"),
@@ -175,31 +177,25 @@ FIELDS: tuple[Field, ...] = (
     _zero_ok(
         "host_link.latency_us", "host_link.latency_s", US, 1e4, "a host transfer starts in microseconds"
     ),
-    # kernel launch
-    Field("launch.mode", "launch.mode", "choice", choices=LAUNCH_MODES),
-    _zero_ok("launch.host_issue_us", "launch.host_issue_s", US, 1e5, "issuing a kernel takes microseconds"),
-    _zero_ok(
-        "launch.step_overhead_us",
-        "launch.step_overhead_s",
-        US,
-        1e5,
-        "host work between steps takes microseconds to milliseconds",
-    ),
-    _zero_ok(
-        "launch.kernel_gap_us", "launch.kernel_gap_s", US, 1e5, "the gap between kernels is microseconds"
-    ),
-    Field("launch.synchronous", "launch.synchronous", "flag", default=False),
 )
 
-SECTIONS = ("memory", "compute", "compute.gemm", "on_chip", "noc", "link", "host_link", "launch")
+SECTIONS = ("memory", "compute", "compute.gemm", "on_chip", "noc", "link", "host_link")
 REQUIRED_SOURCES = ("memory.efficiency",)
 """Fields that must cite their own source beside their section's (`<field>_source`)."""
-TOP_KEYS = ("name", "description", "calibrated", *[s for s in SECTIONS if "." not in s])
+TOP_KEYS = ("name", "description", "default_stack", "calibrated", *[s for s in SECTIONS if "." not in s])
+_MOVED = "moved to the software stack file (dartsim stack list; docs/engine.md, 'The software stack')"
 RETIRED_KEYS = {
-    "launch_overhead_us": (
-        "replaced by the launch section (mode, host_issue_us, step_overhead_us, kernel_gap_us)"
-    ),
-    "launch_overhead_source": "replaced by launch.source",
+    "launch_overhead_us": f"the launch costs are {_MOVED}",
+    "launch_overhead_source": f"the launch costs are {_MOVED}",
+    "launch": f"the launch section is {_MOVED}",
+    "attention_efficiency": f"attention kernel efficiency is {_MOVED}",
+    "attention_efficiency_source": f"attention kernel efficiency is {_MOVED}",
+    "allreduce_algorithm": f"the all-reduce implementation is {_MOVED}",
+    "allreduce_algorithm_source": f"the all-reduce implementation is {_MOVED}",
+    "allreduce_call_us": f"the all-reduce implementation is {_MOVED}",
+    "allreduce_call_us_source": f"the all-reduce implementation is {_MOVED}",
+    "one_shot_max_kb": f"the all-reduce implementation is {_MOVED}",
+    "one_shot_max_kb_source": f"the all-reduce implementation is {_MOVED}",
 }
 
 CALIBRATABLE = tuple(f.path for f in FIELDS if f.kind in ("number", "fraction", "rates"))

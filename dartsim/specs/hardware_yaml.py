@@ -19,7 +19,7 @@ def _edge(value: float) -> float:
 def hardware_to_yaml_dict(hw: HardwareSpec) -> dict[str, Any]:
     """The spec in the YAML field names and units, sources beside their fields (what
     `dartsim hw show` prints and `dartsim calibrate` writes); loads back to an equal spec."""
-    data: dict[str, Any] = {"name": hw.name, "description": hw.description}
+    data: dict[str, Any] = {"name": hw.name, "description": hw.description, "default_stack": hw.default_stack}
     if hw.calibrated:
         data["calibrated"] = list(hw.calibrated)
     for field in FIELDS:

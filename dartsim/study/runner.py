@@ -18,6 +18,7 @@ from dartsim.errors import UserError
 from dartsim.study.spec import point_key
 
 METRICS = (
+    "stack_used",
     "tp_used",
     "time_s",
     "dense_time_s",
@@ -63,6 +64,15 @@ def hardware_of(entry: dict[str, Any]) -> Any:
     return hw
 
 
+def stack_of(entry: str | dict[str, str] | None, hw: Any) -> Any:
+    """The point's software stack on its device (None: the hardware's default)."""
+    from dartsim.specs.stack import default_stack, stack_for
+
+    if entry is None:
+        return default_stack(hw)
+    return stack_for(entry["file"] if isinstance(entry, dict) else entry, hw)
+
+
 @functools.lru_cache(maxsize=8)
 def _trace(path: str) -> Any:
     from dartsim.trace import load_trace
@@ -104,10 +114,12 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
         hw = hardware_of(point["hardware"])
         p = point["precision"]
         precision = Precision(get_dtype(p["weight"]), get_dtype(p["activation"]), get_dtype(p["kv_cache"]))
+        stack = stack_of(point.get("stack"), hw)
         job = ReplayJob(
             tuple(_workload(point, spec)),
             spec,
             hw,
+            stack=stack,
             tp=point["tp"],
             mask_apply=point["mask_apply"],
             precision=precision,
@@ -121,6 +133,7 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
     assert dense is not None
     sc, dc = run.components, dense.components
     row = {
+        "stack_used": result.setup.stack,
         "tp_used": result.setup.tp,
         "time_s": run.totals.time_s,
         "dense_time_s": dense.totals.time_s,

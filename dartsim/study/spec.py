@@ -12,6 +12,7 @@ points; each point is a plain dict, so it can be hashed, saved and sent to a wor
       - l40s
       - {preset: h100-sxm, label: h100-bw-x2, scale: {memory.peak_bandwidth_gb_per_s: 2}}
       - {preset: h100-sxm, label: h100-fast-link, set: {link.bandwidth_gb_per_s: 900}}
+    stacks: [default, trtllm-0.9, vllm]  # software stacks (default: each hardware's own)
     tp: [auto, 4]
     mask_apply: [compact]
     precision: [{weight: fp8, activation: fp16, kv_cache: fp8}]
@@ -40,11 +41,14 @@ TOP_KEYS = {
     "workload",
     "models",
     "hardware",
+    "stacks",
     "tp",
     "mask_apply",
     "precision",
     *SYNTHETIC_AXES,
 }
+DEFAULT_STACK = "default"
+"""A `stacks` entry meaning each hardware's own default stack."""
 SYNTHETIC_KEYS = {"prompt_len": 128, "gen_len": 256, "retriggers": 0, "allocation": "dart"}
 PRECISION_KEYS = {"weight": "fp8", "activation": "fp16", "kv_cache": "fp8"}
 HARDWARE_KEYS = {"preset", "label", "set", "scale"}
@@ -122,6 +126,25 @@ def _hardware(item: Any, where: str, folder: Path) -> dict[str, Any]:
     return {"preset": preset, "label": label, **changes, **_file_digest(preset, where)}
 
 
+def _stack(item: Any, where: str, folder: Path) -> str | dict[str, str] | None:
+    """None for each hardware's default; a preset name; a stack file with its digest."""
+    if not isinstance(item, str) or not item:
+        raise UserError(
+            f"{where}: each stacks entry is a preset name, a YAML file or 'default', got {item!r:.60}"
+        )
+    if item == DEFAULT_STACK:
+        return None
+    if item.endswith((".yaml", ".yml")):
+        path = str((folder / item).resolve())
+        return {"file": path, "sha256": _digest(Path(path), where)}
+    from dartsim.specs.stack import stack_preset_names
+
+    if item not in stack_preset_names():
+        valid = ", ".join([DEFAULT_STACK, *stack_preset_names()])
+        raise UserError(f"{where}: unknown software stack {item!r} (valid: {valid})")
+    return item
+
+
 def _precision(entry: Any, where: str) -> dict[str, str]:
     if not isinstance(entry, dict) or set(entry) - set(PRECISION_KEYS):
         raise UserError(f"{where}: a precision entry maps {sorted(PRECISION_KEYS)} to format names")
@@ -183,6 +206,7 @@ def load_study(path: Path) -> dict[str, Any]:
     axes = {
         "model": _list(raw, "models", where, []),
         "hardware": [_hardware(h, where, folder) for h in _list(raw, "hardware", where, [])],
+        "stack": [_stack(x, where, folder) for x in _list(raw, "stacks", where, [DEFAULT_STACK])],
         "tp": [str(t) for t in _list(raw, "tp", where, ["auto"])],
         "mask_apply": _list(raw, "mask_apply", where, ["compact"]),
         "precision": [_precision(p, where) for p in _list(raw, "precision", where, [{}])],

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from dartsim.calibrate.timing import Timing, time_call
+from dartsim.engine.costing import ReplayConfig
 from dartsim.engine.machine import device
 from dartsim.engine.sim import simulate_step
 from dartsim.specs.dtypes import FP32
 from dartsim.specs.hardware import HardwareSpec
 from dartsim.specs.model import ModelSpec, load_model_spec
-from dartsim.workload import Precision, StepShape, kept_count, layer_kernels, step_kernels
+from dartsim.specs.stack import default_stack
+from dartsim.workload import Execution, Precision, StepShape, kept_count, layer_kernels, step_kernels
 
 DESCRIPTION = """The cases (none of them is a calibration microbenchmark):
 - the bundled SmolLM2-135M (a Hugging Face LlamaForCausalLM, fp32): prefill at several
@@ -69,14 +71,22 @@ class Result:
         return (self.predicted_s - self.measured.median_s) / self.measured.median_s
 
 
+def _execution(hw: HardwareSpec) -> Execution:
+    """How the host's stack runs a step (its kernel fusion), at fp32."""
+    config = ReplayConfig(precision=PRECISION)
+    return config.execution(config.device(hw))
+
+
 def _predict_step(spec: ModelSpec, shape: StepShape, hw: HardwareSpec) -> float:
-    return simulate_step(step_kernels(spec, shape, precision=PRECISION), device(hw)).time_s
+    kernels = step_kernels(spec, shape, precision=PRECISION, execution=_execution(hw))
+    return simulate_step(kernels, device(hw), phase=shape.phase).time_s
 
 
 def _predict_layer(spec: ModelSpec, shape: StepShape, kept: int, hw: HardwareSpec) -> float:
-    no_step = dataclasses.replace(hw, launch=dataclasses.replace(hw.launch, step_overhead_s=0.0))
-    kernels = layer_kernels(spec, shape, 0, kept, PRECISION)
-    return simulate_step(kernels, device(no_step)).time_s
+    stack = default_stack(hw)
+    no_step = dataclasses.replace(stack, launch=dataclasses.replace(stack.launch, step_overhead_s=0.0))
+    kernels = layer_kernels(spec, shape, 0, kept, PRECISION, execution=_execution(hw))
+    return simulate_step(kernels, device(hw, no_step), phase=shape.phase).time_s
 
 
 class _Smol:

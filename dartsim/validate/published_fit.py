@@ -1,175 +1,484 @@
-"""Fitting calibrated preset fields to the published measurements' calibration rows
-(`dartsim validate --published --fit`).
+"""Fitting calibrated hardware and software-stack fields to the published measurements'
+calibration rows (`dartsim validate --published --fit`).
 
-The fit (`fit_presets`) changes only the fields a preset lists under `calibrated` among
-FITTABLE, per device, on that device's calibration rows, minimising the mean squared log
-error. The launch and collective fields enter every step's time linearly in graph mode
-(one step overhead per step, one gap per kernel, one fixed cost per collective), so each
-row's prediction is base + sum(coefficient x field), with the coefficients measured by
-simulating, and a coarse-then-fine grid searches them. The GEMM asymptote is not linear:
-a golden-section search over it refits the linear fields at every trial.
+What is fitted, per device (the data file's `split.fit` says the same):
+- the device's reference stack (the stack with the most calibration rows on it) is fitted
+  jointly with the hardware fields the preset lists under `calibrated` (memory and GEMM
+  efficiency) and the stack's own calibrated fields;
+- every other stack with at least MIN_ROWS calibration rows on the device fits its own
+  calibrated fields, the hardware fixed at the reference fit.
+FP8/FP16 pairs of one model separate per-byte from per-kernel costs, batch and prompt
+series compute from launch, TP series the all-reduce's fixed cost. A field the rows do
+not move is not fitted (said so); a field that lands at the edge of its search range
+fails the fit, which is then not shipped (`Fit.ok`).
+
+The fit evaluates rows fast from the engine's own per-kernel terms (`StepTerms`): every
+kernel of every step costed once on a device whose fitted fields are neutral (memory and
+GEMM efficiency 1, no all-reduce call cost), so a trial only rescales terms and applies the
+launch rule (engine/launch.py). A test checks this equals the engine's prediction.
 """
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
 import math
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from dartsim.engine.costing import StepCoster
+from dartsim.engine.launch import Launch
+from dartsim.engine.machine import Device, compute_time, kernel_cost
 from dartsim.specs.hardware import HardwareSpec
 from dartsim.specs.hardware_yaml import override
-from dartsim.validate.published import Dataset, Predictor, Row, device_hardware
+from dartsim.specs.stack import StackSpec
+from dartsim.validate.published import Dataset, Predictor, Row, StackSource, device_hardware, folder_stacks
+from dartsim.workload.kernels import Kernel
 
-LINEAR_FIELDS = {
-    "launch.kernel_gap_us": (0.0, 10.0),
-    "launch.step_overhead_us": (0.0, 500.0),
-    "link.allreduce_call_us": (0.0, 100.0),
+RANGES: dict[str, tuple[float, float]] = {
+    "memory.efficiency": (0.6, 1.0),
+    "compute.gemm.efficiency": (0.3, 1.0),
+    "launch.host_issue_us": (1.0, 30.0),
+    "launch.ops_per_kernel": (1.0, 8.0),
+    "launch.kernel_gap_us": (0.3, 6.0),
+    "launch.step_overhead_us": (1.0, 20000.0),
+    "allreduce.call_us": (1.0, 60.0),
+    "prefill.request_overhead_us": (10.0, 100000.0),
 }
-"""Fields that enter every step's time linearly in graph mode, with the range a fit
-searches (microseconds)."""
-NONLINEAR_FIELDS = {"compute.gemm.efficiency": (0.2, 1.0)}
-"""Fields searched by golden section, each trial refitting the linear fields."""
-COARSE_POINTS = 21
-FINE_POINTS = 11
-GOLDEN_STEPS = 9
+"""The search range of every fittable field (YAML units), set from the sources before any
+fit, with margin: memory efficiency from 0.6 (below every measured STREAM-triad ratio of
+these parts) to 1; GEMM efficiency 0.3 to 1; host issue 1-30 us (a PyTorch CUDA launch is
+"between 5-20 microseconds" on the CPU side, HTA docs; 2.6 us per asynchronous enqueue
+measured, ahrefs/ocannl #488); the gap between kernels 0.3-6 us (0.58 us per CUDA-graph
+node, ahrefs/ocannl #488; eager stacks 1.4-1.8 us per kernel saved by graphs in llama.cpp
+#6763 and 2.1-5.2 us derived from SGLang PR #1401's graph vs eager decode); step overhead
+1 us-20 ms; an all-reduce call 1-60 us (3.7 us for a custom all-reduce, 19-32 us for eager
+NCCL, sgl-project/sglang #2904 and ByteDance-Seed/Triton-distributed #57); a request's
+handling 10 us-100 ms; kernels run per modelled kernel 1-8 (Hugging Face eager runs about
+3.5, derived from modeling_llama.py: stack_presets/pytorch-eager.yaml). A value at either
+end means the rows want something else: the fit fails."""
+HW_FIELDS = ("memory.efficiency", "compute.gemm.efficiency")
+MIN_ROWS = 12
+"""Fewest calibration rows a (stack, device) needs for its own fit."""
+EDGE = 0.005
+"""A value within this share (log-space for multi-decade ranges) of an end is at the edge."""
+GRID = 17
+SWEEPS = 10
+SHRINK = 0.5
+RANDOM_TRIALS = 512
+STARTS = 6
+SEED = 20261202
+CHUNK = 32
+"""Trials evaluated at once (bounds the memory of the vectorised evaluation)."""
+IDENTIFIABLE_LOSS = 1e-9
+"""A field whose whole range moves the loss by less than this is not fitted."""
+
+COLUMNS = ("dram", "noc", "latency", "gemm", "other", "link", "call", "host", "fixed")
+"""Per-kernel terms (seconds at neutral fitted fields; `call` counts all-reduce calls)."""
+
+
+@dataclass
+class StepTerms:
+    """Every step of a set of rows as weighted kernel rows (a repeated run of identical
+    layers stands as its first copy, a weighted middle and its last copy: enough for sums
+    and for the eager closed form's maximum)."""
+
+    terms: np.ndarray  # [N, len(COLUMNS)]
+    weight: np.ndarray  # [N] how many kernels a row stands for
+    position: np.ndarray  # [N] the kernel's index in its step
+    in_max: np.ndarray  # [N] whether the row is a real position (not a weighted middle)
+    starts: np.ndarray  # [S] first row of each step
+    kernels: np.ndarray  # [S] kernels in each step
+    launch: list[Launch]  # per step, at the starting values
+    mode: np.ndarray  # [S] 0 graph, 1 synchronous, 2 eager
+
+
+def kernel_terms(kernel: Kernel, dev: Device) -> list[float]:
+    """The kernel's COLUMNS on `dev` (a device with neutral fitted fields)."""
+    cost = kernel_cost(kernel, dev)
+    moved = cost.weight_bytes + cost.other_bytes
+    gemm = other = 0.0
+    if kernel.flops_matmul and kernel.shape is not None and not kernel.shape.attention:
+        gemm = compute_time(dataclasses.replace(kernel, flops_vector=0), dev)
+        other = compute_time(dataclasses.replace(kernel, flops_matmul=0), dev)
+    else:
+        other = cost.compute_s
+    calls = 1.0 if kernel.collective is not None and kernel.collective.tp > 1 else 0.0
+    return [cost.dram_s, cost.noc_s, dev.memory_latency_s if moved else 0.0, gemm, other, cost.link_s, calls,
+            cost.host_s, cost.fixed_s]  # fmt: skip
+
+
+def neutral(hw: HardwareSpec, stack: StackSpec) -> tuple[HardwareSpec, StackSpec]:
+    """The device and stack with their fitted multiplicative and per-call fields neutral."""
+    hw = override(hw, {"memory.efficiency": 1.0, "compute.gemm.efficiency": 1.0}, "fit: neutral")
+    return hw, dataclasses.replace(stack, allreduce=dataclasses.replace(stack.allreduce, call_s=0.0))
+
+
+def step_terms(rows: Sequence[Row], hw: HardwareSpec, stack: StackSpec) -> tuple[StepTerms, list[list[int]]]:
+    """The terms of every step of `rows`, and per row the indices of its steps (prefill
+    steps, then its decode steps)."""
+    unit_hw, unit_stack = neutral(hw, stack)
+    predictor = Predictor(unit_hw, lambda name, _hw: unit_stack)
+    memo: dict[tuple[object, ...], list[float]] = {}
+    cols: list[list[float]] = []
+    weight: list[float] = []
+    position: list[int] = []
+    in_max: list[bool] = []
+    starts: list[int] = []
+    counts: list[int] = []
+    launches: list[Launch] = []
+    step_index: dict[tuple[Any, ...], int] = {}
+    row_steps: list[list[int]] = []
+    for row in rows:
+        coster: StepCoster = predictor.coster(row)
+        prefill, decode = predictor.steps(row)
+        mine = []
+        for step in [*prefill, *decode]:
+            key = (row.model, row.tp, tuple(row.precision.values()), step)
+            if key not in step_index:
+                step_index[key] = len(starts)
+                starts.append(len(weight))
+                pos = 0
+                for kernels, repeats in coster.layer_groups(step):
+                    block = []
+                    for k in kernels:
+                        sig = (k.name, k.flops_matmul, k.flops_vector, k.compute_dtype, k.reads, k.writes,
+                               k.link_bytes, k.host_bytes, k.shape, k.collective)  # fmt: skip
+                        if sig not in memo:
+                            memo[sig] = kernel_terms(k, coster.device)
+                        block.append(memo[sig])
+                    size = len(block)
+                    copies = [(0, 1.0, True)] if repeats == 1 else [(0, 1.0, True), (1, repeats - 2.0, False),
+                                                                     (repeats - 1, 1.0, True)]  # fmt: skip
+                    for r, w, real in copies:
+                        if w == 0:
+                            continue
+                        for i, t in enumerate(block):
+                            cols.append(t)
+                            weight.append(w)
+                            position.append(pos + r * size + i)
+                            in_max.append(real)
+                    pos += repeats * size
+                counts.append(pos)
+                launches.append(coster.launch(step.phase))
+            mine.append(step_index[key])
+        row_steps.append(mine)
+    mode = np.array([0 if la.graph else 1 if la.synchronous else 2 for la in launches])
+    terms = StepTerms(
+        np.array(cols, dtype=np.float64),
+        np.array(weight, dtype=np.float64),
+        np.array(position, dtype=np.float64),
+        np.array(in_max, dtype=bool),
+        np.array(starts, dtype=np.int64),
+        np.array(counts, dtype=np.float64),
+        launches,
+        mode,
+    )
+    return terms, row_steps
 
 
 @dataclass(frozen=True)
-class DeviceFit:
+class Values:
+    """Trial values of the fitted fields in SI, each an array over the trials [T]."""
+
+    memory_efficiency: np.ndarray
+    gemm_efficiency: np.ndarray
+    issue_s: np.ndarray
+    ops: np.ndarray
+    gap_s: np.ndarray
+    step_s: np.ndarray
+    call_s: np.ndarray
+    request_s: np.ndarray
+
+
+FIELD_ATTRS = {
+    "memory.efficiency": ("memory_efficiency", 1.0),
+    "compute.gemm.efficiency": ("gemm_efficiency", 1.0),
+    "launch.host_issue_us": ("issue_s", 1e-6),
+    "launch.ops_per_kernel": ("ops", 1.0),
+    "launch.kernel_gap_us": ("gap_s", 1e-6),
+    "launch.step_overhead_us": ("step_s", 1e-6),
+    "allreduce.call_us": ("call_s", 1e-6),
+    "prefill.request_overhead_us": ("request_s", 1e-6),
+}
+"""Each fittable field's Values attribute and the scale from its YAML unit to SI."""
+
+
+def step_times(t: StepTerms, v: Values) -> np.ndarray:
+    """[T, S] step times under trial values: engine/machine.py's kernel body and
+    engine/launch.py's launch rules, on the precomputed terms."""
+    c = {name: t.terms[:, j] for j, name in enumerate(COLUMNS)}
+    em, eg = v.memory_efficiency[:, None], v.gemm_efficiency[:, None]
+    memory = np.maximum(c["dram"] / em, c["noc"]) + c["latency"]
+    shape = memory.shape
+    body = np.maximum.reduce(
+        [memory, c["gemm"] / eg, np.broadcast_to(c["other"], shape),
+         c["link"] + c["call"] * v.call_s[:, None], np.broadcast_to(c["host"], shape)]
+    ) + c["fixed"]  # fmt: skip
+    weighted = body * t.weight
+    sums = np.add.reduceat(weighted, t.starts, axis=1)  # [T, S]
+    n = t.kernels
+    graph_launch = np.array([la.graph_launch_s for la in t.launch])
+    issue = (v.issue_s * v.ops)[:, None] * np.ones(len(t.launch))
+    gap, step = (v.gap_s * v.ops)[:, None], v.step_s[:, None]
+    graph = step + graph_launch + sums + (n - 1) * gap
+    sync = step + sums + n * issue + (n - 1) * gap
+    # eager: s + (n - 1) g + max over positions j of ((j + 1) h - j g + the bodies from j on)
+    step_of = np.repeat(np.arange(len(t.starts)), np.diff(np.append(t.starts, len(t.weight))))
+    csum = np.cumsum(weighted, axis=1)
+    first = np.where(t.starts > 0, t.starts - 1, 0)
+    offset = np.where(t.starts > 0, csum[:, first], 0.0)  # [T, S]: the sum before each step
+    suffix = sums[:, step_of] - (csum - weighted - offset[:, step_of])
+    j = t.position[None, :]
+    term = (j + 1) * issue[:, step_of] - j * gap + suffix
+    best = np.maximum.reduceat(np.where(t.in_max[None, :], term, -np.inf), t.starts, axis=1)
+    eager = step + (n - 1) * gap + best
+    return np.where(t.mode == 0, graph, np.where(t.mode == 1, sync, eager))
+
+
+def row_predictions(
+    rows: Sequence[Row], t: StepTerms, row_steps: Sequence[Sequence[int]], v: Values
+) -> np.ndarray:
+    """[T, rows] each row's metric (SI) under trial values."""
+    times = step_times(t, v)
+    out = np.empty((times.shape[0], len(rows)))
+    for i, (row, steps) in enumerate(zip(rows, row_steps, strict=True)):
+        decode = 2 if row.output_tokens >= 2 else 0
+        pre, dec = steps[: len(steps) - decode], steps[len(steps) - decode :]
+        ttft = v.request_s + times[:, pre].sum(axis=1) if row.metric != "tpot" else np.zeros(times.shape[0])
+        tpot = times[:, dec].mean(axis=1) if dec else np.zeros(times.shape[0])
+        if row.metric == "ttft":
+            out[:, i] = ttft
+        elif row.metric == "tpot":
+            out[:, i] = tpot
+        else:
+            e2e = ttft + (row.output_tokens - 1) * tpot
+            out[:, i] = e2e if row.metric == "e2e_latency" else row.batch * row.output_tokens / e2e
+    return out
+
+
+def current_values(hw: HardwareSpec, stack: StackSpec) -> dict[str, float]:
+    """The fittable fields' values (YAML units) of a device and stack."""
+    return {
+        "memory.efficiency": hw.memory.efficiency,
+        "compute.gemm.efficiency": hw.compute.gemm.efficiency,
+        "launch.host_issue_us": stack.launch.host_issue_s * 1e6,
+        "launch.ops_per_kernel": stack.launch.ops_per_kernel,
+        "launch.kernel_gap_us": stack.launch.kernel_gap_s * 1e6,
+        "launch.step_overhead_us": stack.launch.step_overhead_s * 1e6,
+        "allreduce.call_us": stack.allreduce.call_s * 1e6,
+        "prefill.request_overhead_us": stack.prefill.request_overhead_s * 1e6,
+    }
+
+
+def _values(base: dict[str, float], trials: dict[str, np.ndarray] | None = None) -> Values:
+    """Values with every field at `base`, and the fields of `trials` at their arrays (all
+    of one length: the trials)."""
+    trials = trials or {}
+    count = len(next(iter(trials.values()))) if trials else 1
+    arrays = {}
+    for path, (attr, scale) in FIELD_ATTRS.items():
+        value = trials[path] if path in trials else np.full(count, base[path])
+        arrays[attr] = np.asarray(value, dtype=np.float64) * scale
+    return Values(**arrays)
+
+
+@dataclass
+class Fit:
+    """One (stack, device) fit: the fitted values (YAML units), what could not be fitted,
+    the rows and the rms log error before and after."""
+
+    stack: str
     device: str
     fields: dict[str, float]
-    """Fitted values, in the fields' YAML units."""
     rows: int
-    rms_log_error: float
+    rms_before: float
+    rms_after: float
+    not_identifiable: list[str] = field(default_factory=list)
+    at_edge: list[str] = field(default_factory=list)
+    reference: bool = False
+    """The device's reference stack (its hardware fields fitted with it)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.at_edge
 
 
-def _linear_terms(
-    rows: Sequence[Row], hw: HardwareSpec, fields: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: the (ttft, tpot) at all fitted fields 0, and their change per unit of each
-    field, [rows, 2] and [rows, fields, 2]."""
-    zero = override(hw, dict.fromkeys(fields, 0.0), "fit: zero")
-    base_pred = Predictor(zero)
-    base = np.array([[t if t is not None else 0.0 for t in base_pred.times(r)] for r in rows])
-    slopes = np.zeros((len(rows), len(fields), 2))
-    for j, name in enumerate(fields):
-        unit = Predictor(override(hw, {**dict.fromkeys(fields, 0.0), name: 1.0}, "fit: unit"))
-        for i, r in enumerate(rows):
-            t = unit.times(r)
-            slopes[i, j] = [t[0] - base[i, 0], (t[1] or 0.0) - base[i, 1]]
-    return base, slopes
+def _grid(lo: float, hi: float) -> np.ndarray:
+    return np.geomspace(lo, hi, GRID) if hi / lo > 4 else np.linspace(lo, hi, GRID)
 
 
-def _fit_linear(
-    rows: Sequence[Row], hw: HardwareSpec, fields: Sequence[str]
-) -> tuple[dict[str, float], float]:
-    """The linear fields minimising the mean squared log error, and that error."""
-    base, slopes = _linear_terms(rows, hw, fields)
+def _at_edge(value: float, lo: float, hi: float) -> bool:
+    if hi / lo > 4:
+        span = math.log(hi / lo)
+        return math.log(value / lo) < EDGE * span or math.log(hi / value) < EDGE * span
+    return (value - lo) < EDGE * (hi - lo) or (hi - value) < EDGE * (hi - lo)
+
+
+def _to_unit(name: str, value: np.ndarray) -> np.ndarray:
+    """A field's value as a position in [0, 1] of its range (log-spaced for wide ranges)."""
+    lo, hi = RANGES[name]
+    return np.log(value / lo) / math.log(hi / lo) if hi / lo > 4 else (value - lo) / (hi - lo)
+
+
+def _from_unit(name: str, u: np.ndarray) -> np.ndarray:
+    lo, hi = RANGES[name]
+    u = np.clip(u, 0.0, 1.0)
+    return lo * (hi / lo) ** u if hi / lo > 4 else lo + u * (hi - lo)
+
+
+def fit_terms(
+    rows: Sequence[Row], t: StepTerms, row_steps: Sequence[Sequence[int]], start: dict[str, float],
+    fields: Sequence[str],
+) -> tuple[dict[str, float], list[str], float, float]:  # fmt: skip
+    """Minimise the mean squared log error: a seeded random search of the whole box
+    (RANDOM_TRIALS points, the ranges in unit coordinates), then coordinate descent from
+    the STARTS best points, each sweep searching every field over a grid that shrinks
+    around the best. Returns the values, the fields the rows do not move, and the rms
+    before and after."""
     measured = np.log([r.seconds_or_rate for r in rows])
-    bounds = [LINEAR_FIELDS[f] for f in fields]
 
-    def loss_of(combos: np.ndarray) -> np.ndarray:
-        ttft = base[:, None, 0] + np.einsum("rf,cf->rc", slopes[:, :, 0], combos)
-        tpot = base[:, None, 1] + np.einsum("rf,cf->rc", slopes[:, :, 1], combos)
-        predicted = np.stack([_vector_metric(r, ttft[i], tpot[i]) for i, r in enumerate(rows)])
-        return np.mean((np.log(np.maximum(predicted, 1e-12)) - measured[:, None]) ** 2, axis=0)
+    def loss(trials: dict[str, np.ndarray], base: dict[str, float]) -> np.ndarray:
+        count = len(next(iter(trials.values()))) if trials else 1
+        out = []
+        for i in range(0, count, CHUNK):
+            chunk = {k: v[i : i + CHUNK] for k, v in trials.items()}
+            predicted = row_predictions(rows, t, row_steps, _values(base, chunk))
+            out.append(np.mean((np.log(np.maximum(predicted, 1e-30)) - measured) ** 2, axis=1))
+        return np.concatenate(out)
 
-    grids = [np.linspace(lo, hi, COARSE_POINTS) for lo, hi in bounds]
-    combos = np.array(list(itertools.product(*grids)))
-    loss = loss_of(combos)
-    best = combos[int(np.argmin(loss))]
-    steps = [(hi - lo) / (COARSE_POINTS - 1) for lo, hi in bounds]
-    fine = [
-        np.clip(np.linspace(b - st, b + st, FINE_POINTS), lo, hi)
-        for b, st, (lo, hi) in zip(best, steps, bounds, strict=True)
-    ]
-    combos = np.array(list(itertools.product(*fine)))
-    loss = loss_of(combos)
-    i = int(np.argmin(loss))
-    return {f: round(float(combos[i, j]), 3) for j, f in enumerate(fields)}, float(loss[i])
-
-
-def fit_device(rows: Sequence[Row], hw: HardwareSpec) -> DeviceFit | None:
-    """The calibrated fields of `hw` fitted to its calibration `rows` (None: nothing to fit)."""
-    linear = [f for f in LINEAR_FIELDS if f in hw.calibrated]
-    nonlinear = [f for f in NONLINEAR_FIELDS if f in hw.calibrated]
-    if not rows or not (linear or nonlinear):
-        return None
-    if not nonlinear:
-        values, loss = _fit_linear(rows, hw, linear)
-        return DeviceFit(hw.name, values, len(rows), math.sqrt(loss))
-    (name,) = nonlinear
-    lo, hi = NONLINEAR_FIELDS[name]
-    trials: dict[float, tuple[dict[str, float], float]] = {}
-
-    def trial(x: float) -> float:
-        x = round(x, 4)
-        if x not in trials:
-            trials[x] = _fit_linear(rows, override(hw, {name: x}, "fit: trial"), linear)
-        return trials[x][1]
-
-    ratio = (math.sqrt(5) - 1) / 2
-    a, b = lo, hi
-    c, d = b - ratio * (b - a), a + ratio * (b - a)
-    for _ in range(GOLDEN_STEPS):
-        if trial(c) <= trial(d):
-            b, d = d, c
-            c = b - ratio * (b - a)
-        else:
-            a, c = c, d
-            d = a + ratio * (b - a)
-    x = min(trials, key=lambda k: trials[k][1])
-    values, loss = trials[x]
-    return DeviceFit(hw.name, {name: x, **values}, len(rows), math.sqrt(loss))
+    before = float(loss({}, start)[0])
+    fitted: list[str] = []
+    flat: list[str] = []
+    for name in fields:
+        probe = loss({name: _from_unit(name, np.linspace(0, 1, GRID))}, start)
+        (flat if np.ptp(probe) < IDENTIFIABLE_LOSS else fitted).append(name)
+    if not fitted:
+        return {}, flat, math.sqrt(before), math.sqrt(before)
+    rng = np.random.default_rng(SEED)
+    cloud = rng.random((RANDOM_TRIALS, len(fitted)))
+    cloud[0] = [float(_to_unit(n, np.array(start[n]))) for n in fitted]
+    losses = loss({n: _from_unit(n, cloud[:, j]) for j, n in enumerate(fitted)}, start)
+    best_loss, best = math.inf, dict(start)
+    for index in np.argsort(losses)[:STARTS]:
+        point = {n: float(_from_unit(n, np.array(cloud[index, j]))) for j, n in enumerate(fitted)}
+        current = {**start, **point}
+        width = {n: 0.5 for n in fitted}
+        for _ in range(SWEEPS):
+            for n in fitted:
+                u0 = float(_to_unit(n, np.array(current[n])))
+                grid = np.clip(np.linspace(u0 - width[n], u0 + width[n], GRID), 0.0, 1.0)
+                trial = loss({n: _from_unit(n, grid)}, current)
+                current[n] = float(_from_unit(n, np.array(grid[int(np.argmin(trial))])))
+                width[n] *= SHRINK
+        value = float(loss({}, current)[0])
+        if value < best_loss:
+            best_loss, best = value, current
+    return {n: best[n] for n in fitted}, flat, math.sqrt(before), math.sqrt(best_loss)
 
 
-def _vector_metric(row: Row, ttft: np.ndarray, tpot: np.ndarray) -> np.ndarray:
-    if row.metric == "ttft":
-        return ttft
-    if row.metric == "tpot":
-        return tpot
-    e2e = ttft + (row.output_tokens - 1) * tpot
-    return e2e if row.metric == "e2e_latency" else row.output_tokens / e2e
-
-
-def fit_presets(data: Dataset, hw_dir: str | None = None) -> list[tuple[HardwareSpec, DeviceFit | None]]:
-    """Every device of the data with its calibrated fields fitted on its calibration rows;
-    the returned specs carry the fitted values and say so in their sources."""
-    out = []
-    for device in sorted({r.device for r in data.rows}):
-        hw = device_hardware(device, hw_dir)
-        rows = [r for r in data.rows if r.device == device and r.split == "calibration"]
-        fit = fit_device(rows, hw)
-        if fit is not None:
-            sources = sorted({r.source for r in rows})
-            note = (
-                f"{FIT_PHRASE} to the {fit.rows} calibration rows of "
-                f"{Path(data.path).name} on this device (sources: {', '.join(sources)}); "
-                f"rms log error {fit.rms_log_error:.3f}"
-            )
-            hw = _with_fitted(hw, fit.fields, note)
-        out.append((hw, fit))
-    return out
+def fit_pair(rows: Sequence[Row], hw: HardwareSpec, stack: StackSpec, with_hardware: bool) -> Fit:
+    """The calibrated fields of `stack` on `hw` (and the hardware's with `with_hardware`)
+    fitted to `rows`, the pair's calibration rows."""
+    fields = [f for f in stack.calibrated if f in RANGES]
+    if with_hardware:
+        fields = [f for f in HW_FIELDS if f in hw.calibrated] + fields
+    t, row_steps = step_terms(rows, hw, stack)
+    start = current_values(hw, stack)
+    values, flat, before, after = fit_terms(rows, t, row_steps, start, fields)
+    edge = [name for name, value in values.items() if _at_edge(value, *RANGES[name])]
+    rounded = {name: float(f"{value:.4g}") for name, value in values.items()}
+    return Fit(stack.name, hw.name, rounded, len(rows), before, after, flat, edge, with_hardware)
 
 
 FIT_PHRASE = "fitted by dartsim validate --published --fit"
 WAS = "; was: "
 
 
-def _with_fitted(hw: HardwareSpec, values: dict[str, float], note: str) -> HardwareSpec:
-    """`hw` with fitted values; each field's source says so, keeping what it said before
-    the first fit (a re-fit replaces the note instead of stacking them)."""
+def _note(fit: Fit, data: Dataset, rows: Sequence[Row]) -> str:
+    sources = ", ".join(sorted({r.source for r in rows}))
+    return (
+        f"{FIT_PHRASE} on {fit.stack} to the {fit.rows} calibration rows of the published set on "
+        f"{fit.device} (sources: {sources}); rms log error {fit.rms_before:.3f} before, "
+        f"{fit.rms_after:.3f} after"
+    )
+
+
+def with_fitted_hardware(hw: HardwareSpec, values: dict[str, float], note: str) -> HardwareSpec:
+    """`hw` with fitted hardware values; each field's source says so, keeping what it said
+    before the first fit (a re-fit replaces the note instead of stacking them)."""
     for path, value in values.items():
         section = path.rpartition(".")[0]
         prior = hw.sources.get(path) or hw.sources.get(section, "")
         if prior.startswith(FIT_PHRASE) and WAS in prior:
             prior = prior.split(WAS, 1)[1]
-        lo, hi = {**LINEAR_FIELDS, **NONLINEAR_FIELDS}[path]
-        edge = f" (at the edge of the searched range [{lo:g}, {hi:g}])" if value in (lo, hi) else ""
         hw = override(hw, {path: value}, "x")
-        hw = replace(hw, sources={**hw.sources, path: f"{note}{edge}{WAS}{prior}"})
+        hw = dataclasses.replace(hw, sources={**hw.sources, path: f"{note}{WAS}{prior}"})
     return hw
+
+
+def with_fitted_stack(stack: StackSpec, device: str, values: dict[str, float], note: str) -> StackSpec:
+    """`stack` with `device`'s fitted values under `devices` (replacing an earlier fit's)."""
+    devices = {**stack.devices, device: dict(values)}
+    sources = {**stack.sources, f"devices.{device}": note}
+    return dataclasses.replace(stack, devices=devices, sources=sources)
+
+
+@dataclass
+class FitResult:
+    fits: list[Fit]
+    hardware: dict[str, HardwareSpec]
+    stacks: dict[str, StackSpec]
+    """The stack files with every successful fit's values under `devices`."""
+    skipped: list[tuple[str, str, int]]
+    """(stack, device, calibration rows) pairs with too few rows to fit."""
+
+
+def fit_all(data: Dataset, hw_dir: str | None = None, stack_dir: str | None = None) -> FitResult:
+    """Every device's reference fit, then every other (stack, device) with enough rows."""
+    from dartsim.specs.stack import load_stack_spec
+
+    source: StackSource = folder_stacks(stack_dir)
+    calibration = [r for r in data.rows if r.split == "calibration" and r.source not in data.never_fitted]
+    files: dict[str, StackSpec] = {}
+    hardware: dict[str, HardwareSpec] = {}
+    fits, skipped = [], []
+    for device in sorted({r.device for r in calibration}):
+        hw = device_hardware(device, hw_dir)
+        mine = [r for r in calibration if r.device == device]
+        counts = Counter(r.stack for r in mine)
+        order = sorted(counts, key=lambda s: (-counts[s], s))
+        for index, name in enumerate(order):
+            rows = [r for r in mine if r.stack == name]
+            if len(rows) < MIN_ROWS:
+                skipped.append((name, device, len(rows)))
+                continue
+            if name not in files:
+                base = source(name, hw)
+                files[name] = load_stack_spec(base.source_file)
+            stack = files[name].for_device(device)
+            fit = fit_pair(rows, hw, stack, with_hardware=index == 0)
+            fits.append(fit)
+            if not fit.ok:
+                continue
+            note = _note(fit, data, rows)
+            hw_values = {k: v for k, v in fit.fields.items() if k in HW_FIELDS}
+            stack_values = {k: v for k, v in fit.fields.items() if k not in HW_FIELDS}
+            if hw_values:
+                hw = with_fitted_hardware(hw, hw_values, note)
+                hardware[device] = hw
+            if stack_values:
+                files[name] = with_fitted_stack(files[name], device, stack_values, note)
+    return FitResult(fits, hardware, files, skipped)
+
+
+def check_evaluator(rows: Sequence[Row], hw: HardwareSpec, stack: StackSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(fast evaluator, engine) predictions of `rows` at the device's and stack's own
+    values: what a test compares."""
+    t, row_steps = step_terms(rows, hw, stack)
+    fast = row_predictions(rows, t, row_steps, _values(current_values(hw, stack)))[0]
+    engine = Predictor(hw, lambda _name, _hw: stack)
+    return fast, np.array([engine.predict(r) for r in rows])

@@ -35,22 +35,39 @@ class Precision:
         activation format (int4 weights are dequantised to it)."""
         return self.weight if self.weight in (FP8, INT8) else self.activation
 
-    @property
-    def attention_compute(self) -> DType:
-        """Tensor-unit format of QK^T and AV: FP8 when the KV cache is FP8."""
-        return self.kv_cache if self.kv_cache in (FP8, INT8) else self.activation
+    def attention_compute(self, low_precision: bool = True) -> DType:
+        """Tensor-unit format of QK^T and AV: the KV cache's FP8/INT8 where the attention
+        kernels compute in it (`low_precision`), else the activation format (kernels
+        that dequantise the cache as they load it)."""
+        if low_precision and self.kv_cache in (FP8, INT8):
+            return self.kv_cache
+        return self.activation
 
 
 @dataclass(frozen=True)
 class KernelFusion:
-    """Which neighbouring operations run as one kernel (and so skip a DRAM round trip).
+    """Which neighbouring operations run as one kernel (and so skip a DRAM round trip),
+    and how W_down is laid out. A software stack decides these (specs/stack.py, fusion).
 
-    Defaults are the kernel model of docs/kernel-model.md: q, k and v projections as three
-    GEMMs (the modules of the Hugging Face implementation), gate, up and SwiGLU fused.
+    Defaults are the kernel model of docs/kernel-model.md (Table 7's): q, k and v
+    projections as three GEMMs (the modules of the Hugging Face implementation), gate, up
+    and SwiGLU fused, residual adds and norms apart, FP8 inputs quantised inside the
+    kernel that produces them, W_down neuron-major.
     """
 
     qkv_fused: bool = False
     swiglu_fused: bool = True
+    gate_up_merged: bool = False
+    """With SwiGLU apart (`swiglu_fused` False): gate and up as one GEMM of [d, 2k] weights
+    before the activation kernel, instead of two GEMMs."""
+    norm_residual: bool = False
+    """Each residual add runs inside the next RMSNorm (one kernel reads h and f and
+    writes both the sum and its normalised form)."""
+    activation_quant: bool = True
+    """False: a separate kernel quantises the input of every FP8/INT8 GEMM."""
+    down_input_major: bool = False
+    """W_down in nn.Linear's [d, m] layout: a neuron's d weights are strided m apart, so
+    reading the kept neurons by index touches scattered elements, not whole rows."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +86,10 @@ class Execution:
     """How the decoder blocks' linear weights are stored (pruned policies: wanda, 2:4)."""
     predictor_rank: int = 0
     """Rank of a per-token FFN neuron predictor run before every FFN (dejavu); 0: none."""
+    fusion: KernelFusion = field(default_factory=KernelFusion)
+    attention_low_precision: bool = True
+    """With an FP8/INT8 KV cache the attention kernels compute in that format (False:
+    they dequantise it and compute at the activation format)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.tp, bool) or not isinstance(self.tp, int) or self.tp <= 0:
@@ -135,6 +156,9 @@ class StepShape:
     contexts: tuple[int, ...] | None = None
     """Per-sequence lengths after the step, when the batch's sequences differ (replaying
     several traces together); `context_len` is then their maximum."""
+    news: tuple[int, ...] | None = None
+    """Per-sequence new tokens, when they differ (a batched prefill of prompts of
+    different lengths); `new_tokens` is then their maximum."""
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:
@@ -145,6 +169,14 @@ class StepShape:
                 raise UserError(f"step {name} must be a positive integer, got {value!r}")
         if self.new_tokens > self.context_len:
             raise UserError(f"step new_tokens={self.new_tokens} exceeds context_len={self.context_len}")
+        if self.news is not None:
+            contexts = self.sequence_contexts
+            if len(self.news) != self.batch or len(contexts) != self.batch:
+                raise UserError(f"step has {self.batch} sequences but {len(self.news)} new-token counts")
+            if max(self.news) != self.new_tokens or any(
+                not 0 < n <= c for n, c in zip(self.news, contexts, strict=True)
+            ):
+                raise UserError(f"step new tokens {self.news} do not fit contexts {contexts}")
 
     @classmethod
     def decode(cls, batch: int, context_len: int) -> StepShape:
@@ -157,7 +189,12 @@ class StepShape:
     @property
     def tokens(self) -> int:
         """T: tokens pushed through every layer in this step."""
-        return self.batch * self.new_tokens
+        return sum(self.news) if self.news is not None else self.batch * self.new_tokens
+
+    @property
+    def sequence_news(self) -> tuple[int, ...]:
+        """New tokens of every sequence in this step."""
+        return self.news if self.news is not None else (self.new_tokens,) * self.batch
 
     @property
     def sequence_contexts(self) -> tuple[int, ...]:
@@ -167,7 +204,7 @@ class StepShape:
     @property
     def cached_total(self) -> int:
         """Positions already in the KV cache before the step, summed over the batch."""
-        return sum(c - self.new_tokens for c in self.sequence_contexts)
+        return sum(c - n for c, n in zip(self.sequence_contexts, self.sequence_news, strict=True))
 
     @property
     def attention_pairs(self) -> int:
@@ -175,8 +212,8 @@ class StepShape:
 
         New token j (0-based) sees the cached positions and new tokens 0..j.
         """
-        n = self.new_tokens
-        return sum(n * (c - n) + n * (n + 1) // 2 for c in self.sequence_contexts)
+        pairs = zip(self.sequence_contexts, self.sequence_news, strict=True)
+        return sum(n * (c - n) + n * (n + 1) // 2 for c, n in pairs)
 
 
 def kept_count(keep_fraction: float, width: int) -> int:

@@ -46,6 +46,10 @@ class TensorAccess:
     row_elements: int | None = None
     """Set when the tensor is gathered row by row (masked weights read by index): the
     elements of one contiguous row. The engine derives the DRAM efficiency from it."""
+    picked: tuple[int, int] | None = None
+    """Set for a strided gather: (k, n), k elements picked at random positions of every
+    n consecutive ones (the kept neurons' weights in a [d, m] W_down). Neighbouring picks
+    share DRAM bursts; the engine derives the efficiency from how many bursts are touched."""
 
     @property
     def bytes(self) -> int:
@@ -72,6 +76,9 @@ class MatmulShape:
     k: int
     count: int = 1
     attention: bool = False
+    decode: bool = False
+    """Attention of one new token per sequence: the kernel streams the KV cache (the
+    engine's decode-attention rule), rather than running a compute-bound tile loop."""
 
 
 @dataclass(frozen=True)

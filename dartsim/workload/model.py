@@ -11,9 +11,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from dartsim.errors import UserError
-from dartsim.specs.dtypes import FP32, tensor_bytes
+from dartsim.specs.dtypes import FP32
 from dartsim.specs.model import ModelSpec
-from dartsim.units import BITS_PER_BYTE
 from dartsim.workload import ops
 from dartsim.workload.collectives import all_gather, all_reduce
 from dartsim.workload.execution import (
@@ -26,7 +25,8 @@ from dartsim.workload.execution import (
     kept_count,
     shard_kept,
 )
-from dartsim.workload.kernels import Component, Kernel, Unit
+from dartsim.workload.kernels import Component, Kernel, TensorAccess, TensorKind, Unit
+from dartsim.workload.sparse_storage import BIT
 
 __all__ = [
     "Execution",
@@ -61,22 +61,32 @@ def attention_block(
     """The first half of decoder block `layer`: input norm, attention (with its all-reduce
     under tensor parallelism) and the residual add. It does not depend on the FFN mask.
 
+    With `fusion.norm_residual` each residual add runs in the next norm's kernel: the
+    input norm of a layer after the first adds the previous FFN's output, and the
+    attention's own residual moves into the MLP block's post-attention norm.
+
     `heads` = (query heads, KV heads) the layer keeps when a policy prunes heads (all by
     default); under tensor parallelism the busiest device holds ceil(kept / tp) of each."""
     prec = precision or Precision()
     run = execution or Execution()
+    fuse = fusion or run.fusion
     shard = device_spec(spec, run.tp)
     if heads is not None:
         shard = pruned_heads(spec, shard, heads, run.tp)
     T, d = shape.tokens, spec.hidden_size
-    attention = ops.attention_kernels(shard, shape, layer, prec, fusion or KernelFusion(), run.weights)
+    low = run.attention_low_precision
+    attention = ops.attention_kernels(shard, shape, layer, prec, fuse, run.weights, low)
     if run.tp > 1:
         attention.append(all_reduce("attn_all_reduce", layer, Component.ATTENTION, T, d, prec, run))
-    return [
-        ops.rmsnorm("input_layernorm", layer, T, d, prec),
-        *attention,
-        ops.residual("attn_residual", layer, T, d, prec),
-    ]
+    if not fuse.norm_residual:
+        return [
+            ops.rmsnorm("input_layernorm", layer, T, d, prec),
+            *attention,
+            ops.residual("attn_residual", layer, T, d, prec),
+        ]
+    if layer == 0:  # the embedding output: nothing to add yet
+        return [ops.rmsnorm("input_layernorm", layer, T, d, prec), *attention]
+    return [ops.add_rmsnorm("input_add_layernorm", layer, T, d, prec), *attention]
 
 
 def mlp_block(
@@ -90,7 +100,7 @@ def mlp_block(
 ) -> list[Kernel]:
     """The second half of decoder block `layer`: post-attention norm, the FFN with `kept`
     of its neurons (its all-reduce under tensor parallelism), the residual add, and DART's
-    observation work in dense collection steps."""
+    observation work in dense collection steps (fused into down_proj)."""
     prec = precision or Precision()
     run = execution or Execution()
     m = spec.intermediate_size
@@ -99,21 +109,22 @@ def mlp_block(
         raise UserError(f"layer {layer}: kept neurons must be an integer in [0, {m}], got {k!r}")
     shard = device_spec(spec, run.tp)
     T, d = shape.tokens, spec.hidden_size
-    fuse = fusion or KernelFusion()
+    fuse = fusion or run.fusion
     kept = shard_kept(k, run.tp)
-    mlp = ops.mlp_kernels(shard, shape, layer, kept, prec, fuse, run.mask_apply == "gather", run.weights)
+    observe = ops.dart_observe_flops(shard, shape) if run.dart_observe else 0
+    gather = run.mask_apply == "gather"
+    mlp = ops.mlp_kernels(shard, shape, layer, kept, prec, fuse, gather, run.weights, observe)
     if run.predictor_rank > 0:  # each device predicts its own shard's neurons
         mlp.insert(0, ops.ffn_predictor(shard, shape, layer, run.predictor_rank, kept, prec))
     if run.tp > 1:
         mlp.append(all_reduce("mlp_all_reduce", layer, Component.MLP, T, d, prec, run))
-    kernels = [
+    if fuse.norm_residual:  # the FFN's residual add runs in the next layer's (or the final) norm
+        return [ops.add_rmsnorm("post_attention_add_layernorm", layer, T, d, prec), *mlp]
+    return [
         ops.rmsnorm("post_attention_layernorm", layer, T, d, prec),
         *mlp,
         ops.residual("mlp_residual", layer, T, d, prec),
     ]
-    if run.dart_observe:
-        kernels.append(ops.dart_observe(shard, shape, layer))
-    return kernels
 
 
 def pruned_heads(spec: ModelSpec, shard: ModelSpec, heads: tuple[int, int], tp: int) -> ModelSpec:
@@ -165,7 +176,7 @@ def step_epilogue(
     """After the blocks: final norm and lm_head (and the gather of vocabulary-split logits)."""
     prec = precision or Precision()
     run = execution or Execution()
-    kernels = ops.lm_head(spec, shape, prec, device_spec(spec, run.tp).vocab_size)
+    kernels = ops.lm_head(spec, shape, prec, device_spec(spec, run.tp).vocab_size, run.fusion.norm_residual)
     if run.tp > 1:
         kernels.append(
             all_gather("logits_all_gather", Component.LM_HEAD, shape.batch, spec.vocab_size, prec, run)
@@ -210,11 +221,12 @@ def retrigger_kernels(
 ) -> list[Kernel]:
     """The work of building and installing a new mask, per layer, on one device.
 
-    Top-k over the layer's m scores (fp32) on the vector unit (unless the mask was
-    computed offline, `topk` False); the mask uploaded from the host (a bitmap for
-    compact, the int32 index list for gather); with compact, the kept rows of W_gate and
-    W_up and columns of W_down copied into contiguous buffers. With `classifier_classes`
-    > 0, a prompt classifier picks the mask first (KG-DS).
+    Top-k over the layer's m scores (fp32) on the vector unit, writing the mask in device
+    memory (a bitmap for compact, the int32 index list for gather); a mask computed offline
+    (`topk` False) is uploaded from the host instead. With compact, the kept rows of
+    W_gate and W_up and the kept neurons of W_down are gathered into contiguous buffers
+    (rows of d elements; in an input-major W_down, elements picked out of every m). With
+    `classifier_classes` > 0, a prompt classifier picks the mask first (KG-DS).
     """
     prec = precision or Precision()
     run = execution or Execution()
@@ -226,11 +238,18 @@ def retrigger_kernels(
         reads = [ops.activation("scores", m, FP32)] if topk else []
         writes = []
         if run.mask_apply == "compact":
-            reads.append(ops.weight("W_ffn_kept", 3 * d * k, prec.weight))
+            mask = ops.activation("mask", m * MASK_BITS_PER_NEURON, BIT)
+            row = d if k < m else None
+            reads.append(TensorAccess("W_gate_up_kept", TensorKind.WEIGHT, 2 * d * k, prec.weight, row))
+            if run.fusion.down_input_major and k < m:
+                reads.append(TensorAccess("W_down_kept", TensorKind.WEIGHT, d * k, prec.weight, 1, (k, m)))
+            else:
+                reads.append(TensorAccess("W_down_kept", TensorKind.WEIGHT, d * k, prec.weight, row))
             writes.append(ops.weight("W_ffn_compact", 3 * d * k, prec.weight))
-            upload = -(-m * MASK_BITS_PER_NEURON // BITS_PER_BYTE)
         else:
-            upload = tensor_bytes(k, ops.INDEX)
+            mask = ops.activation("kept.index", k, ops.INDEX)
+        if topk:
+            writes.append(mask)
         kernels.append(
             Kernel(
                 name="mask_build",
@@ -242,7 +261,7 @@ def retrigger_kernels(
                 compute_dtype=None,
                 reads=tuple(reads),
                 writes=tuple(writes),
-                host_bytes=upload,
+                host_bytes=0 if topk else mask.bytes,
             )
         )
     return kernels
