@@ -24,7 +24,7 @@ import time
 SCENARIO = r"""
 import json, resource, sys, time
 import simpy
-from dartsim.engine.costing import ReplayConfig
+from dartsim.engine.replay_config import ReplayConfig
 from dartsim.replay.run import run_steps
 from dartsim.replay.steps import build_steps
 from dartsim.specs.hardware import load_hardware_spec

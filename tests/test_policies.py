@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from dartsim.engine.costing import ReplayConfig
+from dartsim.engine.replay_config import ReplayConfig
 from dartsim.policies import PolicySettings, get_policy
 from dartsim.policies._calibration import CalibrationStats, calibrate
 from dartsim.record.corpus import categories

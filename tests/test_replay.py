@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dartsim.engine.costing import ReplayConfig
 from dartsim.engine.machine import device
+from dartsim.engine.replay_config import ReplayConfig
 from dartsim.engine.sim import simulate_step
 from dartsim.errors import UserError
 from dartsim.policies.dart.params import DartParams
@@ -65,7 +65,8 @@ BLOCK_CASES = [
 def test_block_costing_equals_the_kernel_by_kernel_simulation(case) -> None:  # type: ignore[no-untyped-def]
     """Without a streamer a step is costed from cached blocks (additive launch: their sum;
     eager issue: the closed form over their kernel bodies); nothing changes."""
-    from dartsim.engine.costing import ReplayStep, StepCoster
+    from dartsim.engine.costing import StepCoster
+    from dartsim.engine.replay_config import ReplayStep
     from dartsim.specs.dtypes import FP16, FP32
     from dartsim.specs.stack import stack_for
 

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from dartsim.engine.costing import ReplayConfig, ReplayStep, StepCoster
+from dartsim.engine.costing import StepCoster
 from dartsim.engine.machine import device, kernel_cost
+from dartsim.engine.replay_config import ReplayConfig, ReplayStep
 from dartsim.errors import UserError
 from dartsim.replay.capacity import choose_tp
 from dartsim.replay.steps import prefill_pieces
@@ -276,3 +277,27 @@ def test_tp_auto_keeps_the_stacks_reserve_and_stays_within_a_node() -> None:
     big = load_model_spec("llama-3.1-70b")
     with pytest.raises(UserError, match="up to 8, the devices its links connect"):
         choose_tp(big, l40s, Precision(FP16, FP16, FP16), "auto", 2_000_000, 0.1)
+
+
+def test_a_merged_gate_up_gather_reads_one_index_list() -> None:
+    """gate and up merged into one GEMM gather the same k rows of both: k indices, not 2k."""
+    spec = load_model_spec("llama-3.1-8b")
+    k = spec.intermediate_size // 4
+    run = Execution(mask_apply="gather", fusion=KernelFusion(swiglu_fused=False, gate_up_merged=True))
+    kernels = step_kernels(spec, StepShape.decode(1, 64), [k] * spec.num_layers, execution=run)
+    merged = next(kern for kern in kernels if kern.name == "gate_up_proj")
+    index = next(t for t in merged.reads if t.name.endswith(".index"))
+    assert index.numel == k
+    weights = [t for t in merged.reads if t.kind is TensorKind.WEIGHT]
+    assert sum(t.numel for t in weights) == 2 * k * spec.hidden_size
+
+
+def test_bad_stacks_and_fit_folders_fail_before_any_work(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    trace = str(Path(__file__).resolve().parents[1] / "traces" / "two-topic-70.pt")
+    result = run_cli("sweep", trace, "--hw", "l40s", "--stack", "vllm,nope", "--quiet")
+    assert result.code == 2 and "unknown software stack 'nope'" in result.err
+    assert result.err.count("\n") == 1  # no point ran first
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run_cli("validate", "--published", "--fit", str(blocker / "out"))
+    assert result.code == 2 and "cannot create the folder" in result.err

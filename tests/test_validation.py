@@ -14,13 +14,13 @@ import yaml
 from dartsim.calibrate import published_gemm
 from dartsim.calibrate.cpu import streaming_line
 from dartsim.calibrate.gemm_fit import GemmSample, fit_gemm, predict_gemm_seconds
-from dartsim.engine.costing import ReplayConfig, ReplayStep
+from dartsim.engine.replay_config import ReplayConfig, ReplayStep
 from dartsim.replay.run import run_steps
 from dartsim.specs.dtypes import BF16, FP32
 from dartsim.specs.hardware import load_hardware_spec
 from dartsim.specs.hardware_yaml import override
 from dartsim.specs.model import load_model_spec
-from dartsim.validate import published, published_fit
+from dartsim.validate import fit_terms, published, published_fit
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +195,7 @@ def test_the_fit_evaluator_is_the_engine(data: published.Dataset) -> None:
                          ("a100-sxm-80gb", "lmdeploy"), ("h100-sxm", "nim")]:  # fmt: skip
         hw = load_hardware_spec(device)
         rows = [r for r in data.rows if r.device == device and r.stack == name][:40]
-        fast, engine = published_fit.check_evaluator(rows, hw, stack_for(name, hw))
+        fast, engine = fit_terms.check_evaluator(rows, hw, stack_for(name, hw))
         assert fast == pytest.approx(engine, rel=1e-9), (device, name)
 
 

@@ -270,6 +270,7 @@ def preset(meas: CpuMeasurements, name: str = "cpu-host") -> tuple[dict[str, Any
             "efficiency_source": (
                 f"measured: fp32 GEMVs streaming distinct weights of {len(meas.gemvs)} sizes; the slope of "
                 f"time against bytes is {stream_bw / GB:.2f} GB/s, over the peak"
+                + (" (1 by definition: streaming set the peak)" if stream_bw >= meas.copy_bytes_per_s else "")
             ),
             "latency_ns_source": (
                 "measured: the intercept of the same line, less one library call "

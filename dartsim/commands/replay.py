@@ -224,6 +224,12 @@ def run_sweep(args: argparse.Namespace) -> int:
     for tp in tps:
         if tp != "auto":
             parse_tp(tp)  # a malformed degree is a user error, not a point that does not fit
+    stacks = split_list(args.stack, "--stack") if args.stack else [None]
+    from dartsim.specs.stack import load_stack_spec
+
+    for name in stacks:
+        if name is not None:
+            load_stack_spec(name)  # a bad stack is an error before any point runs
     modes = split_list(args.mask_apply, "--mask-apply")
     for mode in modes:
         if mode not in ("compact", "gather"):
@@ -239,7 +245,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         launch=args.launch,
         allreduce=args.allreduce,
-        stacks=split_list(args.stack, "--stack") if args.stack else [None],
+        stacks=stacks,
     )
     names = ", ".join(Path(p).name for p in args.traces)
     title = f"Sweep: {names} as {spec.name}"

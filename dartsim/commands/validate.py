@@ -72,6 +72,7 @@ def _published(args: argparse.Namespace) -> int:
     data = published.load_measurements(args.data)
     hw_dir, stack_dir = args.hw_dir, args.stack_dir
     if args.fit:
+        _fit_folder(args.fit)  # before the fit's minute of work, not after it
         result = published_fit.fit_all(data, hw_dir, stack_dir)
         _write_fits(result, args.fit)
         hw_dir, stack_dir = args.fit, str(Path(args.fit) / "stacks")
@@ -80,21 +81,28 @@ def _published(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_fits(result: Any, folder: str) -> None:
-    """Fitted hardware files into DIR, stack files into DIR/stacks, and DIR/fit.md."""
-    import yaml
-
+def _fit_folder(folder: str) -> Path:
+    """DIR and DIR/stacks, created (a one-line error where they cannot be)."""
     from dartsim.errors import UserError
-    from dartsim.fileio import atomic_write_text
-    from dartsim.report.validation import render_fit
-    from dartsim.specs.hardware_yaml import hardware_to_yaml_dict
-    from dartsim.specs.stack import stack_to_yaml_dict
 
     out = Path(folder)
     try:
         (out / "stacks").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out}: cannot create the folder: {exc.strerror or exc}") from None
+    return out
+
+
+def _write_fits(result: Any, folder: str) -> None:
+    """Fitted hardware files into DIR, stack files into DIR/stacks, and DIR/fit.md."""
+    import yaml
+
+    from dartsim.fileio import atomic_write_text
+    from dartsim.report.validation import render_fit
+    from dartsim.specs.hardware_yaml import hardware_to_yaml_dict
+    from dartsim.specs.stack import stack_to_yaml_dict
+
+    out = _fit_folder(folder)
     for fit in result.fits:
         values = ", ".join(f"{k} = {v:g}" for k, v in fit.fields.items())
         state = "ok" if fit.ok else "FAILED (at the edge: " + ", ".join(fit.at_edge) + "), not shipped"

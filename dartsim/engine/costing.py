@@ -22,162 +22,25 @@ is accounted in closed form, cell of the grid by cell.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from dartsim.engine.blocks import Block, block_arrays, layer_arrays
 from dartsim.engine.launch import Launch, eager_step_time
-from dartsim.engine.machine import Device, KernelCost, body_time, device, kernel_fusion
+from dartsim.engine.machine import Device, KernelCost, body_time
+from dartsim.engine.replay_config import ReplayConfig, ReplayStep
 from dartsim.engine.sim import StepResult, costed, launch_for, simulate_step
 from dartsim.engine.step_cost import StepCost, affine_array, affine_int, closed_form, summed
 from dartsim.specs.hardware import HardwareSpec
 from dartsim.specs.model import ModelSpec
-from dartsim.specs.stack import StackSpec
-from dartsim.workload import Execution, Precision, StepShape, retrigger_kernels, step_kernels
-from dartsim.workload.kernels import Component, Kernel
+from dartsim.workload import StepShape, retrigger_kernels, step_kernels
+from dartsim.workload.kernels import Kernel
 from dartsim.workload.model import attention_block, mlp_block, step_epilogue, step_prologue
 from dartsim.workload.policy_costs import NO_POLICY_COSTS, PolicyCosts
 
-PARTS = ("attention", "mlp")
-"""Per-layer split reported by replay; norms and residual adds count towards totals only."""
 MASK_BUILD_PHASE = "mask_build"
 """Mask builds run between steps, issued by the host (no stack's graphs cover them)."""
-DEFAULT_CONTEXT_GRID = 1024
-"""Summed-context spacing of the costed grid points per memoised key (tokens)."""
-
-
-@dataclass(frozen=True)
-class ReplayStep:
-    """One step, or a run of `count` decode steps in which every sequence's context grows
-    by one per step (step j of the run has contexts advanced by j)."""
-
-    phase: str
-    new_tokens: int
-    contexts: tuple[int, ...]
-    kept: tuple[int, ...]
-    observe: bool
-    mask_builds: tuple[tuple[int, ...], ...] = ()
-    """Masks installed just before the (first) step (one per sequence whose epoch
-    changes): the kept counts of each, for the cost of building and installing it."""
-    count: int = 1
-    heads: tuple[tuple[int, int], ...] | None = None
-    """Per layer, the (query, KV) heads kept when a policy prunes heads; None: all."""
-    policy: PolicyCosts = NO_POLICY_COSTS
-    """What the traces' policy adds beyond kept neurons (weight storage, predictor, ...)."""
-    news: tuple[int, ...] | None = None
-    """Per-sequence new tokens where they differ (a batched or chunked prefill of prompts
-    of different lengths); `new_tokens` is then their maximum."""
-    completes: int = 0
-    """Sequences whose prompt ends in this step: they get their first token at its end
-    (0 for decode steps, whose tokens are one per sequence)."""
-
-    def at(self, j: int) -> ReplayStep:
-        """Step j of the run, alone."""
-        builds = self.mask_builds if j == 0 else ()
-        return replace(self, contexts=tuple(c + j for c in self.contexts), mask_builds=builds, count=1)
-
-
-@dataclass(frozen=True)
-class ReplayConfig:
-    """How a replay runs. `stack` None runs the hardware's default software stack;
-    `prefetch`, `launch` and `allreduce` left as None take the hardware's weight
-    streaming and the stack's launch mode and all-reduce algorithm."""
-
-    tp: int = 1
-    prefetch: bool | None = None
-    mask_apply: str = "compact"
-    memoize: bool = True
-    context_grid: int = DEFAULT_CONTEXT_GRID
-    precision: Precision = field(default_factory=Precision)
-    launch: str | None = None
-    allreduce: str | None = None
-    stack: StackSpec | None = None
-
-    def device(self, hw: HardwareSpec) -> Device:
-        return device(hw, self.stack, self.launch, self.prefetch)
-
-    def execution(
-        self, dev: Device, observe: bool = False, policy: PolicyCosts = NO_POLICY_COSTS
-    ) -> Execution:
-        """The workload model's Execution for this replay on `dev` (under `policy`): the
-        stack decides fusion, the all-reduce and the attention compute format."""
-        st = dev.stack
-        return Execution(
-            tp=self.tp,
-            mask_apply="gather" if policy.per_token else self.mask_apply,
-            dart_observe=observe,
-            allreduce=self.allreduce or st.allreduce.algorithm,
-            one_shot_max_bytes=int(st.allreduce.one_shot_max_bytes),
-            weights=policy.weights,
-            predictor_rank=policy.predictor_rank,
-            fusion=kernel_fusion(st),
-            attention_low_precision=st.attention.fp8_compute,
-        )
-
-
-@dataclass
-class _Block:
-    """Summed costs of a list of kernels: totals, the (attention, mlp) parts, and per part
-    the demand of each bound."""
-
-    demand_s: float = 0.0
-    bytes: int = 0
-    flops: int = 0
-    link_bytes: int = 0
-    part_bytes: list[int] = field(default_factory=lambda: [0, 0])
-    part_flops: list[int] = field(default_factory=lambda: [0, 0])
-    part_demand: list[float] = field(default_factory=lambda: [0.0, 0.0])
-    part_bounds: list[dict[str, float]] = field(default_factory=lambda: [{}, {}])
-    bodies: list[float] = field(default_factory=list)
-    """Each kernel's own time once started, in order (for eager launch's closed form)."""
-
-    def add(self, kernel: Kernel, demand: float, bound: str, body: float = 0.0) -> None:
-        self.bodies.append(body)
-        self.demand_s += demand
-        self.bytes += kernel.bytes
-        self.flops += kernel.flops
-        self.link_bytes += kernel.link_bytes
-        if kernel.component in (Component.ATTENTION, Component.MLP):
-            j = 0 if kernel.component is Component.ATTENTION else 1
-            self.part_bytes[j] += kernel.bytes
-            self.part_flops[j] += kernel.flops
-            self.part_demand[j] += demand
-            tally = self.part_bounds[j]
-            tally[bound] = tally.get(bound, 0.0) + demand
-
-
-def _layer_arrays(
-    result: StepResult, layers: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, str]]]:
-    """Per layer and part: bytes, FLOPs, time and bound.
-
-    With weight streaming a kernel's weights load while earlier kernels run, so the time a
-    kernel waits says little about what it costs. The step's simulated time is therefore
-    apportioned to kernels in proportion to their standalone demand (the largest of their
-    resource times plus launch); the shares add up to the step time.
-    """
-    blocks = [_Block() for _ in range(layers)]
-    total_demand = 0.0
-    for timing in result.timings:
-        total_demand += timing.demand_s
-        if timing.kernel.layer is not None:
-            blocks[timing.kernel.layer].add(timing.kernel, timing.demand_s, timing.bound)
-    return _arrays(blocks, result.time_s / total_demand if total_demand > 0 else 0.0)
-
-
-def _arrays(
-    blocks: Sequence[_Block], scale: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, str]]]:
-    b = np.array([blk.part_bytes for blk in blocks], dtype=np.int64)
-    f = np.array([blk.part_flops for blk in blocks], dtype=np.int64)
-    t = np.array([blk.part_demand for blk in blocks], dtype=np.float64) * scale
-    bounds = [
-        tuple(max(cell, key=lambda key: cell[key]) if cell else "none" for cell in blk.part_bounds)
-        for blk in blocks
-    ]
-    return b, f, t, bounds  # type: ignore[return-value]
 
 
 class StepCoster:
@@ -191,7 +54,7 @@ class StepCoster:
         self.execution = config.execution(self.device)
         self._memo: dict[tuple[Any, ...], Any] = {}
         self._kernel_costs: dict[tuple[object, ...], tuple[KernelCost, float, str]] = {}
-        self._blocks: dict[tuple[Any, ...], _Block] = {}
+        self._blocks: dict[tuple[Any, ...], Block] = {}
         self.simulated_steps = 0
 
     # -- one step -------------------------------------------------------------------------
@@ -226,14 +89,14 @@ class StepCoster:
         """The step's kernels through the device model, kernel by kernel."""
         result = simulate_step(self.kernels(step, contexts), self.device, timeline=timeline, phase=step.phase)
         self.simulated_steps += 1
-        b, f, t, bounds = _layer_arrays(result, self.spec.num_layers)
+        b, f, t, bounds = layer_arrays(result, self.spec.num_layers)
         cost = StepCost(result.time_s, result.dram_bytes, result.flops, result.link_bytes, b, f, t, bounds)
         return cost, result
 
-    def _block(self, key: tuple[Any, ...], build: Any) -> _Block:
+    def _block(self, key: tuple[Any, ...], build: Any) -> Block:
         block = self._blocks.get(key)
         if block is None:
-            block = _Block()
+            block = Block()
             kernels = build()
             phase = key[1]
             for kernel, (cost, demand, bound) in zip(
@@ -271,7 +134,7 @@ class StepCoster:
             for kept in step.kept
         ]
         layers = [
-            _Block(
+            Block(
                 a.demand_s + m.demand_s,
                 a.bytes + m.bytes,
                 a.flops + m.flops,
@@ -291,7 +154,7 @@ class StepCoster:
             order = [pro.bodies, *(b for a, m in zip(atts, mlps, strict=True) for b in (a.bodies, m.bodies))]
             bodies = np.concatenate([np.asarray(x, dtype=np.float64) for x in (*order, epi.bodies)])
             time_s = float(eager_step_time(bodies, launch.fixed_s, launch.issue_s, launch.gap_s))
-        b, f, t, bounds = _arrays(layers, time_s / demand if demand > 0 else 0.0)
+        b, f, t, bounds = block_arrays(layers, time_s / demand if demand > 0 else 0.0)
         total_bytes = pro.bytes + epi.bytes + sum(blk.bytes for blk in layers)
         total_flops = pro.flops + epi.flops + sum(blk.flops for blk in layers)
         link = pro.link_bytes + epi.link_bytes + sum(blk.link_bytes for blk in layers)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from dartsim.engine.costing import ReplayConfig, ReplayStep
+from dartsim.engine.replay_config import ReplayConfig, ReplayStep
 from dartsim.errors import UserError
 from dartsim.names import MASK_APPLY_MODES
 from dartsim.replay.capacity import choose_tp

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dartsim.engine.costing import ReplayStep, StepCoster
+from dartsim.engine.costing import StepCoster
+from dartsim.engine.replay_config import ReplayStep
 from dartsim.replay.job import ReplayJob, prepare, run_prepared
 from dartsim.replay.result import ReplayResult
 from dartsim.replay.run import densified

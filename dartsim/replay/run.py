@@ -13,7 +13,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from dartsim.engine.costing import ReplayConfig, ReplayStep, StepCoster
+from dartsim.engine.costing import StepCoster
+from dartsim.engine.replay_config import ReplayConfig, ReplayStep
 from dartsim.replay.result import (
     COMPONENTS,
     PARTS,

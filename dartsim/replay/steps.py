@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dartsim.engine.costing import ReplayStep
+from dartsim.engine.replay_config import ReplayStep
 from dartsim.errors import UserError
 from dartsim.replay.charges import batch_policy, head_counts
 from dartsim.specs.model import ModelSpec

@@ -19,7 +19,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from dartsim.engine.costing import ReplayConfig
+from dartsim.engine.replay_config import ReplayConfig
 from dartsim.engine.sim import simulate_step
 from dartsim.report import render
 from dartsim.specs.hardware import HardwareSpec

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dartsim.engine.costing import ReplayStep, StepCoster
+from dartsim.engine.costing import StepCoster
+from dartsim.engine.replay_config import ReplayStep
 from dartsim.replay.result import COMPONENTS, PARTS, Component, LayerPart, ReplayResult, RunResult
 from dartsim.replay.steps import step_at
 from dartsim.report import render

@@ -24,7 +24,6 @@ from dartsim.specs.hardware_schema import (
     TOP_KEYS,
 )
 from dartsim.specs.presets import calibrated_fields, preset_names, read_named
-from dartsim.text import brief
 
 PRESET_FOLDER = "hw_presets"
 
@@ -190,6 +189,17 @@ def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     tree[parts[-1]] = value
 
 
+def put_sources(data: dict[str, Any], sources: dict[str, str], sections: tuple[str, ...]) -> None:
+    """Write sources back beside their fields: a section's as `section.source`, a field's
+    as `section.<field>_source` (what `hw show` and `stack show` print)."""
+    for key, text in sources.items():
+        if key in sections:
+            set_dotted(data, f"{key}.source", text)
+        else:
+            section, _, leaf = key.rpartition(".")
+            set_dotted(data, f"{section}.{leaf}_source", text)
+
+
 def get_dotted(tree: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         tree = tree[part] if isinstance(tree, dict) else getattr(tree, part)
@@ -201,32 +211,7 @@ def hardware_spec_from_dict(raw: Any, where: str) -> HardwareSpec:
     r = FieldReader(where)
     top = r.mapping(raw, "")
     r.check_keys(top, set(TOP_KEYS), "")
-    docs: dict[str, dict[str, Any]] = {"": top}
-    for section in SECTIONS:
-        parent, _, key = section.rpartition(".")
-        container = docs[parent]
-        if key not in container:
-            raise UserError(f"{where}: missing key {section!r}")
-        docs[section] = r.mapping(container[key], section)
-    sources: dict[str, str] = {}
-    for section in SECTIONS:
-        doc = docs[section]
-        leaves = {f.key for f in FIELDS if f.section == section}
-        children = {s.rpartition(".")[2] for s in SECTIONS if s.rpartition(".")[0] == section}
-        allowed = leaves | children | {"source"} | {f"{k}_source" for k in leaves}
-        r.check_keys(doc, allowed, section + ".")
-        if "source" not in doc:
-            raise UserError(f"{where}: missing key {section + '.source'!r}")
-        for key in sorted(k for k in doc if k == "source" or k.endswith("_source")):
-            text = doc[key]
-            path = f"{section}.{key}"
-            if not isinstance(text, str) or not text.strip():
-                raise r.fail(path, f"must be a non-empty string, got {brief(text)}")
-            sources[section if key == "source" else f"{section}.{key.removesuffix('_source')}"] = text
-    for needed in REQUIRED_SOURCES:
-        if needed not in sources:
-            raise UserError(f"{where}: missing key {needed + '_source'!r}")
-
+    docs, sources = r.sections_and_sources(top, SECTIONS, FIELDS, REQUIRED_SOURCES)
     values: dict[str, Any] = {}
     defaults = []
     for field in FIELDS:

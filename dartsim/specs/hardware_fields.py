@@ -1,10 +1,11 @@
-"""Reading one hardware file's values: each YAML leaf checked against its schema field
+"""Reading one hardware or stack file's values: each YAML leaf checked against its schema field
 (type, range, the formats a rate table may list) and converted to SI, and a mapping's
 keys checked against those allowed; every error names the file and the dotted field."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from dartsim.errors import UserError
@@ -87,3 +88,35 @@ class FieldReader:
         if field.kind == "integer":
             return int(raw)
         return value * field.scale
+
+    def sections_and_sources(
+        self, top: dict[str, Any], sections: Sequence[str], fields: Sequence[Any], required: Sequence[str]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """Every section's mapping (dotted names for nested ones) and every source: each
+        section needs its own `source`, the `required` fields a `<field>_source` too; keys
+        other than the section's fields, subsections and their sources are refused."""
+        docs: dict[str, dict[str, Any]] = {"": top}
+        for section in sections:
+            parent, _, key = section.rpartition(".")
+            if key not in docs[parent]:
+                raise UserError(f"{self.where}: missing key {section!r}")
+            docs[section] = self.mapping(docs[parent][key], section)
+        sources: dict[str, str] = {}
+        for section in sections:
+            doc = docs[section]
+            leaves = {f.key for f in fields if f.section == section}
+            children = {s.rpartition(".")[2] for s in sections if s.rpartition(".")[0] == section}
+            self.check_keys(
+                doc, leaves | children | {"source"} | {f"{k}_source" for k in leaves}, section + "."
+            )
+            if "source" not in doc:
+                raise UserError(f"{self.where}: missing key {section + '.source'!r}")
+            for key in sorted(k for k in doc if k == "source" or k.endswith("_source")):
+                text = doc[key]
+                if not isinstance(text, str) or not text.strip():
+                    raise self.fail(f"{section}.{key}", f"must be a non-empty string, got {brief(text)}")
+                sources[section if key == "source" else f"{section}.{key.removesuffix('_source')}"] = text
+        for needed in required:
+            if needed not in sources:
+                raise UserError(f"{self.where}: missing key {needed + '_source'!r}")
+        return docs, sources

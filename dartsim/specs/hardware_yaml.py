@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from dartsim.errors import UserError
-from dartsim.specs.hardware import HardwareSpec, get_dotted, hardware_spec_from_dict, set_dotted
+from dartsim.specs.hardware import HardwareSpec, get_dotted, hardware_spec_from_dict, put_sources, set_dotted
 from dartsim.specs.hardware_schema import FIELDS, SECTIONS
 
 
@@ -35,12 +35,7 @@ def hardware_to_yaml_dict(hw: HardwareSpec) -> dict[str, Any]:
         elif field.kind in ("number", "fraction"):
             value = _edge(value / field.scale)
         set_dotted(data, field.path, value)
-    for key, text in hw.sources.items():
-        if key in SECTIONS:
-            set_dotted(data, f"{key}.source", text)
-        else:
-            section, _, leaf = key.rpartition(".")
-            set_dotted(data, f"{section}.{leaf}_source", text)
+    put_sources(data, hw.sources, SECTIONS)
     return data
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dartsim.errors import UserError
-from dartsim.specs.hardware import HardwareSpec, get_dotted, set_dotted
+from dartsim.specs.hardware import HardwareSpec, get_dotted, put_sources, set_dotted
 from dartsim.specs.hardware_fields import FieldReader
 from dartsim.specs.hardware_schema import REQUIRED
 from dartsim.specs.presets import calibrated_fields, preset_names, read_named
@@ -190,26 +190,7 @@ def stack_spec_from_dict(raw: Any, where: str) -> StackSpec:
     r = FieldReader(where)
     top = r.mapping(raw, "")
     r.check_keys(top, set(TOP_KEYS), "")
-    docs: dict[str, dict[str, Any]] = {"": top}
-    for section in SECTIONS:
-        if section not in top:
-            raise UserError(f"{where}: missing key {section!r}")
-        docs[section] = r.mapping(top[section], section)
-    sources: dict[str, str] = {}
-    for section in SECTIONS:
-        doc = docs[section]
-        leaves = {f.key for f in FIELDS if f.section == section}
-        r.check_keys(doc, leaves | {"source"} | {f"{k}_source" for k in leaves}, section + ".")
-        if "source" not in doc:
-            raise UserError(f"{where}: missing key {section + '.source'!r}")
-        for key in sorted(k for k in doc if k == "source" or k.endswith("_source")):
-            text = doc[key]
-            if not isinstance(text, str) or not text.strip():
-                raise r.fail(f"{section}.{key}", f"must be a non-empty string, got {brief(text)}")
-            sources[section if key == "source" else f"{section}.{key.removesuffix('_source')}"] = text
-    for needed in REQUIRED_SOURCES:
-        if needed not in sources:
-            raise UserError(f"{where}: missing key {needed + '_source'!r}")
+    docs, sources = r.sections_and_sources(top, SECTIONS, FIELDS, REQUIRED_SOURCES)
     values: dict[str, Any] = {}
     for field in FIELDS:
         doc = docs[field.section]
@@ -287,12 +268,8 @@ def stack_to_yaml_dict(stack: StackSpec) -> dict[str, Any]:
         elif field.kind in ("number", "fraction"):
             value = float(f"{value / field.scale:.12g}")
         set_dotted(data, field.path, value)
-    for key, text in stack.sources.items():
-        if key in SECTIONS:
-            set_dotted(data, f"{key}.source", text)
-        elif not key.startswith("devices."):
-            section, _, leaf = key.rpartition(".")
-            set_dotted(data, f"{section}.{leaf}_source", text)
+    own = {k: v for k, v in stack.sources.items() if not k.startswith("devices.")}
+    put_sources(data, own, SECTIONS)
     if stack.devices:
         data["devices"] = {
             device: {**fitted, "source": stack.sources.get(f"devices.{device}", "fitted")}

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dartsim.calibrate.timing import Timing, time_call
-from dartsim.engine.costing import ReplayConfig
 from dartsim.engine.machine import device
+from dartsim.engine.replay_config import ReplayConfig
 from dartsim.engine.sim import simulate_step
 from dartsim.specs.dtypes import FP32
 from dartsim.specs.hardware import HardwareSpec

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from dartsim.engine.costing import ReplayConfig, ReplayStep, StepCoster
+from dartsim.engine.costing import StepCoster
+from dartsim.engine.replay_config import ReplayConfig, ReplayStep
 from dartsim.errors import UserError
 from dartsim.replay.steps import prefill_pieces
 from dartsim.specs.dtypes import get_dtype

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from dartsim.engine.costing import ReplayConfig
+from dartsim.engine.replay_config import ReplayConfig
 from dartsim.replay.run import densified, run_steps
 from dartsim.replay.steps import build_steps
 from dartsim.specs.dtypes import FP32

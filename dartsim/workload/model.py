@@ -1,6 +1,6 @@
 """The kernels of a whole Llama-family decoder step on one device, in execution order.
 
-The builders of single operations live in `ops` (matmuls, norms, attention, FFN) and
+The builders of single operations live in `ops` (matmuls, norms), `attention`, `ffn` and
 `collectives` (tensor-parallel all-reduce and all-gather); this module assembles them into
 decoder blocks, whole steps and the work of a DART mask build.
 """
@@ -13,7 +13,8 @@ from dataclasses import replace
 from dartsim.errors import UserError
 from dartsim.specs.dtypes import FP32
 from dartsim.specs.model import ModelSpec
-from dartsim.workload import ops
+from dartsim.workload import ffn, ops
+from dartsim.workload.attention import attention_kernels
 from dartsim.workload.collectives import all_gather, all_reduce
 from dartsim.workload.execution import (
     Execution,
@@ -75,7 +76,7 @@ def attention_block(
         shard = pruned_heads(spec, shard, heads, run.tp)
     T, d = shape.tokens, spec.hidden_size
     low = run.attention_low_precision
-    attention = ops.attention_kernels(shard, shape, layer, prec, fuse, run.weights, low)
+    attention = attention_kernels(shard, shape, layer, prec, fuse, run.weights, low)
     if run.tp > 1:
         attention.append(all_reduce("attn_all_reduce", layer, Component.ATTENTION, T, d, prec, run))
     if not fuse.norm_residual:
@@ -111,11 +112,11 @@ def mlp_block(
     T, d = shape.tokens, spec.hidden_size
     fuse = fusion or run.fusion
     kept = shard_kept(k, run.tp)
-    observe = ops.dart_observe_flops(shard, shape) if run.dart_observe else 0
+    observe = ffn.dart_observe_flops(shard, shape) if run.dart_observe else 0
     gather = run.mask_apply == "gather"
-    mlp = ops.mlp_kernels(shard, shape, layer, kept, prec, fuse, gather, run.weights, observe)
+    mlp = ffn.mlp_kernels(shard, shape, layer, kept, prec, fuse, gather, run.weights, observe)
     if run.predictor_rank > 0:  # each device predicts its own shard's neurons
-        mlp.insert(0, ops.ffn_predictor(shard, shape, layer, run.predictor_rank, kept, prec))
+        mlp.insert(0, ffn.ffn_predictor(shard, shape, layer, run.predictor_rank, kept, prec))
     if run.tp > 1:
         mlp.append(all_reduce("mlp_all_reduce", layer, Component.MLP, T, d, prec, run))
     if fuse.norm_residual:  # the FFN's residual add runs in the next layer's (or the final) norm
