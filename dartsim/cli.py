@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         record,
         replay,
         report,
+        serve,
         stack,
         study,
         table7,
@@ -86,12 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     trace.register(sub)
     report.register(sub)
     replay.register(sub)
+    serve.register(sub)
     study.register(sub)
     validate.register(sub)
     return parser
 
 
-REPORT_NAMES = ("figure5", "retriggers", "host-check", "run", "mechanisms", "detector", "policies")
+REPORT_NAMES = ("figure5", "retriggers", "host-check", "run", "mechanisms", "detector", "policies", "serve")
 """The `dartsim report` subcommands; anything else after `report` is taken as a trace."""
 
 

@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "record": {"base", "specs", "trace"},
     "policies": {"base", "specs", "workload", "trace", "record"},
     "replay": {"base", "specs", "workload", "engine", "trace", "policies"},
+    "serve": {"base", "specs", "workload", "engine", "trace", "policies", "replay"},
     "calibrate": {"base", "specs", "workload", "engine"},
     "validate": {"base", "specs", "workload", "engine", "trace", "record", "replay", "calibrate"},
     "study": {"base", "specs", "workload", "engine", "trace", "record", "policies", "replay", "validate"},
@@ -33,6 +34,7 @@ ALLOWED: dict[str, set[str]] = {
         "validate",
         "study",
         "policies",
+        "serve",
     },
     "commands": {
         "base",
@@ -47,6 +49,7 @@ ALLOWED: dict[str, set[str]] = {
         "validate",
         "study",
         "report",
+        "serve",
     },
     "cli": {"base", "commands"},
 }

@@ -206,6 +206,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "\n  dartsim report mechanisms --model llama-3.1-8b --hw l40s --tp 1 --out mech-8b.md",
     )
     register_studies(report_sub)
+    from dartsim.commands.serve import register_report
+
+    register_report(report_sub)
     mech.add_argument(
         "--model", default="llama-3.1-70b", help="model preset or config.json (default llama-3.1-70b)"
     )

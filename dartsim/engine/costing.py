@@ -114,8 +114,11 @@ class StepCoster:
         run = self.config.execution(self.device, step.observe, step.policy)
         shape = self._shape(step, contexts)
         tokens = (step.phase, len(contexts), step.new_tokens, step.news, step.policy)
-        pro = self._block(("pro", *tokens), lambda: step_prologue(spec, shape, prec, run))
-        epi = self._block(("epi", *tokens), lambda: step_epilogue(spec, shape, prec, run))
+        # the prologue, the epilogue and the MLP see only the step's token and sequence
+        # counts (workload/model.py), so their blocks are shared across shapes that agree
+        flat = (step.phase, shape.tokens, shape.batch, step.policy)
+        pro = self._block(("pro", *flat), lambda: step_prologue(spec, shape, prec, run))
+        epi = self._block(("epi", *flat), lambda: step_epilogue(spec, shape, prec, run))
         heads = step.heads or (None,) * spec.num_layers
         # layer 0 may differ from the others (a fused add + norm has nothing to add there)
         firsts = [min(layer, 1) for layer in range(spec.num_layers)]
@@ -128,7 +131,7 @@ class StepCoster:
         ]
         mlps = [
             self._block(
-                ("mlp", *tokens, kept, step.observe),
+                ("mlp", *flat, kept, step.observe),
                 lambda k=kept: mlp_block(spec, shape, 0, k, prec, None, run),
             )
             for kept in step.kept
