@@ -22,6 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DARTSIM = [sys.executable, "-m", "dartsim"]
 TRACES = sorted(str(p.relative_to(REPO)) for p in (REPO / "traces").glob("*.pt"))
+DART_70 = [t for t in TRACES if t.endswith("-70.pt") and "static" not in t]
+"""The shipped DART traces at 70% sparsity (five prompts): the serving reports' mask pool."""
 STUDIES = sorted(p.stem for p in (REPO / "studies").glob("*.yaml"))
 
 # (what it writes, relative to reports/; the command with OUT standing for that path)
@@ -89,6 +91,36 @@ REPORTS: list[tuple[str, list[str]]] = [
     ("policies.md", ["report", "policies", "--from-json", "reports/policies.json", "--out", "OUT"]),
     ("detector.md", ["report", "detector", "--from-json", "reports/detector.json", "--out", "OUT"]),
     *[(f"study-{name}", ["study", f"studies/{name}.yaml", "--out", "OUT", "--quiet"]) for name in STUDIES],
+    *[
+        (
+            f"serve-{label}",
+            [
+                "report",
+                "serve",
+                "--model",
+                model,
+                "--hw",
+                hw,
+                *tp,
+                "--rates",
+                rates,
+                "--requests",
+                "300",
+                "--seed",
+                "1",
+                "--masks",
+                *masks,
+                "--out",
+                "OUT",
+                "--quiet",
+            ],
+        )
+        for label, model, hw, tp, rates, masks in (
+            ("8b-l40s-dart", "llama-3.1-8b", "l40s", [], "1,2,4,6", DART_70),
+            ("8b-l40s-static", "llama-3.1-8b", "l40s", [], "1,2,4,6", ["traces/two-topic-static-70.pt"]),
+            ("70b-h100-tp4-dart", "llama-3.1-70b", "h100-sxm", ["--tp", "4"], "2,4,8,12", DART_70),
+        )
+    ],
 ]
 SLOW: list[tuple[str, list[str]]] = [
     (

@@ -214,3 +214,16 @@ def test_the_regeneration_script_covers_every_shipped_report() -> None:
         and p.name not in ("README.md", "authors-code-check.md", "fit-gpu.md")  # fit-gpu.md: a fit's record
     }
     assert shipped <= covered, sorted(shipped - covered)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHIPPED, reason="no shipped traces")
+def test_shipped_serving_report_is_current(run_cli, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A serving report made by its command in scripts/regenerate_reports.py equals the shipped one."""
+    monkeypatch.chdir(REPO)
+    name = "serve-8b-l40s-static"
+    argv = dict(_regeneration().REPORTS)[name]
+    fresh = tmp_path / name
+    result = run_cli(*(str(fresh) if a == "OUT" else a for a in argv))
+    assert result.code == 0, result.err
+    assert (fresh / "serve.md").read_text() == (REPO / "reports" / name / "serve.md").read_text()
