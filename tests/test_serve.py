@@ -360,3 +360,17 @@ def test_find_capacity_from_the_command_line(run_cli) -> None:  # type: ignore[n
         assert all(p["meets"] == (p["ttft_p99_s"] <= 0.3) for p in payload[name]["probes"])
     refused = run_cli("serve", *CONTRACT[:4], "--find-capacity", "--quiet")
     assert refused.code == 2 and "at least one target" in refused.err
+
+
+def test_synthetic_masks_serve_and_refuse_to_mix_with_recorded_ones(run_cli) -> None:  # type: ignore[no-untyped-def]
+    args = ["serve", "--model", "llama-3.1-8b", "--hw", "l40s", "--rate", "0.2", "--requests", "6",
+            "--prompt-len", "32", "--gen-len", "400", "--sparsity", "0.5", "--pool", "3", "--format", "json",
+            "--quiet"]  # fmt: skip
+    result = run_cli(*args)
+    assert result.code == 0, result.err
+    payload = json.loads(result.out)
+    assert payload["setup"]["masks"] == 3
+    assert 0.5 < payload["mean_kept_fraction"] < 1.0
+    assert payload["dense_iteration_share"] < 1.0
+    both = run_cli(*args, "--masks", DART[0])
+    assert both.code == 2 and "not both" in both.err

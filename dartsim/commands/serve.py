@@ -97,11 +97,12 @@ def _job(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from dartsim.report import render
     from dartsim.report.serve import perfetto, requests_csv, summary_md
     from dartsim.serve.result import Slo
     from dartsim.serve.run import find_capacity, job_at_rate, serve
-    from dartsim.serve.sim import ServeJob
 
     slo = Slo(args.slo_ttft, args.slo_tpot, args.slo_e2e)
     if args.find_capacity and args.rate is None:
@@ -118,7 +119,7 @@ def run_serve(args: argparse.Namespace) -> int:
                 sys.stderr.write(line + "\n")
 
         start = args.rate or 1.0
-        quiet_job = ServeJob(**{**job.__dict__, "progress": False})
+        quiet_job = replace(job, progress=False)
         payload: dict[str, Any] = {
             "slo": slo.as_dict(),
             "run": find_capacity(lambda r: job_at_rate(quiet_job, workload, r), slo, True, start, say),
