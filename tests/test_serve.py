@@ -272,6 +272,8 @@ def test_bad_request_traces_are_one_line_and_write_nothing(
         ["--requests", "1000000000"],
         ["--rate", "-1"],
         ["--hw", "nope"],
+        ["--concurrency", "3"],
+        ["--masks", "/nonexistent.pt"],
     ],
 )
 def test_bad_options_are_one_line_exit_2(run_cli, extra: list[str]) -> None:  # type: ignore[no-untyped-def]

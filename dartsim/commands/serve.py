@@ -33,6 +33,10 @@ def _workload(args: argparse.Namespace) -> Any:
     from dartsim.serve.workload import ArrivalProcess, WorkloadSpec
 
     if args.concurrency is not None:
+        if args.rate is not None:
+            from dartsim.errors import UserError
+
+            raise UserError("give --rate (arrivals) or --concurrency (a closed loop), not both")
         arrival = ArrivalProcess("closed", concurrency=args.concurrency)
     else:
         arrival = ArrivalProcess(args.arrival, rate_per_s=args.rate, cv=args.cv)
