@@ -6,7 +6,7 @@ import contextlib
 import glob
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,22 @@ def read_text(path: Path, what: str = "file", max_bytes: int = MAX_TEXT_BYTES) -
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def json_lines(text: str, where: object) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of every non-blank line of JSON-lines text; a line that is not
+    JSON (or nests too deeply to parse) is a one-line user error naming `where` and the line."""
+    import json
+
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{where}: line {number}: malformed JSON: {exc.msg}") from None
+        except RecursionError:
+            raise UserError(f"{where}: line {number}: malformed JSON: nested too deeply") from None
 
 
 TEMP_SUFFIX = ".tmp"

@@ -248,6 +248,9 @@ def test_the_shipped_azure_trace_and_length_lists_load(tmp_path: Path) -> None:
         ("arrival_s,prompt_tokens,output_tokens\n0,200000,10\n", "context"),
         ("a,b\n1,2\n", "needs a prompt-token column"),
         ("arrival_s,prompt_tokens,output_tokens\nsoon,10,10\n", "neither seconds nor a timestamp"),
+        ('{"input_len": 1, "output_len": 2}\n{bad\n', "line 2: malformed JSON"),
+        ('{"a": ' + "[" * 100_000 + "\n", "nested too deeply"),
+        ('{"input_len": 1, "output_len": 2}\n[1]\n', "line 2 is not a JSON object"),
     ],
 )
 def test_bad_request_traces_are_one_line_and_write_nothing(

@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from dartsim.errors import UserError
-from dartsim.fileio import read_text
+from dartsim.fileio import json_lines, read_text
 
 TWO_TOPIC_PROMPT = """Follow these instructions carefully:
 
@@ -81,13 +80,7 @@ def read_prompt_file(path: Path) -> list[str]:
             raise UserError(f"{path}: the prompt file is empty")
         return [text.strip()]
     prompts = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}: line {number}: malformed JSON: {exc.msg}") from None
+    for number, item in json_lines(text, path):
         if isinstance(item, dict):
             item = item.get("prompt")
         if not isinstance(item, str) or not item.strip():

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from dartsim.errors import UserError
-from dartsim.fileio import read_text
+from dartsim.fileio import json_lines, read_text
 
 ARRIVALS = ("poisson", "gamma", "closed")
 """Arrival processes: Poisson at `rate`; gamma inter-arrivals at `rate` with coefficient
@@ -132,13 +131,7 @@ def _rows(text: str, where: str) -> tuple[list[str], list[dict[str, object]]]:
         raise UserError(f"{where}: the request trace is empty")
     if stripped.startswith("{"):
         rows = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{where}: line {number} is not JSON ({exc.msg})") from None
+        for number, row in json_lines(text, where):
             if not isinstance(row, dict):
                 raise UserError(f"{where}: line {number} is not a JSON object")
             rows.append(row)
