@@ -379,3 +379,14 @@ def test_synthetic_masks_serve_and_refuse_to_mix_with_recorded_ones(run_cli) -> 
     assert payload["dense_iteration_share"] < 1.0
     both = run_cli(*args, "--masks", DART[0])
     assert both.code == 2 and "not both" in both.err
+
+
+def test_emptying_the_cost_caches_does_not_change_a_run(l40s, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from dartsim.serve import cost
+
+    spec = _model("llama-3.1-8b")
+    work = WorkloadSpec(ArrivalProcess("poisson", rate_per_s=3.0), requests=25, seed=2)
+    job = ServeJob(spec, l40s, work.build(spec.max_position_embeddings), tuple(load_traces(DART)))
+    cached = summary(simulate(job), Slo())
+    monkeypatch.setattr(cost, "MAX_CACHED", 0)
+    assert summary(simulate(job), Slo()) == cached

@@ -57,6 +57,13 @@ class StepCoster:
         self._blocks: dict[tuple[Any, ...], Block] = {}
         self.simulated_steps = 0
 
+    def trim(self, limit: int) -> None:
+        """Empty the caches once they hold more than `limit` entries (a long serving run's
+        memory stays bounded; every cached value is exact, so results do not change)."""
+        if len(self._memo) + len(self._blocks) > limit:
+            self._memo.clear()
+            self._blocks.clear()
+
     # -- one step -------------------------------------------------------------------------
 
     def launch(self, phase: str) -> Launch:

@@ -94,18 +94,17 @@ class PreparedJob:
         )
 
 
-def check_formats(job: ReplayJob, stack: StackSpec) -> None:
+def check_formats(hw: HardwareSpec, precision: Precision, stack: StackSpec) -> None:
     """The device must run the job's compute formats (a user error otherwise)."""
-    hw, p = job.hardware, job.precision
-    hw.tensor_flops_per_s(p.gemm_compute)
-    hw.tensor_flops_per_s(p.attention_compute(stack.attention.fp8_compute))
+    hw.tensor_flops_per_s(precision.gemm_compute)
+    hw.tensor_flops_per_s(precision.attention_compute(stack.attention.fp8_compute))
 
 
 def prepare(job: ReplayJob) -> PreparedJob:
     """Check the job, choose its tensor-parallel degree and build its steps. Errors that
     mean the point cannot run (the device lacks a format, no degree fits) are user errors."""
     stack = job.software()
-    check_formats(job, stack)
+    check_formats(job.hardware, job.precision, stack)
     retarget, source = check_retarget(job.traces, job.model)
     reserve = stack.memory.reserve_fraction
     tp = choose_tp(job.model, job.hardware, job.precision, str(job.tp), job.kv_positions, reserve)

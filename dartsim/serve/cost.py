@@ -54,17 +54,11 @@ class IterationCoster:
         q, m = self.quantum, self.width
         return tuple(min(m, -(-k // q) * q) for k in kept)
 
-    def _bound(self) -> None:
-        c = self.coster
-        if len(c._memo) + len(c._blocks) > MAX_CACHED:
-            c._memo.clear()
-            c._blocks.clear()
-
     def cost(
         self, news: Sequence[int], contexts: Sequence[int], kept: tuple[int, ...], observe: bool
     ) -> IterationCost:
         """One iteration: sequence i gets news[i] tokens and ends at contexts[i]."""
-        self._bound()
+        self.coster.trim(MAX_CACHED)
         if max(news) == 1:
             step = ReplayStep("decode", 1, tuple(contexts), kept, observe, policy=self.costs)
             cost = self.coster.cost(step)

@@ -21,6 +21,7 @@ import numpy as np
 from dartsim.engine.replay_config import ReplayConfig
 from dartsim.errors import UserError
 from dartsim.replay.capacity import choose_tp, memory_needed_bytes, usable_bytes
+from dartsim.replay.job import check_formats
 from dartsim.serve.cost import IterationCoster
 from dartsim.serve.masks import MaskPool, UnionTracker
 from dartsim.serve.scheduler import Request, Scheduler, SchedulerConfig, default_scheduler
@@ -133,9 +134,7 @@ def capacity(job: ServeJob, stack: StackSpec, config: SchedulerConfig) -> Capaci
 def simulate(job: ServeJob, masked: bool = True) -> ServeRun:
     """Serve `job.requests`; with `masked` off (or no traces) every step is dense."""
     stack = job.software()
-    hw, prec = job.hardware, job.precision
-    hw.tensor_flops_per_s(prec.gemm_compute)  # the device must run the formats (a user error)
-    hw.tensor_flops_per_s(prec.attention_compute(stack.attention.fp8_compute))
+    check_formats(job.hardware, job.precision, stack)
     config = job.schedule_config()
     cap = capacity(job, stack, config)
     use_masks = masked and bool(job.traces)
