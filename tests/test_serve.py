@@ -390,3 +390,14 @@ def test_emptying_the_cost_caches_does_not_change_a_run(l40s, monkeypatch) -> No
     cached = summary(simulate(job), Slo())
     monkeypatch.setattr(cost, "MAX_CACHED", 0)
     assert summary(simulate(job), Slo()) == cached
+
+
+def test_without_chunked_prefill_a_prompt_runs_whole(l40s) -> None:  # type: ignore[no-untyped-def]
+    spec = _model("llama-3.1-8b")
+    config = SchedulerConfig(256, 512, chunked_prefill=False)
+    run = simulate(ServeJob(spec, l40s, fixed(3, 200, 20), scheduler=config))
+    prompts = run.iterations["prompt_tokens"]
+    assert set(prompts[prompts > 0].tolist()) <= {200, 400}  # whole prompts only, two fit the budget
+    assert all(r.generated == 20 for r in run.requests)
+    with pytest.raises(UserError, match="exceeds --max-batched-tokens 512"):
+        simulate(ServeJob(spec, l40s, fixed(1, 600, 20), scheduler=config))

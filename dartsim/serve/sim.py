@@ -128,6 +128,12 @@ def capacity(job: ServeJob, stack: StackSpec, config: SchedulerConfig) -> Capaci
             f"the longest request ({longest} tokens) needs {need} KV-cache blocks of {config.block_size} "
             f"tokens; {hw.name} at --tp {tp} holds {blocks}"
         )
+    if not config.chunked_prefill and longest > config.max_num_batched_tokens:
+        raise UserError(
+            f"without chunked prefill a prompt runs whole, and one preempted by recompute runs "
+            f"again with its output: the longest request ({longest} tokens) exceeds "
+            f"--max-batched-tokens {config.max_num_batched_tokens}"
+        )
     return Capacity(tp, blocks, config.block_size, per_token, weights)
 
 
