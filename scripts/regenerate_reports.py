@@ -4,7 +4,8 @@ reports/README.md), or check that they are current.
     python scripts/regenerate_reports.py            rewrite the reports that are deterministic
     python scripts/regenerate_reports.py --check    regenerate into a temporary folder, diff (exit 1: changed)
     python scripts/regenerate_reports.py --slow     also re-run the long studies (policies about 20 min,
-                                                    detector about 80 min) and this host's validation
+                                                    detector about 80 min), this host's validation and
+                                                    the serving validation (about 15 min)
 
 The deterministic reports are what the tests diff; the slow ones are re-rendered from
 their saved JSON unless --slow re-runs them.
@@ -25,6 +26,9 @@ TRACES = sorted(str(p.relative_to(REPO)) for p in (REPO / "traces").glob("*.pt")
 DART_70 = [t for t in TRACES if t.endswith("-70.pt") and "static" not in t]
 """The shipped DART traces at 70% sparsity (five prompts): the serving reports' mask pool."""
 STUDIES = sorted(p.stem for p in (REPO / "studies").glob("*.yaml"))
+SERVING_STUDY = "study-serving-"
+"""Serving studies keep their points (each a capacity search of minutes): a test renders the
+report from them and recomputes one."""
 
 # (what it writes, relative to reports/; the command with OUT standing for that path)
 REPORTS: list[tuple[str, list[str]]] = [
@@ -139,6 +143,7 @@ SLOW: list[tuple[str, list[str]]] = [
     ),
     ("detector.md", ["report", "detector", "--json", "reports/detector.json", "--quiet", "--out", "OUT"]),
     ("validation-cpu.md", ["validate", "--hw", "cpu-host", "--quiet", "--out", "OUT"]),
+    ("validation-serving.md", ["validate", "--serving", "--jobs", "2", "--quiet", "--out", "OUT"]),
 ]
 """Reports that take long or measure this machine (not diffed by --check)."""
 
@@ -148,8 +153,8 @@ def run(target: Path, argv: list[str]) -> None:
     print("$ dartsim " + " ".join(command[len(DARTSIM) :]), flush=True)
     subprocess.run(command, cwd=REPO, check=True)
     points = target / "points"
-    if target.is_dir() and points.is_dir():
-        shutil.rmtree(points)  # a study's per-point cache is not shipped
+    if target.is_dir() and points.is_dir() and not target.name.startswith(SERVING_STUDY):
+        shutil.rmtree(points)  # a replay study's per-point cache is not shipped
 
 
 def same(a: Path, b: Path) -> bool:

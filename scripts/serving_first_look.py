@@ -1,5 +1,5 @@
 """A first, untuned look at `dartsim serve` against TensorRT-LLM's published online-serving
-table (measurements/serving/rows.csv, source trtllm_perf_overview_v017_online: TRT-LLM
+table (dartsim/validate/published_serving/rows.csv, source trtllm_perf_overview_v017_online: TRT-LLM
 0.14.0, BF16, 500 requests at QPS 2-32, fixed lengths, 8B TP 1 and 70B TP 4 on H100/H200).
 
 Not a validation: no calibration/held-out split, nothing fitted, the arrival process is
@@ -29,7 +29,9 @@ from dartsim.workload import Precision
 
 def main() -> None:
 
-    d = pd.read_csv(Path(__file__).resolve().parents[1] / "measurements" / "serving" / "rows.csv")
+    d = pd.read_csv(
+        Path(__file__).resolve().parents[1] / "dartsim" / "validate" / "published_serving" / "rows.csv"
+    )
     o = d[(d.source_id == "trtllm_perf_overview_v017_online") & np.isfinite(d.rate_req_s)]
     prec = Precision(weight=get_dtype("bf16"), activation=get_dtype("bf16"), kv_cache=get_dtype("bf16"))
     hwmap = {"H100 80GB HBM3": "h100-sxm", "H200 131GB HBM3": "h200"}

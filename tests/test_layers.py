@@ -21,8 +21,8 @@ ALLOWED: dict[str, set[str]] = {
     "replay": {"base", "specs", "workload", "engine", "trace", "policies"},
     "serve": {"base", "specs", "workload", "engine", "trace", "policies", "replay"},
     "calibrate": {"base", "specs", "workload", "engine"},
-    "validate": {"base", "specs", "workload", "engine", "trace", "record", "replay", "calibrate"},
-    "study": {"base", "specs", "workload", "engine", "trace", "record", "policies", "replay", "validate"},
+    "validate": {"base", "specs", "workload", "engine", "trace", "record", "replay", "serve", "calibrate"},
+    "study": {"base", "specs", "workload", "engine", "trace", "record", "policies", "replay", "serve", "validate"},
     "report": {
         "base",
         "specs",

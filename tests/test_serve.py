@@ -117,6 +117,32 @@ def test_kv_blocks_are_never_exceeded_and_preemption_lets_every_request_finish()
         assert all(r.generated == r.output for r in reqs)
 
 
+def test_reserved_admission_never_preempts_and_holds_each_request_whole() -> None:
+    """TensorRT-LLM's GUARANTEED_NO_EVICT: where on-demand blocks preempt (the test above),
+    reserving prompt + output at admission never does, and admits only what fits whole."""
+    sched = Scheduler(SchedulerConfig(64, 512, admission="reserve"), kv_blocks=40)
+    reqs = [Request(i, 0.0, 0.0, 100, 200, -1) for i in range(6)]
+    sched.waiting.extend(reqs)
+    whole = sched.blocks_for(300)
+    steps = 0
+    while sched.busy():
+        batch, out, back = sched.schedule(0.0)
+        assert not out and not back
+        assert len(sched.running) <= 40 // whole
+        assert all(r.blocks == whole for r in sched.running)
+        assert sum(r.blocks for r in sched.running) + sched.free_blocks == 40
+        for req, new in batch:
+            req.computed += new
+            if req.computed == req.tokens:
+                req.generated += 1
+                if req.generated == req.output:
+                    sched.finish(req)
+        steps += 1
+        assert steps < 10_000
+    assert sched.preemptions == 0
+    assert all(r.generated == r.output for r in reqs)
+
+
 def test_swap_preemption_charges_the_host_link(l40s) -> None:  # type: ignore[no-untyped-def]
     requests = fixed(8, 2000, 400)
     spec = _model("llama-3.1-8b")

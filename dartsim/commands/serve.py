@@ -22,12 +22,6 @@ from dartsim.commands.common import (
     stack_from,
 )
 
-SYNTHETIC_TOKENS = 500
-SYNTHETIC_RETRIGGERS = 2
-"""A synthetic mask trace runs 500 tokens with 2 re-triggers: what the shipped real traces do
-with the default DART parameters (traces/README.md: 4 re-triggers per 1k tokens)."""
-SYNTHETIC_PROMPT = 128
-
 
 def _workload(args: argparse.Namespace) -> Any:
     from dartsim.serve.workload import ArrivalProcess, WorkloadSpec
@@ -61,13 +55,9 @@ def _traces(args: argparse.Namespace, spec: Any) -> tuple[Any, ...]:
 
         return tuple(load_traces(args.masks))
     if args.sparsity is not None:
-        from dartsim.policies.dart.synth import synth_trace
+        from dartsim.serve.masks import synthetic_pool
 
-        return tuple(
-            synth_trace(spec, SYNTHETIC_PROMPT, SYNTHETIC_TOKENS, SYNTHETIC_RETRIGGERS, args.sparsity, "dart",
-                        seed=args.seed * 1_000_003 + i)
-            for i in range(args.pool)
-        )  # fmt: skip
+        return synthetic_pool(spec, args.sparsity, args.pool, args.seed)
     return ()
 
 
@@ -88,6 +78,7 @@ def _job(args: argparse.Namespace) -> tuple[Any, Any]:
         chunked_prefill=args.chunked_prefill,
         block_size=args.block_size,
         preemption=args.preemption,
+        admission=args.admission,
     )
     workload = _workload(args)
     requests = workload.build(spec.max_position_embeddings)
@@ -186,7 +177,7 @@ def add_slo_options(p: Any) -> None:
 
 def add_serve_options(p: argparse.ArgumentParser) -> None:
     """The model, device, workload, masks and scheduler options `serve` and `report serve` share."""
-    from dartsim.serve.scheduler import DEFAULT_BLOCK_SIZE, PREEMPTIONS
+    from dartsim.serve.scheduler import ADMISSIONS, DEFAULT_BLOCK_SIZE, PREEMPTIONS
     from dartsim.serve.sim import ROUTERS
     from dartsim.serve.workload import MAX_REQUESTS
 
@@ -253,6 +244,14 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
         choices=PREEMPTIONS,
         default="recompute",
         help="when KV blocks run out (default recompute, vLLM V1)",
+    )
+    s.add_argument(
+        "--admission",
+        choices=ADMISSIONS,
+        default="on-demand",
+        help="KV blocks as tokens arrive, preempting when out (on-demand, vLLM: the default), or a "
+        "request's prompt and whole output reserved when admitted, never preempted (reserve, TensorRT-LLM's "
+        "GUARANTEED_NO_EVICT)",
     )
     s.add_argument(
         "--replicas",

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dartsim.commands.common import emit
+from dartsim.commands.common import emit, positive_int
 from dartsim.units import GB
 
 
@@ -119,14 +119,29 @@ def _write_fits(result: Any, folder: str) -> None:
     )
 
 
+def _serving(args: argparse.Namespace) -> int:
+    from dartsim.report.validation_serving import render_serving
+    from dartsim.validate import serving
+
+    mapping = serving.load_mapping(args.data)
+    compared, skipped = serving.evaluate(mapping, args.only, _progress(args.quiet), args.jobs)
+    text = render_serving(compared, skipped, mapping.doc["about"], mapping.split, mapping.doc, args.format)
+    emit(text, args.out)
+    return 0
+
+
 def run_validate(args: argparse.Namespace) -> int:
     from dartsim.errors import UserError
     from dartsim.fileio import check_writable
 
+    if args.published and args.serving:
+        raise UserError("--published and --serving are separate validations: give one")
     if args.out:
         check_writable(args.out)
     if args.published:
         return _published(args)
+    if args.serving:
+        return _serving(args)
     if args.hw is None:
         raise UserError("validate needs --hw NAME|FILE (a hardware file of this host), or --published")
     from dartsim.report.validation import host_rows, render_host
@@ -198,18 +213,31 @@ def register(sub: argparse._SubParsersAction) -> None:
             "single decoder layers at Llama-3.1-8B and 70B widths, dense and FFN-compact) and\n"
             "times it beside dartsim's prediction on --hw, ending with the worst |error|.\n"
             "With --published: every published GPU measurement shipped with dartsim, simulated\n"
-            "on its device's preset, reported as calibration and held-out parts separately."
+            "on its device's preset, reported as calibration and held-out parts separately.\n"
+            "With --serving: every published serving measurement shipped with dartsim (TTFT, TPOT\n"
+            "and throughput under a request rate or a number of users) run through `dartsim serve`\n"
+            "on its device, stack and scheduler, by part of the split; rows it cannot simulate are\n"
+            "listed with the reason. About 20 minutes in full; --only SOURCE runs one source."
         ),
         epilog=(
             "examples:\n"
             "  dartsim calibrate --device cpu --out host.yaml && dartsim validate --hw host.yaml\n"
             "  dartsim validate --hw cpu-host --only smollm2 --repeats 3\n"
-            "  dartsim validate --published --out reports/validation-gpu.md"
+            "  dartsim validate --published --out reports/validation-gpu.md\n"
+            "  dartsim validate --serving --only lmdeploy --format json"
         ),
     )
     val.add_argument("--hw", metavar="NAME|FILE", help="this host's hardware file (e.g. from calibrate)")
     val.add_argument("--published", action="store_true", help="check the published GPU measurements instead")
-    val.add_argument("--data", metavar="FILE", help="--published: another measurements file")
+    val.add_argument(
+        "--serving", action="store_true", help="check the published serving measurements with dartsim serve"
+    )
+    val.add_argument(
+        "--data",
+        metavar="FILE",
+        help="--published: another measurements file; --serving: another mapping file (its rows: path is "
+        "read beside it)",
+    )
     val.add_argument(
         "--hw-dir", metavar="DIR", help="--published: take the device files from DIR instead of the presets"
     )
@@ -223,8 +251,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "device with its reference stack, then the other stacks), write the fitted hardware files into DIR, "
         "the stack files into DIR/stacks and what each fit gave into DIR/fit.md, and report with them",
     )
+    val.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="--serving: processes that simulate side by side (default 1; the report does not depend on it)",
+    )
     val.add_argument("--repeats", type=int, default=5, help="timed runs per case (default 5)")
-    val.add_argument("--only", metavar="TEXT", help="only the cases whose name contains TEXT")
+    val.add_argument(
+        "--only",
+        metavar="TEXT",
+        help="only the cases whose name contains TEXT (--serving: the sources whose id contains it)",
+    )
     val.add_argument("--quick", action="store_true", help="a few small cases (for tests)")
     val.add_argument(
         "--format", choices=("md", "csv", "json"), default="md", help="output format (default md)"

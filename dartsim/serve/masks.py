@@ -31,6 +31,27 @@ from dartsim.trace.types import Trace
 from dartsim.workload import kept_count
 from dartsim.workload.policy_costs import NO_POLICY_COSTS, PolicyCosts
 
+SYNTHETIC_TOKENS = 500
+SYNTHETIC_RETRIGGERS = 2
+"""A synthetic mask trace runs 500 tokens with 2 re-triggers: what the shipped real traces do
+with the default DART parameters (traces/README.md: 4 re-triggers per 1k tokens)."""
+SYNTHETIC_PROMPT = 128
+SEED_STRIDE = 1_000_003
+"""Pool member i of seed s is drawn with seed s * SEED_STRIDE + i (distinct across seeds)."""
+
+
+def synthetic_pool(spec: ModelSpec, sparsity: float, size: int, seed: int) -> tuple[Trace, ...]:
+    """`size` synthetic DART traces at `sparsity`, independent of one another (the
+    independent-mask bound a real pool is compared with)."""
+    from dartsim.policies.dart.synth import synth_trace
+
+    return tuple(
+        synth_trace(spec, SYNTHETIC_PROMPT, SYNTHETIC_TOKENS, SYNTHETIC_RETRIGGERS, sparsity, "dart",
+                    seed=seed * SEED_STRIDE + i)
+        for i in range(size)
+    )  # fmt: skip
+
+
 DENSE = -1
 """The epoch of a step that runs the FFN dense (a collection window, a dense prefill)."""
 

@@ -40,6 +40,7 @@ def setup(job: ServeJob, run: ServeRun) -> dict[str, Any]:
             "chunked_prefill": cfg.chunked_prefill,
             "block_size": cfg.block_size,
             "preemption": cfg.preemption,
+            "admission": cfg.admission,
         },
         "kv_cache": {
             "blocks_per_replica": cap.kv_blocks,

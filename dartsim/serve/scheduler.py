@@ -23,6 +23,11 @@ from dartsim.specs.hardware import HardwareSpec
 from dartsim.units import GiB
 
 PREEMPTIONS = ("recompute", "swap")
+ADMISSIONS = ("on-demand", "reserve")
+"""How a request gets KV-cache blocks: `on-demand` as its tokens arrive, preempting the
+newest request when the pool runs out (vLLM); `reserve` for its prompt and its whole output
+when it is admitted, so that no running request is ever preempted (TensorRT-LLM's default
+capacity scheduler, CapacitySchedulerPolicy.GUARANTEED_NO_EVICT)."""
 DEFAULT_BLOCK_SIZE = 16
 """Tokens per KV-cache block: vLLM's default `block_size` on CUDA (vLLM CacheConfig)."""
 LARGE_DEVICE_BYTES = 70 * GiB
@@ -42,6 +47,7 @@ class SchedulerConfig:
     chunked_prefill: bool = True
     block_size: int = DEFAULT_BLOCK_SIZE
     preemption: str = "recompute"
+    admission: str = "on-demand"
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size"):
@@ -50,6 +56,8 @@ class SchedulerConfig:
                 raise UserError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
         if self.preemption not in PREEMPTIONS:
             raise UserError(f"preemption must be one of {', '.join(PREEMPTIONS)}, got {self.preemption!r}")
+        if self.admission not in ADMISSIONS:
+            raise UserError(f"admission must be one of {', '.join(ADMISSIONS)}, got {self.admission!r}")
 
 
 def default_scheduler(hw: HardwareSpec) -> SchedulerConfig:
@@ -156,14 +164,17 @@ class Scheduler:
         swapped_out: list[Request] = []
         swapped_in: list[Request] = []
         preempted = False
+        block, chunked = cfg.block_size, cfg.chunked_prefill
+        reserve = cfg.admission == "reserve"
         i = 0
         while i < len(self.running) and budget > 0:
             req = self.running[i]
-            want = req.tokens - req.computed
-            if not cfg.chunked_prefill and want > budget:
+            # the hot loop of a long run: `tokens` and `blocks_for` written out
+            want = req.prompt + req.generated - req.computed
+            if not chunked and want > budget:
                 break
-            new = min(want, budget)
-            need = self.blocks_for(req.computed + new) - req.blocks
+            new = want if want < budget else budget
+            need = max(0, -(-(req.computed + new) // block) - req.blocks)  # 0 when reserved
             while need > self.free_blocks and self.running[-1] is not req:
                 self._preempt(self.running.pop(), swapped_out)
                 preempted = True
@@ -186,7 +197,8 @@ class Scheduler:
             if not cfg.chunked_prefill and want > budget:
                 break
             new = min(want, budget)
-            need = self.blocks_for(req.computed + new) - req.blocks
+            held = req.prompt + req.output if reserve else req.computed + new
+            need = self.blocks_for(held) - req.blocks
             if need > self.free_blocks:
                 break
             self.waiting.popleft()
