@@ -162,13 +162,15 @@ def drift(curves: Sequence[tuple[str, Sequence[float], Sequence[int]]], window: 
     return _png(fig)
 
 
-def speedups(labels: Sequence[str], values: Sequence[float], title: str) -> bytes:
-    """One bar per study point: DART's speedup over dense (1 = no gain)."""
+def speedups(
+    labels: Sequence[str], values: Sequence[float], title: str, ylabel: str = "speedup over dense (x)"
+) -> bytes:
+    """One bar per study point: its gain over dense (1 = no gain)."""
     fig, ax = _figure(width=max(6.0, 0.45 * len(labels) + 2))
     ax.bar(range(len(labels)), values, color=OKABE_ITO[0])
     ax.axhline(1.0, color=OKABE_ITO[7], lw=1.0, ls="--", label="dense (1x)")
     ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("speedup over dense (x)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dartsim.report import plots, render
+from dartsim.report import plots, render, study_serving
 from dartsim.study.runner import METRICS
 from dartsim.units import MS_PER_S
 
@@ -37,6 +37,8 @@ def _axis(point: dict[str, Any], axis: str) -> str:
 
 def results_csv(results: list[dict[str, Any]]) -> str:
     """One row per point: its axes, then METRICS (empty when skipped) and the reason."""
+    if study_serving.is_serving(results):
+        return study_serving.results_csv(results)
     rows = []
     for r in results:
         row = r.get("row", {})
@@ -53,6 +55,8 @@ def _label(point: dict[str, Any], varying: list[str]) -> str:
 
 
 def study_markdown(study: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    if study_serving.is_serving(results):
+        return study_serving.study_markdown(study, results)
     varying = [a for a in AXES if len({_axis(r["point"], a) for r in results}) > 1]
     header = [
         *(varying or ["point"]),
@@ -89,6 +93,8 @@ def study_markdown(study: dict[str, Any], results: list[dict[str, Any]]) -> str:
 
 
 def speedup_png(study: dict[str, Any], results: list[dict[str, Any]]) -> bytes:
+    if study_serving.is_serving(results):
+        return study_serving.gain_png(study, results)
     varying = [a for a in AXES if len({_axis(r["point"], a) for r in results}) > 1]
     done = [r for r in results if "row" in r]
     return plots.speedups(

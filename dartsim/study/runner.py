@@ -109,6 +109,8 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
     from dartsim.workload import Precision
 
     key = point_key(point)
+    if "serving" in point:
+        return _serving_point(key, point)
     try:
         spec = load_model_spec(point["model"])
         hw = hardware_of(point["hardware"])
@@ -148,6 +150,17 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
         "mlp_share_time": sc["mlp"].share_time,
         "dense_mlp_share_time": dc["mlp"].share_time,
     }
+    return {"key": key, "point": point, "row": row}
+
+
+def _serving_point(key: str, point: dict[str, Any]) -> dict[str, Any]:
+    from dartsim.study.serving import run_serving_point
+
+    try:
+        hw = hardware_of(point["hardware"])
+        row = run_serving_point(point, hw, stack_of(point.get("stack"), hw))
+    except UserError as exc:
+        return {"key": key, "point": point, "skipped": str(exc)}
     return {"key": key, "point": point, "row": row}
 
 

@@ -20,6 +20,9 @@ points; each point is a plain dict, so it can be hashed, saved and sent to a wor
     sparsity: [0.5, 0.7]                # synthetic workloads only
     prompt_len: [128, 2048]             # synthetic only (default: the workload's)
     gen_len: [256]                      # synthetic only (default: the workload's)
+
+A serving study (`workload: serving`) serves a stream of requests instead, over the axes
+`masks` (mask pools) and `load` (request rates or `capacity`); study/serving.py says how.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ from dartsim.specs.strict_yaml import read_yaml
 
 SYNTHETIC_AXES = ("batch", "sparsity", "prompt_len", "gen_len")
 """Axes that apply to synthetic workloads only (a trace fixes them)."""
+SERVING_AXES = ("masks", "load")
+"""Axes that apply to serving workloads only (study/serving.py)."""
+WORKLOADS = ("traces", "synthetic", "serving")
 TOP_KEYS = {
     "name",
     "description",
@@ -46,6 +52,7 @@ TOP_KEYS = {
     "mask_apply",
     "precision",
     *SYNTHETIC_AXES,
+    *SERVING_AXES,
 }
 DEFAULT_STACK = "default"
 """A `stacks` entry meaning each hardware's own default stack."""
@@ -168,17 +175,15 @@ def load_study(path: Path) -> dict[str, Any]:
     if not isinstance(name, str) or not name:
         raise UserError(f"{where}: field 'name' must be a non-empty string")
     workload = raw.get("workload")
-    if (
-        not isinstance(workload, dict)
-        or len(set(workload) & {"traces", "synthetic"}) != 1
-        or set(workload)
-        - {
-            "traces",
-            "synthetic",
-        }
-    ):
-        raise UserError(f"{where}: 'workload' must hold exactly one of 'traces' or 'synthetic'")
+    if not isinstance(workload, dict) or len(workload) != 1 or set(workload) - set(WORKLOADS):
+        raise UserError(f"{where}: 'workload' must hold exactly one of {', '.join(map(repr, WORKLOADS))}")
     folder = path.resolve().parent
+    if "serving" not in workload:
+        for axis in SERVING_AXES:
+            if axis in raw:
+                raise UserError(f"{where}: {axis!r} applies to serving workloads only")
+    if "serving" in workload:
+        return _serving_study(raw, workload["serving"], name, where, folder)
     if "traces" in workload:
         traces = workload["traces"]
         if not isinstance(traces, list) or not traces or not all(isinstance(t, str) for t in traces):
@@ -220,12 +225,7 @@ def load_study(path: Path) -> dict[str, Any]:
         for axis in ("batch", "prompt_len", "gen_len"):
             if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in axes[axis]):
                 raise UserError(f"{where}: {axis!r} values must be positive integers, got {axes[axis]}")
-    if not all(isinstance(m, str) for m in axes["model"]):
-        raise UserError(f"{where}: 'models' must be preset names or config.json paths")
-    if not all(
-        isinstance(t, (str, int)) and not isinstance(t, bool) for t in _list(raw, "tp", where, ["auto"])
-    ):
-        raise UserError(f"{where}: 'tp' values must be positive integers or 'auto'")
+    _check_common(raw, axes, where)
     for value in axes["sparsity"]:
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1
@@ -234,6 +234,45 @@ def load_study(path: Path) -> dict[str, Any]:
     for mode in axes["mask_apply"]:
         if mode not in ("compact", "gather"):
             raise UserError(f"{where}: mask_apply must be compact or gather, got {mode!r:.40}")
+    names = list(axes)
+    points = [dict(zip(names, combo, strict=True)) | work for combo in itertools.product(*axes.values())]
+    return {"name": name, "description": raw.get("description", ""), "points": points, "folder": str(folder)}
+
+
+def _serving_study(raw: dict[str, Any], serving: Any, name: str, where: str, folder: Path) -> dict[str, Any]:
+    """A serving study: its own axes (masks, load) beside the device ones."""
+    from dartsim.study.serving import check_load, check_masks, check_workload
+
+    work = check_workload(serving, where)
+    for axis in (*SYNTHETIC_AXES, "mask_apply"):
+        if axis in raw:
+            raise UserError(f"{where}: {axis!r} does not apply to a serving workload")
+    axes = {
+        "model": _list(raw, "models", where, []),
+        "hardware": [_hardware(h, where, folder) for h in _list(raw, "hardware", where, [])],
+        "stack": [_stack(x, where, folder) for x in _list(raw, "stacks", where, [DEFAULT_STACK])],
+        "tp": [str(t) for t in _list(raw, "tp", where, ["auto"])],
+        "precision": [_precision(p, where) for p in _list(raw, "precision", where, [{}])],
+        "masks": check_masks(raw.get("masks"), where, folder, _digest),
+        "load": check_load(raw.get("load"), where, work["slo"]),
+    }
+    _check_common(raw, axes, where)
+    names = list(axes)
+    points = [
+        dict(zip(names, combo, strict=True)) | {"serving": work}
+        for combo in itertools.product(*axes.values())
+    ]
+    return {"name": name, "description": raw.get("description", ""), "points": points, "folder": str(folder)}
+
+
+def _check_common(raw: dict[str, Any], axes: dict[str, list[Any]], where: str) -> None:
+    """Model names, TP values, the grid's size and distinct hardware labels."""
+    if not all(isinstance(m, str) for m in axes["model"]):
+        raise UserError(f"{where}: 'models' must be preset names or config.json paths")
+    if not all(
+        isinstance(t, (str, int)) and not isinstance(t, bool) for t in _list(raw, "tp", where, ["auto"])
+    ):
+        raise UserError(f"{where}: 'tp' values must be positive integers or 'auto'")
     count = 1
     for values in axes.values():
         count *= len(values)
@@ -242,11 +281,25 @@ def load_study(path: Path) -> dict[str, Any]:
     labels = [h["label"] for h in axes["hardware"] if isinstance(h, dict)]
     if len(set(labels)) != len(labels):
         raise UserError(f"{where}: hardware labels must be distinct, got {labels}")
-    names = list(axes)
-    points = [dict(zip(names, combo, strict=True)) | work for combo in itertools.product(*axes.values())]
-    return {"name": name, "description": raw.get("description", ""), "points": points, "folder": str(folder)}
+
+
+def _located(value: Any) -> Any:
+    """`value` without the paths of files it also carries a digest of: a point's key names
+    what it was computed from, not where that sat, so a saved point is found again from
+    another checkout."""
+    if isinstance(value, list):
+        return [_located(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    drop = set()
+    if "traces_sha256" in value:
+        drop.add("traces")
+    if "sha256" in value:
+        drop |= {"file", "preset"}
+    return {k: _located(v) for k, v in value.items() if k not in drop}
 
 
 def point_key(point: dict[str, Any]) -> str:
-    """A short stable name for a point: the hash of its canonical JSON."""
-    return hashlib.sha256(json.dumps(point, sort_keys=True).encode()).hexdigest()[:16]
+    """A short stable name for a point: the hash of its canonical JSON (file paths that a
+    digest stands for left out)."""
+    return hashlib.sha256(json.dumps(_located(point), sort_keys=True).encode()).hexdigest()[:16]
