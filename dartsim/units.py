@@ -33,6 +33,9 @@ integer gives the same bits as the literal 1e3; dividing by MS would not)."""
 
 BITS_PER_BYTE = 8
 
+PJ = 1e-12
+"""Joules per picojoule: `x_pj_per_bit * PJ` is joules per bit."""
+
 
 @dataclass(frozen=True)
 class UnitSystem:

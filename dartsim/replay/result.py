@@ -15,10 +15,19 @@ from typing import Any
 
 import numpy as np
 
+from dartsim.engine.energy import Energy
+
 COMPONENTS = ("attention", "mlp", "other")
 """How a run's totals split: the layers' attention and MLP blocks, and everything else."""
 PARTS = COMPONENTS[:2]
 """The per-layer split; norms and residual adds count towards `other`."""
+
+
+def energy_fields(e: Energy | None) -> Mapping[str, float | None]:
+    """`energy_j`, `energy_j_low`, `energy_j_high` (None without an energy model)."""
+    if e is None:
+        return {"energy_j": None, "energy_j_low": None, "energy_j_high": None}
+    return dict(e.fields())
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,8 @@ class Totals:
     time_s: float
     link_bytes: int
     """Bytes each device sent over the chip-to-chip link."""
+    energy: Energy | None = None
+    """One device's joules (None: the hardware file has no energy section)."""
 
 
 @dataclass(frozen=True)
@@ -43,12 +54,14 @@ class Component:
     mask_builds_bytes: int | None = None
     """`other` only: what the mask builds in it cost (also listed one by one)."""
     mask_builds_time_s: float | None = None
+    energy: Energy | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "bytes": self.bytes,
             "flops": self.flops,
             "time_s": self.time_s,
+            **energy_fields(self.energy),
             "share_bytes": self.share_bytes,
             "share_time": self.share_time,
         }
@@ -65,9 +78,16 @@ class LayerPart:
     time_s: float
     bound: str | None
     """The resource with the largest demand in the run's middle decode step."""
+    energy: Energy | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"bytes": self.bytes, "flops": self.flops, "time_s": self.time_s, "bound": self.bound}
+        return {
+            "bytes": self.bytes,
+            "flops": self.flops,
+            "time_s": self.time_s,
+            **energy_fields(self.energy),
+            "bound": self.bound,
+        }
 
 
 @dataclass(frozen=True)
@@ -116,6 +136,8 @@ class RunResult:
     simulated_steps: int
     step_times_s: np.ndarray = field(repr=False)
     """Every step's time, in order (prefills first)."""
+    power: Mapping[str, Any] = field(default_factory=dict)
+    """The top-level energy fields (replay/energy.py energy_summary)."""
 
     @property
     def mask_build_time_s(self) -> float:
@@ -131,7 +153,9 @@ class RunResult:
                 "flops": self.totals.flops,
                 "time_s": self.totals.time_s,
                 "link_bytes": self.totals.link_bytes,
+                **energy_fields(self.totals.energy),
             },
+            **self.power,
             "ttft_s": self.ttft_s,
             "ttft_mean_s": self.ttft_mean_s,
             "ttft_p99_s": self.ttft_p99_s,

@@ -15,6 +15,7 @@ import numpy as np
 
 from dartsim.engine.costing import StepCoster
 from dartsim.engine.replay_config import ReplayConfig, ReplayStep
+from dartsim.replay.energy import with_energy
 from dartsim.replay.result import (
     COMPONENTS,
     PARTS,
@@ -124,7 +125,7 @@ def run_steps(
         for layer in range(layers)
     )
     totals = Totals(int(total_bytes), int(total_flops), total_time, int(total_link))
-    return RunResult(
+    result = RunResult(
         tokens=generated,
         totals=totals,
         components=components(layer_bytes, layer_flops, layer_time, totals, build_bytes, build_time),
@@ -140,6 +141,7 @@ def run_steps(
         simulated_steps=coster.simulated_steps,
         step_times_s=step_times,
     )
+    return with_energy(result, hw, config.precision.gemm_compute.name, config.tp)
 
 
 def components(

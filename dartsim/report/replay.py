@@ -131,7 +131,35 @@ def _component_lines(run: RunResult, dense: RunResult | None) -> list[str]:
             f"per token        {t.bytes / tokens / GB:.4f} GB, {t.flops / tokens / TFLOP:.5f} TFLOP, "
             f"{format_seconds(t.time_s / tokens)} (run totals / {tokens} generated tokens)"
         )
+    lines += _energy_lines(run, dense)
     return lines
+
+
+def _energy_lines(run: RunResult, dense: RunResult | None) -> list[str]:
+    """Energy, where the hardware file has an energy section (docs/energy.md)."""
+    e, p = run.totals.energy, run.power
+    if e is None or not p.get("energy_per_token_j"):
+        return []
+    line = (
+        f"energy           {e.j:.4g} J per device ({e.low_j:.4g} to {e.high_j:.4g}); "
+        f"{p['energy_per_token_j']:.4g} J per token on all devices; "
+        f"{p['avg_power_w']:.0f} W average per device (board limit {p['board_power_w']:.0f} W)"
+    )
+    if p["over_board_power"]:
+        line += ": above the limit, where the device would clock down (not modelled)"
+    out = [line]
+    if dense is not None and dense.power.get("energy_per_token_j"):
+        out.append(
+            f"energy dense     {dense.power['energy_per_token_j']:.4g} J per token: "
+            f"{dense.power['energy_per_token_j'] / p['energy_per_token_j']:.3f}x the run's"
+        )
+    parts = []
+    for name in COMPONENTS:
+        ce = run.components[name].energy
+        if ce is not None and e.j:
+            parts.append(f"{name} {100 * ce.j / e.j:.1f}%")
+    out.append("energy by part   " + ", ".join(parts))
+    return out
 
 
 TIDY_HEADER = ("run", "stack", "scope", "component", "metric", "value", "unit")
@@ -158,16 +186,27 @@ def tidy_rows(result: ReplayResult, label: str = "run") -> list[list[Any]]:
         for key, maybe, unit in per_run:
             if maybe is not None:
                 rows.append([name, "total", "all", key, maybe, unit])
+        if t.energy is not None:
+            rows.append([name, "total", "all", "energy_j", t.energy.j, "J"])
+            for key in ("energy_per_token_j", "avg_power_w"):
+                if run.power.get(key) is not None:
+                    rows.append(
+                        [name, "total", "all", key, run.power[key], "J" if key.endswith("_j") else "W"]
+                    )
         for component in COMPONENTS:
             c = run.components[component].as_dict()
             for key, unit in _UNITS.items():
                 if c[key] is not None:
                     rows.append([name, "total", component, key, c[key], unit])
+            if c["energy_j"] is not None:
+                rows.append([name, "total", component, "energy_j", c["energy_j"], "J"])
         for layer in run.layers:
             for part in PARTS:
                 lp = layer.part(part)
                 for key, value in (("bytes", lp.bytes), ("flops", lp.flops), ("time_s", lp.time_s)):
                     rows.append([name, f"layer {layer.layer}", part, key, value, _UNITS[key]])
+                if lp.energy is not None:
+                    rows.append([name, f"layer {layer.layer}", part, "energy_j", lp.energy.j, "J"])
     if result.speedup is not None:
         rows.append([label, "total", "all", "speedup_vs_dense", result.speedup, "ratio"])
     stack = result.setup.stack

@@ -17,7 +17,9 @@ from dartsim.specs.dtypes import DType
 from dartsim.specs.hardware_fields import FieldReader
 from dartsim.specs.hardware_schema import (
     CALIBRATABLE,
+    ENERGY_BANDS,
     FIELDS,
+    OPTIONAL_SECTIONS,
     REQUIRED,
     REQUIRED_SOURCES,
     SECTIONS,
@@ -127,6 +129,38 @@ class HostLinkSpec:
 
 
 @dataclass(frozen=True)
+class EnergySpec:
+    """Energy per event, each as (nominal, low, high): joules per bit of DRAM traffic, of
+    its on-chip movement, per bit sent over the chip-to-chip and host links, per tensor
+    FLOP by format, and the static watts drawn for the whole time the device is on; the
+    board's power limit. Presets cite each value and its range (docs/energy.md)."""
+
+    dram_j_per_bit: float
+    dram_j_per_bit_low: float
+    dram_j_per_bit_high: float
+    onchip_j_per_bit: float
+    onchip_j_per_bit_low: float
+    onchip_j_per_bit_high: float
+    link_j_per_bit: float
+    link_j_per_bit_low: float
+    link_j_per_bit_high: float
+    host_link_j_per_bit: float
+    host_link_j_per_bit_low: float
+    host_link_j_per_bit_high: float
+    tensor_j_per_flop: dict[str, float]
+    tensor_j_per_flop_low: dict[str, float]
+    tensor_j_per_flop_high: dict[str, float]
+    static_w: float
+    static_w_low: float
+    static_w_high: float
+    board_power_w: float
+
+    def band(self, name: str) -> tuple[Any, Any, Any]:
+        """(nominal, low, high) of one constant (`dram_j_per_bit`, `tensor_j_per_flop`...)."""
+        return getattr(self, name), getattr(self, f"{name}_low"), getattr(self, f"{name}_high")
+
+
+@dataclass(frozen=True)
 class HardwareSpec:
     """One accelerator: memory, compute, on-chip memory and network, links. What the
     software does on it is a StackSpec (specs/stack.py)."""
@@ -147,6 +181,8 @@ class HardwareSpec:
     defaults: tuple[str, ...]
     """YAML paths of the fields the file left out (their defaults apply)."""
     source_file: str
+    energy: EnergySpec | None = None
+    """None where the file has no `energy` section (then no energy figures are given)."""
 
     def has_tensor_dtype(self, dtype: DType) -> bool:
         return dtype.name in self.compute.tensor_flops_per_s
@@ -211,10 +247,19 @@ def hardware_spec_from_dict(raw: Any, where: str) -> HardwareSpec:
     r = FieldReader(where)
     top = r.mapping(raw, "")
     r.check_keys(top, set(TOP_KEYS), "")
-    docs, sources = r.sections_and_sources(top, SECTIONS, FIELDS, REQUIRED_SOURCES)
+    present = tuple(s for s in OPTIONAL_SECTIONS if s in top)
+    docs, sources = r.sections_and_sources(top, SECTIONS + present, FIELDS, REQUIRED_SOURCES)
     values: dict[str, Any] = {}
     defaults = []
     for field in FIELDS:
+        if field.section in OPTIONAL_SECTIONS:
+            if field.section not in present:
+                values[field.attr] = None
+                continue
+            if field.key not in docs[field.section]:
+                raise UserError(
+                    f"{where}: missing key {field.path!r} (an energy section gives every constant)"
+                )
         doc = docs[field.section]
         if field.key in doc:
             values[field.attr] = r.leaf(field, doc[field.key])
@@ -227,6 +272,7 @@ def hardware_spec_from_dict(raw: Any, where: str) -> HardwareSpec:
             values[field.attr] = default * field.scale if isinstance(default, float) else default
     _check_noc(r, values)
     _check_link(r, values)
+    energy = _energy(r, values) if "energy" in present else None
     calibrated = calibrated_fields(r, top.get("calibrated", []), CALIBRATABLE)
 
     tree: dict[str, Any] = {}
@@ -237,6 +283,7 @@ def hardware_spec_from_dict(raw: Any, where: str) -> HardwareSpec:
     tree["compute"]["gemm"] = GemmSpec(**tree["compute"]["gemm"])
     built = {section: cls(**tree[section]) for section, cls in _CLASSES.items() if "." not in section}
     return HardwareSpec(
+        energy=energy,
         name=tree["name"],
         description=tree["description"],
         default_stack=tree["default_stack"],
@@ -246,6 +293,27 @@ def hardware_spec_from_dict(raw: Any, where: str) -> HardwareSpec:
         defaults=tuple(defaults),
         source_file=where,
     )
+
+
+def _energy(r: FieldReader, values: dict[str, Any]) -> EnergySpec:
+    """The energy section, each band ordered low <= nominal <= high (per format for the
+    tensor table, which lists the same formats in all three)."""
+    for key, attr, kind in ENERGY_BANDS:
+        mid, low, high = (values[f"energy.{attr}{s}"] for s in ("", "_low", "_high"))
+        if kind == "rates":
+            if not set(mid) == set(low) == set(high):
+                raise r.fail(f"energy.{key}", "and its _low and _high tables must list the same formats")
+            pairs = [(f"{key}.{name}", low[name], mid[name], high[name]) for name in sorted(mid)]
+        else:
+            pairs = [(key, low, mid, high)]
+        for path, lo, nominal, hi in pairs:
+            if not lo <= nominal <= hi:
+                raise r.fail(f"energy.{path}", f"must lie within its _low and _high values, got {lo:g} <= "
+                             f"{nominal:g} <= {hi:g} (SI)")  # fmt: skip
+    fields = {
+        attr.removeprefix("energy."): value for attr, value in values.items() if attr.startswith("energy.")
+    }
+    return EnergySpec(**fields)
 
 
 def _check_noc(r: FieldReader, values: dict[str, Any]) -> None:

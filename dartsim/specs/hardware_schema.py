@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dartsim.units import GB, MB, MHZ, NS, TFLOP, US
+from dartsim.units import GB, MB, MHZ, NS, PJ, TFLOP, US
 
 TENSOR_DTYPES = ("fp8", "fp16", "bf16", "fp32", "int8")
 """Formats a tensor unit may list; `fp32` means the TF32 tensor-core path."""
@@ -179,10 +179,52 @@ FIELDS: tuple[Field, ...] = (
     ),
 )
 
+ENERGY_BANDS = (
+    ("dram_pj_per_bit", "dram_j_per_bit", "number"),
+    ("onchip_pj_per_bit", "onchip_j_per_bit", "number"),
+    ("link_pj_per_bit", "link_j_per_bit", "number"),
+    ("host_link_pj_per_bit", "host_link_j_per_bit", "number"),
+    ("tensor_pj_per_flop", "tensor_j_per_flop", "rates"),
+    ("static_w", "static_w", "number"),
+)
+"""Energy constants, each a band: `NAME` (nominal), `NAME_low`, `NAME_high` (the range the
+sources give). dram: per bit of DRAM/HBM traffic (activation, movement and I/O together);
+onchip: per bit of that traffic between on-chip memory and the compute units; link and
+host_link: per bit sent; tensor: per FLOP of a tensor-unit matmul, by format; static: watts
+drawn whatever the work, for the whole time the device is on."""
+_ENERGY_HIGH = {"number": 1e4, "rates": 1e4}
+_ENERGY_WHY = "a per-bit or per-FLOP energy is a few picojoules, a board's static draw hundreds of watts"
+
+
+def _energy_fields() -> tuple[Field, ...]:
+    out = []
+    for key, attr, kind in ENERGY_BANDS:
+        scale = 1.0 if key.endswith("_w") else PJ
+        for suffix in ("", "_low", "_high"):
+            out.append(
+                Field(f"energy.{key}{suffix}", f"energy.{attr}{suffix}", kind, scale, 0.0,
+                      _ENERGY_HIGH[kind], _ENERGY_WHY, default=None)
+            )  # fmt: skip
+    out.append(_num("energy.board_power_w", "energy.board_power_w", 1.0, 1e5, default=None))
+    return tuple(out)
+
+
+FIELDS = FIELDS + _energy_fields()
+
 SECTIONS = ("memory", "compute", "compute.gemm", "on_chip", "noc", "link", "host_link")
+OPTIONAL_SECTIONS = ("energy",)
+"""Sections a file may leave out (a hardware file without `energy` gives no energy figures);
+given, every field in it is required."""
 REQUIRED_SOURCES = ("memory.efficiency",)
 """Fields that must cite their own source beside their section's (`<field>_source`)."""
-TOP_KEYS = ("name", "description", "default_stack", "calibrated", *[s for s in SECTIONS if "." not in s])
+TOP_KEYS = (
+    "name",
+    "description",
+    "default_stack",
+    "calibrated",
+    *[s for s in SECTIONS if "." not in s],
+    *OPTIONAL_SECTIONS,
+)
 _MOVED = "moved to the software stack file (dartsim stack list; docs/engine.md, 'The software stack')"
 RETIRED_KEYS = {
     "launch_overhead_us": f"the launch costs are {_MOVED}",

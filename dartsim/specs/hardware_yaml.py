@@ -8,7 +8,7 @@ from typing import Any
 
 from dartsim.errors import UserError
 from dartsim.specs.hardware import HardwareSpec, get_dotted, hardware_spec_from_dict, put_sources, set_dotted
-from dartsim.specs.hardware_schema import FIELDS, SECTIONS
+from dartsim.specs.hardware_schema import FIELDS, OPTIONAL_SECTIONS, SECTIONS
 
 
 def _edge(value: float) -> float:
@@ -23,7 +23,7 @@ def hardware_to_yaml_dict(hw: HardwareSpec) -> dict[str, Any]:
     if hw.calibrated:
         data["calibrated"] = list(hw.calibrated)
     for field in FIELDS:
-        if field.section == "":
+        if field.section == "" or (field.section == "energy" and hw.energy is None):
             continue
         value = get_dotted(hw, field.attr)
         if value is None:
@@ -35,7 +35,7 @@ def hardware_to_yaml_dict(hw: HardwareSpec) -> dict[str, Any]:
         elif field.kind in ("number", "fraction"):
             value = _edge(value / field.scale)
         set_dotted(data, field.path, value)
-    put_sources(data, hw.sources, SECTIONS)
+    put_sources(data, hw.sources, SECTIONS + OPTIONAL_SECTIONS)
     return data
 
 
