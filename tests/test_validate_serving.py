@@ -110,7 +110,8 @@ def test_rows_are_compared_with_the_serve_command_run_the_same_way(run_cli, smal
         "serve", "--model", "llama-3.1-8b", "--hw", "h100-sxm", "--tp", "1", "--stack", "trtllm-0.9",
         "--weight-dtype", "bf16", "--act-dtype", "bf16", "--kv-dtype", "bf16", "--rate", "2",
         "--requests", "100", "--prompt-len", "467", "--gen-len", "16", "--max-num-seqs", "2048",
-        "--max-batched-tokens", "8192", "--admission", "reserve", "--seed", "0", "--format", "json", "--quiet",
+        "--max-batched-tokens", "8192", "--admission", "reserve", "--seed", "0", "--format", "json",
+        "--quiet",
     )  # fmt: skip
     assert served.code == 0, served.err
     s = json.loads(served.out)

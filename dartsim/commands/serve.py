@@ -86,7 +86,7 @@ def _job(args: argparse.Namespace) -> tuple[Any, Any]:
     job = ServeJob(
         spec, hw, requests, traces, args.tp, stack, precision_from(args), scheduler,
         args.replicas, args.router,
-        args.concurrency, args.seed, progress=not args.quiet,
+        args.concurrency, args.seed, progress=not args.quiet, mask_apply=args.mask_apply,
     )  # fmt: skip
     return job, workload
 
@@ -178,7 +178,7 @@ def add_slo_options(p: Any) -> None:
 def add_serve_options(p: argparse.ArgumentParser) -> None:
     """The model, device, workload, masks and scheduler options `serve` and `report serve` share."""
     from dartsim.serve.scheduler import ADMISSIONS, DEFAULT_BLOCK_SIZE, PREEMPTIONS
-    from dartsim.serve.sim import ROUTERS
+    from dartsim.serve.sim import MASK_APPLY, ROUTERS
     from dartsim.serve.workload import MAX_REQUESTS
 
     p.add_argument("--model", required=True, help="model preset or config.json (see dartsim models)")
@@ -220,6 +220,13 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
         help="synthetic DART masks at this sparsity instead (independent per request)",
     )
     m.add_argument("--pool", type=positive_int, default=16, help="synthetic traces in the pool (default 16)")
+    m.add_argument(
+        "--mask-apply",
+        choices=MASK_APPLY,
+        default="gather",
+        help="gather: each step reads its union's rows by index from the full weights (default: the union "
+        "changes every step); compact: each request's mask build copies its kept rows, as for one sequence",
+    )
     m.add_argument("--compare-dense", action="store_true", help="serve the same requests dense too")
     s = p.add_argument_group("scheduler (defaults: vLLM V1's API server on this device)")
     s.add_argument(

@@ -108,9 +108,10 @@ def study_markdown(study: dict[str, Any], results: list[dict[str, Any]]) -> str:
         if isinstance(lengths, dict)
         else f"{lengths}"
     )
-    targets = ", ".join(
-        f"p99 {k.removesuffix('_s').upper()} <= {v:g} s" for k, v in work.get("slo", {}).items()
-    )
+    from dartsim.study.serving import SLO_KEYS
+
+    slo = work.get("slo", {})
+    targets = ", ".join(f"p99 {k.removesuffix('_s').upper()} <= {slo[k]:g} s" for k in SLO_KEYS if k in slo)
     return (
         f"# Study: {study['name']}\n\n{study['description'].strip()}\n\n"
         f"Fixed: {', '.join(fixed)}. Each point serves {work.get('requests')} requests (lengths: {shown}; "

@@ -38,6 +38,7 @@ class IterationCost:
     time_s: float
     bytes: int
     flops: int
+    link_bytes: int
 
 
 class IterationCoster:
@@ -71,9 +72,9 @@ class IterationCoster:
             )
             c = self.coster
             cost = c.decomposed(step, ctx) if c.blockwise else c.simulate(step, ctx)[0]
-        return IterationCost(cost.time_s, cost.bytes, cost.flops)
+        return IterationCost(cost.time_s, cost.bytes, cost.flops, cost.link_bytes)
 
-    def mask_build(self, kept: tuple[int, ...]) -> tuple[float, int, int]:
-        """(time_s, bytes, FLOPs) of building and installing one request's mask."""
-        seconds, moved, _host, flops = self.coster.retrigger_cost(kept, self.costs)
-        return seconds, moved, flops
+    def mask_build(self, kept: tuple[int, ...]) -> tuple[float, int, int, int]:
+        """(time_s, DRAM bytes, FLOPs, host bytes) of building and installing one request's mask."""
+        seconds, moved, host, flops = self.coster.retrigger_cost(kept, self.costs)
+        return seconds, moved, flops, host

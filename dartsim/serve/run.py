@@ -49,18 +49,52 @@ def setup(job: ServeJob, run: ServeRun) -> dict[str, Any]:
         },
         "workload": job.requests.source,
         "masks": len(job.traces) if run.masked else 0,
+        "mask_apply": job.mask_apply,
         "seed": job.seed,
+    }
+
+
+def energy_fields(job: ServeJob, run: ServeRun, figures: dict[str, Any]) -> dict[str, Any]:
+    """The run's energy on all its devices (engine/energy.py on the iterations' counts, with
+    every device's static power for the whole duration, idle or not), per output token, and
+    one device's average power; None without an energy section in the hardware file."""
+    from dartsim.engine.energy import Counts, energy
+
+    spec = job.hardware.energy
+    keys = ("energy_j", "energy_j_low", "energy_j_high", "energy_per_token_j", "energy_per_token_j_low",
+            "energy_per_token_j_high", "avg_power_w")  # fmt: skip
+    if spec is None or figures["duration_s"] <= 0:
+        return dict.fromkeys(keys) | {"board_power_w": None if spec is None else spec.board_power_w}
+    it = run.iterations
+    devices = run.capacity.tp * job.replicas
+    per_device = Counts(
+        dram_bytes=int(it["bytes"].sum()),
+        flops=int(it["flops"].sum()),
+        time_s=figures["duration_s"] * job.replicas,
+        link_bytes=int(it["link_bytes"].sum()),
+        host_bytes=int(it["host_bytes"].sum()),
+    )
+    e = energy(spec, per_device, job.precision.gemm_compute.name)
+    total = (e.j * run.capacity.tp, e.low_j * run.capacity.tp, e.high_j * run.capacity.tp)
+    tokens = figures["output_tokens"]
+    return {
+        **dict(zip(keys[:3], total, strict=True)),
+        **dict(zip(keys[3:6], (t / tokens for t in total), strict=True)),
+        "avg_power_w": total[0] / (devices * figures["duration_s"]),
+        "board_power_w": spec.board_power_w,
     }
 
 
 def serve(job: ServeJob, slo: Slo, compare_dense: bool = False) -> ServeOutcome:
     """The run (and with `compare_dense` the same requests served dense) as one payload."""
     run = simulate(job)
-    payload = {**summary(run, slo), "setup": setup(job, run)}
+    figures = summary(run, slo)
+    payload = {**figures, **energy_fields(job, run, figures), "setup": setup(job, run)}
     dense = None
     if compare_dense:
         dense = simulate(job, masked=False)
-        payload["dense"] = summary(dense, slo)
+        twin = summary(dense, slo)
+        payload["dense"] = {**twin, **energy_fields(job, dense, twin)}
         mine, theirs = payload["throughput_tokens_per_s"], payload["dense"]["throughput_tokens_per_s"]
         payload["throughput_vs_dense"] = mine / theirs if mine and theirs else None
     return ServeOutcome(payload, run, dense)

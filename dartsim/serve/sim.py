@@ -34,6 +34,7 @@ from dartsim.workload import Precision
 from dartsim.workload.policy_costs import NO_POLICY_COSTS
 
 ROUTERS = ("round-robin", "least-loaded")
+MASK_APPLY = ("gather", "compact")
 PROGRESS_MIN_REQUESTS = 2000
 """Runs with fewer requests finish too fast for a progress bar to help."""
 
@@ -58,10 +59,16 @@ class ServeJob:
     """A closed loop of this many users (requests then arrive as earlier ones finish)."""
     seed: int = 0
     progress: bool = False
+    mask_apply: str = "gather"
+    """How a step applies its union of masks: gather (the union's rows read by index from
+    the full weights: the default, since the union changes every step) or compact (each
+    request's mask build copies its kept rows, as a lone sequence would)."""
 
     def __post_init__(self) -> None:
         if self.router not in ROUTERS:
             raise UserError(f"--router must be one of {', '.join(ROUTERS)}, got {self.router!r}")
+        if self.mask_apply not in MASK_APPLY:
+            raise UserError(f"--mask-apply must be one of {', '.join(MASK_APPLY)}, got {self.mask_apply!r}")
         if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) or self.replicas < 1:
             raise UserError(f"--replicas must be a positive integer, got {self.replicas!r}")
 
@@ -85,7 +92,11 @@ class Iterations:
     dense: list[bool] = field(default_factory=list)
     mask_builds: list[int] = field(default_factory=list)
     bytes: list[int] = field(default_factory=list)
+    """DRAM bytes per device: the step's and its mask builds'."""
     flops: list[int] = field(default_factory=list)
+    link_bytes: list[int] = field(default_factory=list)
+    host_bytes: list[int] = field(default_factory=list)
+    """Bytes over the host link per device: swaps and mask uploads."""
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {name: np.asarray(getattr(self, name)) for name in self.__dataclass_fields__}
@@ -145,7 +156,7 @@ def simulate(job: ServeJob, masked: bool = True) -> ServeRun:
     cap = capacity(job, stack, config)
     use_masks = masked and bool(job.traces)
     pool = MaskPool(job.traces, job.model, cap.tp) if use_masks else None
-    replay = ReplayConfig(stack=stack, tp=cap.tp, precision=job.precision)
+    replay = ReplayConfig(stack=stack, tp=cap.tp, precision=job.precision, mask_apply=job.mask_apply)
     costs = pool.costs if pool is not None else NO_POLICY_COSTS
     coster = IterationCoster(job.model, job.hardware, replay, costs)
     width, layers = job.model.intermediate_size, job.model.num_layers
@@ -208,7 +219,7 @@ def simulate(job: ServeJob, masked: bool = True) -> ServeRun:
         news = [new for _, new in batch]
         contexts = [r.computed + new for r, new in batch]
         extra = 0.0
-        builds = 0
+        builds = build_bytes = build_flops = build_host = 0
         moved = sum(r.computed for r in swapped_out + swapped_in) * cap.kv_bytes_per_token
         if moved:
             extra += moved / host.bandwidth_bytes_per_s_per_direction + host.latency_s
@@ -228,9 +239,14 @@ def simulate(job: ServeJob, masked: bool = True) -> ServeRun:
                     if position >= timeline.decode_epochs.size:
                         r.past_trace += 1
                     if epoch >= 0 and r.epoch is not None and epoch != r.epoch:
-                        seconds, _b, _f = coster.mask_build(pool.kept(r.trace, epoch))
+                        seconds, b, f, h = coster.mask_build(pool.kept(r.trace, epoch))
                         extra += seconds
                         builds += 1
+                        build_bytes, build_flops, build_host = (
+                            build_bytes + b,
+                            build_flops + f,
+                            build_host + h,
+                        )
                     observe = observe or timeline.decode_observes.get(epoch, False)
                 r.epoch = epoch
                 tracker.set(r.index, r.trace, epoch)
@@ -250,8 +266,10 @@ def simulate(job: ServeJob, masked: bool = True) -> ServeRun:
         rows.kept_fraction.append(sum(kept) / (width * layers))
         rows.dense.append(dense)
         rows.mask_builds.append(builds)
-        rows.bytes.append(cost.bytes)
-        rows.flops.append(cost.flops)
+        rows.bytes.append(cost.bytes + build_bytes)
+        rows.flops.append(cost.flops + build_flops)
+        rows.link_bytes.append(cost.link_bytes)
+        rows.host_bytes.append(moved + build_host)
         in_flight[replica] = batch
         busy[replica] = True
         push(now + elapsed, 0, replica)
