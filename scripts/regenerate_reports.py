@@ -92,6 +92,7 @@ REPORTS: list[tuple[str, list[str]]] = [
     ("validation-gpu.md", ["validate", "--published", "--out", "OUT"]),
     ("validation-gpu.csv", ["validate", "--published", "--format", "csv", "--out", "OUT"]),
     ("stacks.md", ["stack", "list", "--out", "OUT"]),
+    ("validation-energy.md", ["validate", "--energy", "--fit-static", "--quiet", "--out", "OUT"]),
     ("policies.md", ["report", "policies", "--from-json", "reports/policies.json", "--out", "OUT"]),
     ("detector.md", ["report", "detector", "--from-json", "reports/detector.json", "--out", "OUT"]),
     *[(f"study-{name}", ["study", f"studies/{name}.yaml", "--out", "OUT", "--quiet"]) for name in STUDIES],

@@ -130,18 +130,32 @@ def _serving(args: argparse.Namespace) -> int:
     return 0
 
 
+def _energy(args: argparse.Namespace) -> int:
+    from dartsim.report.validation_energy import render_energy
+    from dartsim.validate import energy
+
+    doc, rows = energy.load(args.data)
+    result = energy.evaluate(doc, rows, args.fit_static, _progress(args.quiet))
+    emit(render_energy(result, doc, args.format), args.out)
+    return 0
+
+
 def run_validate(args: argparse.Namespace) -> int:
     from dartsim.errors import UserError
     from dartsim.fileio import check_writable
 
-    if args.published and args.serving:
-        raise UserError("--published and --serving are separate validations: give one")
+    if sum(bool(x) for x in (args.published, args.serving, args.energy)) > 1:
+        raise UserError("--published, --serving and --energy are separate validations: give one")
+    if args.fit_static and not args.energy:
+        raise UserError("--fit-static applies to --energy")
     if args.out:
         check_writable(args.out)
     if args.published:
         return _published(args)
     if args.serving:
         return _serving(args)
+    if args.energy:
+        return _energy(args)
     if args.hw is None:
         raise UserError("validate needs --hw NAME|FILE (a hardware file of this host), or --published")
     from dartsim.report.validation import host_rows, render_host
@@ -217,14 +231,18 @@ def register(sub: argparse._SubParsersAction) -> None:
             "With --serving: every published serving measurement shipped with dartsim (TTFT, TPOT\n"
             "and throughput under a request rate or a number of users) run through `dartsim serve`\n"
             "on its device, stack and scheduler, by part of the split; rows it cannot simulate are\n"
-            "listed with the reason. About 20 minutes in full; --only SOURCE runs one source."
+            "listed with the reason. About 20 minutes in full; --only SOURCE runs one source.\n"
+            "With --energy: the measured energy rows (joules per token, average power) served\n"
+            "through dartsim serve on presets with an energy section; --fit-static fits the\n"
+            "static power on the calibration part and reports the held-out part with it."
         ),
         epilog=(
             "examples:\n"
             "  dartsim calibrate --device cpu --out host.yaml && dartsim validate --hw host.yaml\n"
             "  dartsim validate --hw cpu-host --only smollm2 --repeats 3\n"
             "  dartsim validate --published --out reports/validation-gpu.md\n"
-            "  dartsim validate --serving --only lmdeploy --format json"
+            "  dartsim validate --serving --only lmdeploy --format json\n"
+            "  dartsim validate --energy --fit-static --out reports/validation-energy.md"
         ),
     )
     val.add_argument("--hw", metavar="NAME|FILE", help="this host's hardware file (e.g. from calibrate)")
@@ -233,10 +251,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--serving", action="store_true", help="check the published serving measurements with dartsim serve"
     )
     val.add_argument(
+        "--energy",
+        action="store_true",
+        help="check measured joules and watts (energy sections of the presets)",
+    )
+    val.add_argument(
+        "--fit-static",
+        action="store_true",
+        help="--energy: fit energy.static_w on the calibration rows' average power (refused outside its "
+        "band)",
+    )
+    val.add_argument(
         "--data",
         metavar="FILE",
-        help="--published: another measurements file; --serving: another mapping file (its rows: path is "
-        "read beside it)",
+        help="--published: another measurements file; --serving, --energy: another mapping file (its rows: "
+        "path is read beside it)",
     )
     val.add_argument(
         "--hw-dir", metavar="DIR", help="--published: take the device files from DIR instead of the presets"
