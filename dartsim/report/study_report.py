@@ -66,6 +66,7 @@ def study_markdown(study: dict[str, Any], results: list[dict[str, Any]]) -> str:
         "TPOT DART",
         "speedup",
         "attention share of time (dense / DART)",
+        "J per token (dense / DART)",
     ]
     rows = []
     for r in results:
@@ -79,9 +80,12 @@ def study_markdown(study: dict[str, Any], results: list[dict[str, Any]]) -> str:
                 f"{x['tpot_s'] * MS_PER_S:.3f} ms" if x["tpot_s"] else "n/a",
                 f"{x['speedup']:.3f}x",
                 f"{100 * x['dense_attention_share_time']:.1f}% / {100 * x['attention_share_time']:.1f}%",
+                f"{x['dense_energy_per_token_j']:.4f} / {x['energy_per_token_j']:.4f}"
+                if x.get("energy_per_token_j") is not None and x.get("dense_energy_per_token_j") is not None
+                else "n/a",
             ]
         else:
-            cells += ["skipped: " + r["skipped"], "", "", "", "", ""]
+            cells += ["skipped: " + r["skipped"], "", "", "", "", "", ""]
         rows.append(cells)
     fixed = [f"{a} {_axis(results[0]['point'], a)}" for a in AXES if a not in varying and results]
     return (

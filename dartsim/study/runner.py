@@ -32,8 +32,11 @@ METRICS = (
     "dense_attention_share_time",
     "mlp_share_time",
     "dense_mlp_share_time",
+    "energy_per_token_j",
+    "dense_energy_per_token_j",
 )
-"""The columns a finished point adds to its axes (times in seconds, bytes per device)."""
+"""The columns a finished point adds to its axes (times in seconds, bytes per device; energy
+per generated token on all devices, empty where the hardware has no energy section)."""
 
 
 def hardware_of(entry: dict[str, Any]) -> Any:
@@ -149,6 +152,8 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
         "dense_attention_share_time": dc["attention"].share_time,
         "mlp_share_time": sc["mlp"].share_time,
         "dense_mlp_share_time": dc["mlp"].share_time,
+        "energy_per_token_j": run.power.get("energy_per_token_j"),
+        "dense_energy_per_token_j": dense.power.get("energy_per_token_j"),
     }
     return {"key": key, "point": point, "row": row}
 
