@@ -203,6 +203,12 @@ def _mutated(path_in_doc: list[str], value: Any, delete: bool = False) -> dict[s
             "unknown key 'launch_overhead_us': the launch costs are moved to the software stack file",
         ),
         (["memory", "latency_nanos_source"], "x", False, "unknown key 'memory.latency_nanos_source'"),
+        (
+            ["compute", "tensor_sparse_2to4_tflop_per_s", "fp8"],
+            10,
+            False,
+            "'compute.tensor_sparse_2to4_tflop_per_s.fp8' is below the dense peak",
+        ),
     ],
 )
 def test_invalid_files_name_the_file_field_and_value(
@@ -214,6 +220,29 @@ def test_invalid_files_name_the_file_field_and_value(
     text = str(err.value)
     assert text.startswith(path)
     assert message in text
+
+
+@pytest.mark.parametrize(
+    ("tiles", "topology", "extra", "message"),
+    [
+        (1, "ring", {}, "one tile has no network"),
+        (1, "mesh", {"mesh_rows": 1, "mesh_cols": 1}, "one tile has no network"),
+        (2, "ring", {}, "needs at least 4 tiles"),
+    ],
+)
+def test_a_network_too_small_for_its_topology_is_refused(
+    tmp_path: Path, tiles: int, topology: str, extra: dict[str, int], message: str
+) -> None:
+    """The topology changed the result of a one-tile network; the ring's four-link bisection
+    does not exist below four tiles."""
+    data = _preset_dict()
+    data["noc"].update(topology=topology, tiles=tiles, **extra)
+    with pytest.raises(UserError, match=message):
+        load_hardware_spec(_write(tmp_path, data))
+    data["noc"].update(topology="crossbar", tiles=tiles)
+    for key in extra:
+        data["noc"].pop(key)
+    assert load_hardware_spec(_write(tmp_path, data)).noc.tiles == tiles
 
 
 def test_mesh_dimensions_must_match_the_tile_count(tmp_path: Path) -> None:

@@ -47,6 +47,11 @@ MUTATIONS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "'epochs.keep_ratio' must hold finite values",
     ),
     (
+        "keep ratio that contradicts the kept counts",
+        lambda t: t["epochs"]["keep_ratio"].__setitem__((0, 1), 0.9),
+        "'epochs.keep_ratio' disagrees with epochs.kept",
+    ),
+    (
         "10^12 claimed tokens",
         _set("generation", "generated_len", 10**12),
         "'generation.generated_len' must lie",

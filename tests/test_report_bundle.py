@@ -59,3 +59,21 @@ def test_report_shorthand_and_bad_input(run_cli, tmp_path: Path) -> None:  # typ
     missing = run_cli("report", str(tmp_path / "none.pt"), "--hw", "l40s", "--out", str(tmp_path / "o"))
     assert missing.code == 2 and "no such trace file" in missing.err
     assert not (tmp_path / "o").exists()
+
+
+def test_two_models_with_one_display_name_are_refused(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """They would overwrite each other's plots and give rows no one can tell apart."""
+    import shutil
+
+    repo = Path(__file__).resolve().parents[1]
+    copies = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        copies.append(tmp_path / folder / "llama-3.1-8b.json")
+        shutil.copy(repo / "models_cfg" / "llama-3.1-8b.json", copies[-1])
+    trace = str(repo / "traces" / "two-topic-70.pt")
+    for models in ("llama-3.1-8b,llama-3.1-8b", f"{copies[0]},{copies[1]}"):
+        out = tmp_path / "out"
+        r = run_cli("report", trace, "--hw", "l40s", "--models", models, "--out", str(out), "--quiet")
+        assert r.code == 2 and "named twice" in r.err and len(r.err.strip().splitlines()) == 1
+        assert not out.exists()

@@ -184,3 +184,28 @@ def test_bad_traces_fail_before_any_point_and_a_changed_file_is_not_reused(run_c
     shutil.copy(REPO / "traces" / "two-topic-50.pt", trace)
     after = {point_key(p) for p in load_study(_study(tmp_path, text))["points"]}
     assert before.isdisjoint(after), "points of a changed trace must not reuse saved results"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda s: s.replace("models: [llama-3.1-8b]", "models: [llama-3.1-8bb]"),
+            "models entry 'llama-3.1-8bb'",
+        ),
+        (lambda s: s.replace("noc.topology: ring", "noc.topolgy: ring"), "hardware 'h100-noc-ring'"),
+        (lambda s: s + "precision: [{weight: fp7}]\n", "precision weight"),
+        (lambda s: s.replace("tp: [1]", "tp: [0]"), "'tp' values must be positive integers"),
+    ],
+    ids=["model typo", "unknown hardware field", "unknown format", "tp zero"],
+)
+def test_a_user_error_in_a_study_ends_it_before_any_point_with_exit_2(  # type: ignore[no-untyped-def]
+    run_cli, tmp_path: Path, change, message: str
+) -> None:
+    """Each of these used to become a 'skipped' point and a study that succeeded."""
+    path = _study(tmp_path, change(SMALL.format(trace=REPO / "traces" / "two-topic-70.pt")))
+    out = tmp_path / "out"
+    r = run_cli("study", str(path), "--out", str(out), "--quiet", "--jobs", "1")
+    assert r.code == 2, r.out + r.err
+    assert message in r.err and len(r.err.strip().splitlines()) == 1
+    assert not (out / "points").exists() or not any((out / "points").iterdir())

@@ -80,6 +80,15 @@ def run_bundle(args: argparse.Namespace) -> int:
         if args.models
         else [traces[0].model.spec(str(args.traces[0]))]
     )
+    shown = [spec.name for spec in specs]
+    twice = sorted({name for name in shown if shown.count(name) > 1})
+    if twice:
+        from dartsim.errors import UserError
+
+        raise UserError(
+            f"--models: {', '.join(twice)} named twice (two configs with one display name would overwrite "
+            "each other's plots and rows): give each model once, or rename one config's name"
+        )
     runs = []
     for spec in specs:
         if not args.quiet:

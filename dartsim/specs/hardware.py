@@ -26,8 +26,11 @@ from dartsim.specs.hardware_schema import (
     TOP_KEYS,
 )
 from dartsim.specs.presets import calibrated_fields, preset_names, read_named
+from dartsim.units import TFLOP
 
 PRESET_FOLDER = "hw_presets"
+RING_MIN_TILES = 4
+"""A bidirectional ring's bisection is four links only from four tiles on."""
 
 
 @dataclass(frozen=True)
@@ -272,6 +275,7 @@ def hardware_spec_from_dict(raw: Any, where: str) -> HardwareSpec:
             values[field.attr] = default * field.scale if isinstance(default, float) else default
     _check_noc(r, values)
     _check_link(r, values)
+    _check_sparse_peaks(r, values)
     energy = _energy(r, values) if "energy" in present else None
     calibrated = calibrated_fields(r, top.get("calibrated", []), CALIBRATABLE)
 
@@ -316,9 +320,33 @@ def _energy(r: FieldReader, values: dict[str, Any]) -> EnergySpec:
     return EnergySpec(**fields)
 
 
+def _check_sparse_peaks(r: FieldReader, values: dict[str, Any]) -> None:
+    """A 2:4 peak is the same unit skipping half its work: below the dense peak it would make
+    the path that replaces dense slower than dense (and nothing says so)."""
+    sparse = values["compute.tensor_sparse_2to4_flops_per_s"] or {}
+    dense = values["compute.tensor_flops_per_s"]
+    for name, peak in sorted(sparse.items()):
+        if name in dense and peak < dense[name]:
+            raise r.fail(
+                f"compute.tensor_sparse_2to4_tflop_per_s.{name}",
+                f"is below the dense peak compute.tensor_dense_tflop_per_s.{name} "
+                f"({peak / TFLOP:g} < {dense[name] / TFLOP:g} TFLOP/s): a 2:4 peak is at least the dense one",
+            )
+
+
 def _check_noc(r: FieldReader, values: dict[str, Any]) -> None:
     topology, tiles = values["noc.topology"], values["noc.tiles"]
     rows, cols = values["noc.mesh_rows"], values["noc.mesh_cols"]
+    if tiles == 1 and topology != "crossbar":
+        raise r.fail(
+            "noc.topology", f"is {topology!r} for one tile: one tile has no network (use crossbar, one port)"
+        )
+    if topology == "ring" and tiles < RING_MIN_TILES:
+        raise r.fail(
+            "noc.tiles",
+            f"is {tiles} for a ring: the ring's bisection of four links (engine/machine.py) needs at least "
+            f"{RING_MIN_TILES} tiles",
+        )
     if topology == "mesh":
         if rows is None or cols is None:
             raise r.fail("noc.mesh_rows", "and noc.mesh_cols are required for a mesh")

@@ -265,6 +265,38 @@ def _serving_study(raw: dict[str, Any], serving: Any, name: str, where: str, fol
     return {"name": name, "description": raw.get("description", ""), "points": points, "folder": str(folder)}
 
 
+def _resolve(axes: dict[str, list[Any]], where: str) -> None:
+    """Every model, device (with its changes), stack, precision and TP value resolves: a
+    typo is the user's error, one line and exit 2 before any point runs, never a skipped
+    point. (What does not fit a device, or a format it lacks, stays a skip of that point.)"""
+    from dartsim.specs.dtypes import get_dtype
+    from dartsim.specs.model import load_model_spec
+    from dartsim.study.runner import hardware_of
+
+    def named(what: str, error: UserError) -> UserError:
+        return UserError(f"{where}: {what}: {error}")
+
+    for model in axes["model"]:
+        try:
+            load_model_spec(model)
+        except UserError as exc:
+            raise named(f"models entry {model!r}", exc) from None
+    for entry in axes["hardware"]:
+        try:
+            hardware_of(entry)
+        except UserError as exc:
+            raise named(f"hardware {entry['label']!r}", exc) from None
+    for precision in axes["precision"]:
+        for role, name in precision.items():
+            try:
+                get_dtype(name)
+            except UserError as exc:
+                raise named(f"precision {role}", exc) from None
+    for tp in axes["tp"]:
+        if tp != "auto" and not (tp.isdigit() and int(tp) >= 1):
+            raise UserError(f"{where}: 'tp' values must be positive integers or 'auto', got {tp!r}")
+
+
 def _check_common(raw: dict[str, Any], axes: dict[str, list[Any]], where: str) -> None:
     """Model names, TP values, the grid's size and distinct hardware labels."""
     if not all(isinstance(m, str) for m in axes["model"]):
@@ -281,6 +313,7 @@ def _check_common(raw: dict[str, Any], axes: dict[str, list[Any]], where: str) -
     labels = [h["label"] for h in axes["hardware"] if isinstance(h, dict)]
     if len(set(labels)) != len(labels):
         raise UserError(f"{where}: hardware labels must be distinct, got {labels}")
+    _resolve(axes, where)
 
 
 def _located(value: Any) -> Any:

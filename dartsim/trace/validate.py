@@ -135,6 +135,10 @@ class _Checker:
             raise self.fail(field, f"must index the {count} {what} (values {low}..{count - 1})")
 
 
+KEEP_RATIO_TOLERANCE = 1e-9
+"""How far a stored keep ratio may sit from kept / width (float64 rounding only)."""
+
+
 def check_plain_tensors(obj: Any, where: str, depth: int = 0) -> None:
     """Refuse, before any value is used, structures nested deeper than a trace's and tensors
     that claim more elements than their storage holds (stride-0 or overlapping views): a
@@ -255,6 +259,15 @@ def _epochs(trace: dict[str, Any], c: _Checker, count: int, layers: int, width: 
         if not np.array_equal(popcount, kept.numpy()):
             raise c.fail(
                 "epochs.masks", "disagree with epochs.kept (bit counts differ, or padding bits are set)"
+            )
+        # keep_ratio is derived (kept / width): one that disagrees would make two commands
+        # report two sparsities for one trace
+        derived = kept.numpy().astype(np.float64) / width
+        if not np.allclose(epochs["keep_ratio"].numpy(), derived, rtol=0.0, atol=KEEP_RATIO_TOLERANCE):
+            worst = float(np.abs(epochs["keep_ratio"].numpy() - derived).max())
+            raise c.fail(
+                "epochs.keep_ratio",
+                f"disagrees with epochs.kept / {width} (by up to {worst:.3g}): it is derived from it",
             )
         first, last = epochs["first_step"], epochs["last_step"]
         if bool(((first < 0) | (last >= count) | (first > last + 1)).any()):
