@@ -468,3 +468,24 @@ def test_tensor_parallel_steps_reduce_the_embedding_and_gather_the_logits() -> N
     assert gather.link_bytes == 3 * (4 * spec.vocab_size * 2) // 4
     lm_head = next(k for k in four if k.name == "lm_head")
     assert lm_head.shape == MatmulShape(4, spec.vocab_size // 4, spec.hidden_size)
+
+
+def test_a_tiny_on_chip_memory_is_refused_in_bounded_time(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """It used to hang: one event per chunk of a 100-byte buffer, billions of them."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from dartsim.specs.hardware import load_hardware_spec
+    from dartsim.specs.hardware_yaml import hardware_to_yaml_dict
+
+    data = hardware_to_yaml_dict(load_hardware_spec("l40s"))
+    data["on_chip"]["sram_mb"] = 1e-4
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    argv = [sys.executable, "-m", "dartsim", "simulate", "--model", "llama-3.1-8b", "--hw", str(path),
+            "--prefetch", "--gen-len", "4", "--quiet"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "too small to stream weights through" in done.stderr and len(done.stderr.strip().splitlines()) == 1

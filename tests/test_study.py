@@ -209,3 +209,28 @@ def test_a_user_error_in_a_study_ends_it_before_any_point_with_exit_2(  # type: 
     assert r.code == 2, r.out + r.err
     assert message in r.err and len(r.err.strip().splitlines()) == 1
     assert not (out / "points").exists() or not any((out / "points").iterdir())
+
+
+def test_a_model_config_is_read_beside_the_study_and_its_edits_change_the_key(tmp_path: Path) -> None:
+    """Model paths resolve against the study file, not the working directory, and a changed
+    config.json gives new point keys (a resumed study would otherwise reuse stale points)."""
+    import json
+    import os
+
+    folder = tmp_path / "study"
+    folder.mkdir()
+    config = json.loads((REPO / "models_cfg" / "llama-3.1-8b.json").read_text())
+    (folder / "mine.json").write_text(json.dumps(config))
+    text = SMALL.format(trace=REPO / "traces" / "two-topic-70.pt").replace("[llama-3.1-8b]", "[mine.json]")
+    path = folder / "s.yaml"
+    path.write_text(text)
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)  # not the study's folder
+        before = [point_key(p) for p in load_study(path)["points"]]
+    finally:
+        os.chdir(cwd)
+    config["intermediate_size"] = 14000
+    (folder / "mine.json").write_text(json.dumps(config))
+    after = [point_key(p) for p in load_study(path)["points"]]
+    assert before and not set(before) & set(after)

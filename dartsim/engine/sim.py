@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import simpy
 
 from dartsim.engine.launch import Launch
+from dartsim.units import MB
 from dartsim.engine.machine import Device, KernelCost, body_time, kernel_cost
 from dartsim.workload.kernels import Kernel
 
@@ -43,6 +44,10 @@ PREFETCH_PRIORITY = 1
 CHUNKS_PER_BUFFER = 4
 """Prefetch chunks are at most a quarter of the on-chip memory, so that streaming
 continues while earlier chunks are held (double buffering with margin)."""
+MAX_CHUNKS_PER_KERNEL = 1 << 16
+"""Most prefetch chunks one kernel's weights are cut into: an on-chip memory so small that a
+kernel needs more is refused (the event count, and the time to simulate, stay bounded; the
+shipped mesh study's 0.25 MB buffer cuts a 1 GB kernel into about 17,000)."""
 
 
 @dataclass
@@ -215,6 +220,16 @@ def _simulate_events(
     buffer = simpy.Container(env, capacity=capacity, init=capacity)
     chunk_limit = max(1, capacity // CHUNKS_PER_BUFFER)
     streamed = [prefetch and c.weight_bytes > 0 for c in costs]
+    largest = max((c.weight_bytes for c, s in zip(costs, streamed, strict=True) if s), default=0)
+    if math.ceil(largest / chunk_limit) > MAX_CHUNKS_PER_KERNEL:
+        from dartsim.errors import UserError
+
+        need = math.ceil(largest / MAX_CHUNKS_PER_KERNEL) * CHUNKS_PER_BUFFER
+        raise UserError(
+            f"on-chip memory of {capacity} bytes is too small to stream weights through: a kernel's "
+            f"{largest} weight bytes would take over {MAX_CHUNKS_PER_KERNEL} prefetch chunks (give "
+            f"on_chip.sram_mb at least {need / MB:.3g}, or run without --prefetch)"
+        )
     arrived = [env.event() for _ in kernels]
     arrival = [0.0] * len(kernels)
     first = [math.inf] * len(kernels)

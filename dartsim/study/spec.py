@@ -84,6 +84,32 @@ def _digest(path: Path, where: str) -> str:
     return digest.hexdigest()
 
 
+def _is_model_file(name: str) -> bool:
+    """A models entry naming a config.json (or a folder holding one), not a preset: the rule
+    load_model_spec applies."""
+    return name.endswith(".json") or "/" in name or Path(name).exists()
+
+
+def _models(names: list[Any], where: str, folder: Path) -> list[Any]:
+    """Preset names as they are; config.json paths relative to the study file, absolute."""
+    out = []
+    for name in names:
+        if isinstance(name, str) and _is_model_file(name):
+            name = str((folder / name).resolve())
+        out.append(name)
+    return out
+
+
+def _with_model_digest(point: dict[str, Any], where: str) -> dict[str, Any]:
+    """A point whose model is a config.json carries the file's digest: editing the file
+    changes the point's key, so a resumed study does not reuse a point computed from the old one."""
+    model = point["model"]
+    if isinstance(model, str) and _is_model_file(model):
+        path = Path(model)
+        point["model_sha256"] = _digest(path / "config.json" if path.is_dir() else path, where)
+    return point
+
+
 def _file_digest(preset: str, where: str) -> dict[str, str]:
     """A hardware file's digest (presets ship with dartsim and need none)."""
     return {"sha256": _digest(Path(preset), where)} if preset.endswith((".yaml", ".yml")) else {}
@@ -209,7 +235,7 @@ def load_study(path: Path) -> dict[str, Any]:
         if allocation not in ALLOCATIONS:
             raise UserError(f"{where}: synthetic 'allocation' must be one of {', '.join(ALLOCATIONS)}")
     axes = {
-        "model": _list(raw, "models", where, []),
+        "model": _models(_list(raw, "models", where, []), where, folder),
         "hardware": [_hardware(h, where, folder) for h in _list(raw, "hardware", where, [])],
         "stack": [_stack(x, where, folder) for x in _list(raw, "stacks", where, [DEFAULT_STACK])],
         "tp": [str(t) for t in _list(raw, "tp", where, ["auto"])],
@@ -235,7 +261,10 @@ def load_study(path: Path) -> dict[str, Any]:
         if mode not in ("compact", "gather"):
             raise UserError(f"{where}: mask_apply must be compact or gather, got {mode!r:.40}")
     names = list(axes)
-    points = [dict(zip(names, combo, strict=True)) | work for combo in itertools.product(*axes.values())]
+    points = [
+        _with_model_digest(dict(zip(names, combo, strict=True)) | work, where)
+        for combo in itertools.product(*axes.values())
+    ]
     return {"name": name, "description": raw.get("description", ""), "points": points, "folder": str(folder)}
 
 
@@ -248,7 +277,7 @@ def _serving_study(raw: dict[str, Any], serving: Any, name: str, where: str, fol
         if axis in raw:
             raise UserError(f"{where}: {axis!r} does not apply to a serving workload")
     axes = {
-        "model": _list(raw, "models", where, []),
+        "model": _models(_list(raw, "models", where, []), where, folder),
         "hardware": [_hardware(h, where, folder) for h in _list(raw, "hardware", where, [])],
         "stack": [_stack(x, where, folder) for x in _list(raw, "stacks", where, [DEFAULT_STACK])],
         "tp": [str(t) for t in _list(raw, "tp", where, ["auto"])],
@@ -259,7 +288,7 @@ def _serving_study(raw: dict[str, Any], serving: Any, name: str, where: str, fol
     _check_common(raw, axes, where)
     names = list(axes)
     points = [
-        dict(zip(names, combo, strict=True)) | {"serving": work}
+        _with_model_digest(dict(zip(names, combo, strict=True)) | {"serving": work}, where)
         for combo in itertools.product(*axes.values())
     ]
     return {"name": name, "description": raw.get("description", ""), "points": points, "folder": str(folder)}
@@ -327,6 +356,8 @@ def _located(value: Any) -> Any:
     drop = set()
     if "traces_sha256" in value:
         drop.add("traces")
+    if "model_sha256" in value:
+        drop.add("model")
     if "sha256" in value:
         drop |= {"file", "preset"}
     return {k: _located(v) for k, v in value.items() if k not in drop}
