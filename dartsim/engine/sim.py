@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 import simpy
 
 from dartsim.engine.launch import Launch
-from dartsim.units import MB
 from dartsim.engine.machine import Device, KernelCost, body_time, kernel_cost
+from dartsim.units import MB
 from dartsim.workload.kernels import Kernel
 
 DEMAND_PRIORITY = 0
