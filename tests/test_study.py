@@ -234,3 +234,57 @@ def test_a_model_config_is_read_beside_the_study_and_its_edits_change_the_key(tm
     (folder / "mine.json").write_text(json.dumps(config))
     after = [point_key(p) for p in load_study(path)["points"]]
     assert before and not set(before) & set(after)
+
+
+SLOW = """
+name: slow
+workload:
+  synthetic: {prompt_len: 512, gen_len: 2000, retriggers: 4}
+models: [llama-3.1-70b]
+hardware: [l40s, h100-sxm, h200, a100-sxm-80gb]
+tp: [1, 2, 4, 8]
+batch: [1, 2]
+"""
+
+
+def _workers() -> set[int]:
+    """Pids of multiprocessing's forkserver and its workers on this machine."""
+    import subprocess
+
+    ps = subprocess.run(["ps", "-eo", "pid,cmd"], capture_output=True, text=True, check=True).stdout
+    return {int(line.split()[0]) for line in ps.splitlines()[1:] if "multiprocessing" in line}
+
+
+@pytest.mark.parametrize(("signame", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_an_interrupted_parallel_study_stops_at_once_keeps_its_points_and_leaves_no_worker(
+    tmp_path: Path, signame: str, code: int
+) -> None:
+    """It used to run every queued point before stopping (and SIGTERM orphaned the workers)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = _study(tmp_path, SLOW)
+    out = tmp_path / "out"
+    before = _workers()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dartsim", "study", str(path), "--out", str(out), "--quiet", "--jobs", "2"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    start = time.monotonic()
+    while not any((out / "points").glob("*.json")) and time.monotonic() - start < 120:
+        time.sleep(0.1)
+    saved = len(list((out / "points").glob("*.json")))
+    assert 0 < saved < 32, "the study ran no point, or all of them, before the signal"
+    proc.send_signal(getattr(signal, signame))
+    sent = time.monotonic()
+    assert proc.wait(timeout=60) == code
+    assert time.monotonic() - sent < 15, "the study ran on after the signal"
+    err = proc.stderr.read() if proc.stderr else ""
+    assert "finished points are kept" in err and "Traceback" not in err
+    kept = list((out / "points").glob("*.json"))
+    assert len(kept) >= saved and all(p.read_text().endswith("}\n") for p in kept)
+    time.sleep(0.5)
+    assert not (_workers() - before), "a worker outlived the study"

@@ -29,9 +29,20 @@ def run(args: argparse.Namespace) -> int:
     study = load_study(Path(args.study))
     _check_traces(study)
     out = Path(args.out)
-    results = run_study(
-        study, out, args.jobs or default_jobs(), progress=not args.quiet, scheduler=args.scheduler
-    )
+    from dartsim.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_as_interrupt
+
+    try:
+        with sigterm_as_interrupt():
+            results = run_study(
+                study, out, args.jobs or default_jobs(), progress=not args.quiet, scheduler=args.scheduler
+            )
+    except KeyboardInterrupt as exc:
+        done = len(list((out / "points").glob("*.json"))) if (out / "points").is_dir() else 0
+        sys.stderr.write(
+            f"dartsim: interrupted; {done} finished points are kept in {out / 'points'} (run the same "
+            "command again to go on)\n"
+        )
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     atomic_write_text(out / "results.csv", results_csv(results))
     atomic_write_text(out / "study.md", study_markdown(study, results))
     atomic_write_bytes(out / "speedup.png", speedup_png(study, results))

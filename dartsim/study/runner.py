@@ -217,14 +217,37 @@ def run_study(
             # forkserver, not fork: forking a process that already runs threads (torch's
             # pools, a Dask client) can deadlock the child
             context = multiprocessing.get_context("forkserver")
-            with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
+            pool = ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context)
+            try:
                 futures = [pool.submit(run_point, p) for p in todo]
                 for future in as_completed(futures):
                     save(future.result())
+            except BaseException:  # Ctrl-C, SIGTERM (Terminated), a failing point
+                _stop(pool)
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         if bar is not None:
             bar.close()
     return [results[point_key(p)] for p in study["points"]]
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Drop the queued points and end the running ones now: an interrupted study keeps the
+    points already saved and leaves no worker behind (the executor would otherwise run
+    every queued point before returning)."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # CPython's worker table
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        if process.is_alive():
+            process.terminate()
+    for process in workers:
+        process.join(timeout=WORKER_JOIN_TIMEOUT_S)
+
+
+WORKER_JOIN_TIMEOUT_S = 5.0
+"""How long an interrupted study waits for each terminated worker to exit."""
 
 
 def _on_dask(address: str, points: list[dict[str, Any]]) -> Any:
