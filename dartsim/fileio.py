@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,47 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[Any], obje
         if isinstance(exc, OSError):
             raise UserError(f"{given}: cannot write: {exc.strerror or exc}") from None
         raise
+
+
+def write_file_set(folder: str | os.PathLike[str], files: Mapping[str, bytes | str]) -> None:
+    """Write several files of one output into `folder` as one set: every destination is
+    checked first, every file is written in full to a staging folder beside them, and only
+    then are they renamed into place. A failure while rendering or writing (a destination
+    that is a folder, a full disk, a permission) leaves the old set untouched, never a mix of
+    two runs; only an interruption between two renames (microseconds) could. Names may hold
+    one level of subfolder (`stacks/x.yaml`)."""
+    target = Path(folder)
+    check_folder_writable(target)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{target}: cannot create the folder: {exc.strerror or exc}") from None
+    for name in files:
+        dest = target / name
+        if dest.is_dir():
+            raise UserError(f"{dest}: is a folder, expected a file to write (nothing was written)")
+        if dest.parent != target and dest.parent.exists() and not dest.parent.is_dir():
+            raise UserError(f"{dest.parent}: exists and is not a folder (nothing was written)")
+    staging = Path(tempfile.mkdtemp(prefix=".dartsim-staging-", dir=target))
+    try:
+        for name, data in files.items():
+            staged = staging / name
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            payload = data.encode("utf-8") if isinstance(data, str) else data
+            with open(staged, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(staged, _CREATE_MODE & ~_umask())
+        for name in files:
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+        for name in sorted(files):
+            os.replace(staging / name, target / name)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise UserError(f"{target}: cannot write the output: {reason} (the old files are kept)") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:

@@ -75,3 +75,21 @@ def test_a_killed_writers_old_temporary_is_removed_and_a_fresh_one_kept(tmp_path
     atomic_write_text(tmp_path / "t.md", "content")
     assert not stale.exists() and fresh.exists() and other.exists()
     assert (tmp_path / "t.md").read_text() == "content"
+
+
+def test_a_multi_file_output_that_fails_keeps_the_old_set_whole(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A destination that cannot be written used to be found after the files before it were
+    replaced: the folder then held two runs. Now nothing is replaced."""
+    repo = Path(__file__).resolve().parents[1]
+    trace = str(repo / "traces" / "two-topic-70.pt")
+    out = tmp_path / "out"
+    first = run_cli("replay", trace, "--hw", "l40s", "--out", str(out), "--quiet")
+    assert first.code == 0, first.err
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    (out / "layers.csv").unlink()
+    (out / "layers.csv").mkdir()  # this destination cannot be written
+    again = run_cli("replay", trace, "--hw", "h100-sxm", "--out", str(out), "--quiet")
+    assert again.code == 2 and "is a folder" in again.err and len(again.err.strip().splitlines()) == 1
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after == {k: v for k, v in before.items() if k != "layers.csv"}
+    assert not [p for p in out.iterdir() if p.name.startswith(".dartsim-staging")]

@@ -139,15 +139,18 @@ def _execute(args: argparse.Namespace, traces: list[Any], spec: Any, about: dict
     }
     if args.out:
         folder = Path(args.out)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"{folder}: cannot create the folder: {exc.strerror or exc}") from None
-        atomic_write_text(folder / "replay.json", texts["json"])
-        atomic_write_text(folder / "summary.md", texts["md"])
-        atomic_write_text(folder / "results.csv", texts["csv"])
-        atomic_write_text(folder / "layers.csv", layers_csv(result))
-        atomic_write_text(folder / "retriggers.csv", retriggers_csv(result))
+        from dartsim.fileio import write_file_set
+
+        write_file_set(
+            folder,
+            {
+                "replay.json": texts["json"],
+                "summary.md": texts["md"],
+                "results.csv": texts["csv"],
+                "layers.csv": layers_csv(result),
+                "retriggers.csv": retriggers_csv(result),
+            },
+        )
         sys.stderr.write(f"wrote {folder}/replay.json, summary.md, results.csv, layers.csv, retriggers.csv\n")
     else:
         emit(texts[args.format], None)

@@ -21,7 +21,7 @@ def _check_traces(study: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dartsim.fileio import atomic_write_bytes, atomic_write_text
+    from dartsim.fileio import write_file_set
     from dartsim.report.study_report import results_csv, speedup_png, study_markdown
     from dartsim.study.runner import default_jobs, run_study
     from dartsim.study.spec import load_study
@@ -43,9 +43,14 @@ def run(args: argparse.Namespace) -> int:
             "command again to go on)\n"
         )
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
-    atomic_write_text(out / "results.csv", results_csv(results))
-    atomic_write_text(out / "study.md", study_markdown(study, results))
-    atomic_write_bytes(out / "speedup.png", speedup_png(study, results))
+    write_file_set(
+        out,
+        {
+            "results.csv": results_csv(results),
+            "study.md": study_markdown(study, results),
+            "speedup.png": speedup_png(study, results),
+        },
+    )
     skipped = sum("skipped" in r for r in results)
     sys.stderr.write(
         f"wrote {out}/results.csv, study.md, speedup.png: {len(results)} points"

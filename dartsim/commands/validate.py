@@ -97,23 +97,25 @@ def _write_fits(result: Any, folder: str) -> None:
     """Fitted hardware files into DIR, stack files into DIR/stacks, and DIR/fit.md."""
     import yaml
 
-    from dartsim.fileio import atomic_write_text
+    from dartsim.fileio import write_file_set
     from dartsim.report.validation import render_fit
     from dartsim.specs.hardware_yaml import hardware_to_yaml_dict
     from dartsim.specs.stack import stack_to_yaml_dict
 
     out = _fit_folder(folder)
+    files: dict[str, str] = {}
     for fit in result.fits:
         values = ", ".join(f"{k} = {v:g}" for k, v in fit.fields.items())
         state = "ok" if fit.ok else "FAILED (at the edge: " + ", ".join(fit.at_edge) + "), not shipped"
         sys.stderr.write(f"{fit.stack} on {fit.device}: {values}; {state}\n")
     for name, hw in sorted(result.hardware.items()):
         text = yaml.safe_dump(hardware_to_yaml_dict(hw), sort_keys=False, width=10000, allow_unicode=True)
-        atomic_write_text(out / f"{name}.yaml", text)
+        files[f"{name}.yaml"] = text
     for name, stack in sorted(result.stacks.items()):
         text = yaml.safe_dump(stack_to_yaml_dict(stack), sort_keys=False, width=10000, allow_unicode=True)
-        atomic_write_text(out / "stacks" / f"{name}.yaml", text)
-    atomic_write_text(out / "fit.md", render_fit(result))
+        files[f"stacks/{name}.yaml"] = text
+    files["fit.md"] = render_fit(result)
+    write_file_set(out, files)
     sys.stderr.write(
         f"wrote fitted hardware files into {out}, stack files into {out / 'stacks'}, {out / 'fit.md'}\n"
     )

@@ -178,8 +178,7 @@ def bundle(
 
 
 def write_bundle(folder: Path, files: dict[str, bytes]) -> None:
-    from dartsim.fileio import atomic_write_bytes
+    """The report's files as one set (fileio.write_file_set: the old set or the new, never a mix)."""
+    from dartsim.fileio import write_file_set
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in sorted(files):
-        atomic_write_bytes(folder / name, files[name])
+    write_file_set(folder, files)
