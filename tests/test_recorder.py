@@ -402,3 +402,50 @@ def test_replaying_an_incomplete_trace_says_so(run_cli, tmp_path: Path) -> None:
     result = run_cli("replay", str(path), "--hw", "l40s", "--format", "json", "--quiet")
     assert result.code == 0, result.err
     assert "incomplete" in result.err and json.loads(result.out)["complete"] is False
+
+
+def test_an_interrupt_before_any_step_says_no_trace_was_written(  # type: ignore[no-untyped-def]
+    smollm2: LoadedModel, tmp_path: Path, monkeypatch, run_cli
+) -> None:
+    """The message used to name a trace that was never written."""
+    from dartsim.record import loop as loop_module
+    from dartsim.record import model as hf
+
+    monkeypatch.setattr(hf, "load_for_recording", lambda *_args, **_kw: smollm2)
+
+    def interrupt_at_once(loaded, ids, cache, position):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop_module, "timed_forward", interrupt_at_once)
+    target = tmp_path / "never.pt"
+    result = run_cli("record", "--max-new-tokens", "40", "--quiet", "--out", str(target))
+    assert result.code == 130
+    assert "no trace was written" in result.err and "holds the steps" not in result.err
+    assert not target.exists()
+
+
+def test_a_prompt_too_long_for_any_tokenisation_is_refused_before_tokenising(smollm2: LoadedModel) -> None:
+    """A 50 MB prompt was tokenised whole (gigabytes, minutes) before the context check."""
+    import time
+    from dataclasses import replace as dc_replace
+
+    from dartsim.errors import UserError
+    from dartsim.record.session import encode_prompt
+
+    class NoTokenising:
+        def __init__(self, vocab: dict[str, int]) -> None:
+            self.vocab = vocab
+
+        def get_vocab(self) -> dict[str, int]:
+            return self.vocab
+
+        def __call__(self, *_args, **_kw):  # type: ignore[no-untyped-def]
+            raise AssertionError("tokenised a prompt that cannot fit")
+
+    loaded = dc_replace(smollm2, tokenizer=NoTokenising(smollm2.tokenizer.get_vocab()))
+    start = time.monotonic()
+    with pytest.raises(UserError, match="more than the model's context"):
+        encode_prompt(loaded, "word " * 10_000_000, chat_template=False)  # 50 MB
+    assert time.monotonic() - start < 10
+    # a prompt that may fit is tokenised as before
+    assert encode_prompt(smollm2, "Explain GPUs.", chat_template=False)

@@ -144,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
     recorder = policy.recorder(loaded, settings, stats)
     try:
         for prompt, target in zip(prompts, targets, strict=True):
+            before = target.stat().st_mtime_ns if target.exists() else None
             try:
                 with sigterm_as_interrupt():
                     result = record(
@@ -151,7 +152,13 @@ def run(args: argparse.Namespace) -> int:
                     )
             except KeyboardInterrupt as exc:
                 how = "terminated" if isinstance(exc, Terminated) else "interrupted"
-                kept = f"{target} holds the steps recorded so far, marked incomplete"
+                written = target.exists() and target.stat().st_mtime_ns != before
+                if written:
+                    kept = f"{target} holds the steps recorded so far, marked incomplete"
+                elif before is None:
+                    kept = f"no step had run, so no trace was written ({target} does not exist)"
+                else:
+                    kept = f"no step had run, so no trace was written ({target} is as it was)"
                 sys.stderr.write(f"dartsim: {how}; {kept}\n")
                 return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
             trace = result.trace

@@ -36,7 +36,39 @@ class RecordResult:
     generated: int
 
 
+UTF8_MAX_BYTES = 4
+"""Most bytes one character takes in UTF-8."""
+
+
+def longest_token_chars(tokenizer: Any) -> int:
+    """The longest token of the vocabulary, in characters of its stored form."""
+    try:
+        vocab = tokenizer.get_vocab()
+    except (AttributeError, NotImplementedError):
+        return 0
+    return max((len(str(t)) for t in vocab), default=0)
+
+
+def check_prompt_size(loaded: LoadedModel, prompt: str) -> None:
+    """Refuse, before tokenising, a prompt too long for the context whatever its tokens: no
+    token covers more than the vocabulary's longest token, so a prompt longer than the
+    context times that (in UTF-8 bytes) cannot fit. Tokenising a 50 MB prompt whole took
+    gigabytes and minutes before the context check said no."""
+    longest = longest_token_chars(loaded.tokenizer)
+    if not longest:
+        return
+    limit = loaded.spec.max_position_embeddings
+    bound = limit * longest * UTF8_MAX_BYTES
+    size = len(prompt.encode("utf-8", errors="surrogatepass"))
+    if size > bound:
+        raise UserError(
+            f"the prompt holds {size} bytes: more than the model's context of {limit} positions can hold "
+            f"(at most {longest} characters per token, so {bound} bytes at most); shorten it"
+        )
+
+
 def encode_prompt(loaded: LoadedModel, prompt: str, chat_template: bool) -> list[int]:
+    check_prompt_size(loaded, prompt)
     tokenizer = loaded.tokenizer
     if chat_template and getattr(tokenizer, "chat_template", None):
         encoded = tokenizer.apply_chat_template(
