@@ -3,6 +3,7 @@ and the shipped studies' reports."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -288,3 +289,34 @@ def test_an_interrupted_parallel_study_stops_at_once_keeps_its_points_and_leaves
     assert len(kept) >= saved and all(p.read_text().endswith("}\n") for p in kept)
     time.sleep(0.5)
     assert not (_workers() - before), "a worker outlived the study"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"[1, 2, 3]",
+        b"\xff\xfe not utf-8",
+        b'{"key": "other", "point": {}, "row": {}}',
+        b'"just a string"',
+        b"{",
+    ],
+    ids=["a list", "not UTF-8", "another key", "a string", "half-written"],
+)
+def test_a_saved_point_that_is_not_one_is_run_again(tmp_path: Path, content: bytes) -> None:
+    """These used to end the study with a traceback (or be trusted)."""
+    study = load_study(_study(tmp_path))
+    out = tmp_path / "out"
+    first = runner.run_study(study, out, jobs=1)
+    victim = out / "points" / f"{point_key(study['points'][0])}.json"
+    victim.write_bytes(content)
+    again = runner.run_study(study, out, jobs=1)
+    assert again[0]["row"] == first[0]["row"]
+    assert json.loads(victim.read_text())["key"] == point_key(study["points"][0])
+
+
+def test_a_points_path_that_is_a_file_is_one_line(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "points").write_text("not a folder")
+    r = run_cli("study", str(_study(tmp_path)), "--out", str(out), "--quiet", "--jobs", "1")
+    assert r.code == 2 and "points" in r.err and len(r.err.strip().splitlines()) == 1

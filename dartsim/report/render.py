@@ -14,10 +14,19 @@ from typing import Any
 FORMATS = ("md", "csv", "json", "latex")
 
 
+def cell(text: str) -> str:
+    """One markdown table cell: a `|` inside it is escaped and a line break becomes a space,
+    so that a label or a header such as `median |error|` cannot split the row."""
+    return str(text).replace("\r", " ").replace("\n", " ").replace("\\|", "|").replace("|", "\\|")
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub-flavoured markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    """A GitHub-flavoured markdown table (cells escaped: `cell`)."""
+    lines = [
+        "| " + " | ".join(cell(h) for h in header) + " |",
+        "|" + "|".join(" --- " for _ in header) + "|",
+    ]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 

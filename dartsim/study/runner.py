@@ -169,6 +169,20 @@ def _serving_point(key: str, point: dict[str, Any]) -> dict[str, Any]:
     return {"key": key, "point": point, "row": row}
 
 
+def _saved_point(path: Path, key: str) -> dict[str, Any] | None:
+    """A saved point's result, or None when the file is not one (not UTF-8, not JSON, not an
+    object, another key, no row and no reason): such a file is rerun, never trusted."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None
+    if not isinstance(found, dict) or found.get("key") != key or not isinstance(found.get("point"), dict):
+        return None
+    if not isinstance(found.get("row"), dict) and not isinstance(found.get("skipped"), str):
+        return None
+    return found
+
+
 def run_study(
     study: dict[str, Any],
     out: Path,
@@ -179,18 +193,25 @@ def run_study(
     """Run the points not yet saved under out/points/ and return every point's result in
     the study's order. With `scheduler` (a Dask scheduler address) the points run on that
     cluster instead of local processes; the results are the same."""
-    from dartsim.fileio import atomic_write_text
+    from dartsim.fileio import atomic_write_text, check_folder_writable
 
     folder = out / "points"
-    folder.mkdir(parents=True, exist_ok=True)
+    check_folder_writable(out)
+    check_folder_writable(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot create the folder: {exc.strerror or exc}") from None
     results: dict[str, dict[str, Any]] = {}
     for point in study["points"]:
-        saved = folder / f"{point_key(point)}.json"
+        key = point_key(point)
+        saved = folder / f"{key}.json"
         if saved.is_file():
-            try:
-                results[point_key(point)] = json.loads(saved.read_text())
-            except json.JSONDecodeError:
-                saved.unlink()  # a half-written point from an older dartsim: run it again
+            found = _saved_point(saved, key)
+            if found is None:
+                saved.unlink()  # half-written, damaged or not a point: run it again
+            else:
+                results[key] = found
     todo = [p for p in study["points"] if point_key(p) not in results]
     bar = None
     if progress and todo:
