@@ -203,3 +203,14 @@ def test_the_worked_decode_step_in_docs_energy_md_is_what_dartsim_computes() -> 
         f"{sparse.time_s / dense.time_s:.2f}x the time",
     ):
         assert text in doc, f"docs/energy.md does not say {text!r}"
+
+
+def test_prefill_and_decode_energy_are_apart_and_add_up(run_cli, hw_file: Path) -> None:  # type: ignore[no-untyped-def]
+    r = run_cli("replay", str(TRACE), "--hw", str(hw_file), "--model", "llama-3.1-8b", "--format", "json",
+                "--quiet")  # fmt: skip
+    doc = json.loads(r.out)
+    first, rest = doc["energy_prefill_j"], doc["energy_decode_j"]
+    assert 0 < first < rest
+    assert first + rest == pytest.approx(doc["totals"]["energy_j"], rel=1e-12)
+    # the prefill's static share is its time: at least static W x TTFT without the requests' handling
+    assert first >= 100.0 * (doc["ttft_s"] - 0.01)

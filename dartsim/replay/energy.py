@@ -20,12 +20,20 @@ from dartsim.replay.result import COMPONENTS, PARTS, Layer, RunResult
 from dartsim.specs.hardware import HardwareSpec
 
 
-def with_energy(run: RunResult, hw: HardwareSpec, flop_format: str, tp: int) -> RunResult:
+def with_energy(
+    run: RunResult,
+    hw: HardwareSpec,
+    flop_format: str,
+    tp: int,
+    prefill: tuple[int, int, float, int] = (0, 0, 0.0, 0),
+) -> RunResult:
     """`run` with energy in every layer part, component and the totals, and its top-level
-    energy fields (None where the hardware file has no energy section)."""
+    energy fields (None where the hardware file has no energy section). `prefill`: the
+    prefill steps' (bytes, FLOPs, seconds, link bytes), whose energy is given apart; the
+    decode steps, the requests' handling and the mask builds make the rest."""
     spec = hw.energy
     if spec is None:
-        return replace(run, power=energy_summary(run, hw, tp))
+        return replace(run, power=energy_summary(run, hw, tp) | dict.fromkeys(PHASE_KEYS))
     layers = []
     for row in run.layers:
         parts = {
@@ -51,7 +59,14 @@ def with_energy(run: RunResult, hw: HardwareSpec, flop_format: str, tp: int) -> 
         assert part is not None  # set just above
         total = total + part
     done = replace(run, layers=tuple(layers), components=comps, totals=replace(run.totals, energy=total))
-    return replace(done, power=energy_summary(done, hw, tp))
+    first = energy(spec, Counts(prefill[0], prefill[1], prefill[2], prefill[3]), flop_format)
+    phases = {"energy_prefill_j": first.j, "energy_decode_j": total.j - first.j}
+    return replace(done, power=energy_summary(done, hw, tp) | phases)
+
+
+PHASE_KEYS = ("energy_prefill_j", "energy_decode_j")
+"""One device's joules in the prefill steps and in the rest (decode steps, request handling,
+mask builds): prefill and generation apart, as MLCommons asks (mlcommons/inference#2558)."""
 
 
 def energy_summary(run: RunResult, hw: HardwareSpec, tp: int) -> dict[str, Any]:

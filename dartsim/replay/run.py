@@ -61,6 +61,7 @@ def run_steps(
     layer_flops = np.zeros((layers, 2), dtype=np.int64)
     layer_time = np.zeros((layers, 2), dtype=np.float64)
     total_bytes = total_flops = total_link = 0
+    prefill_bytes = prefill_flops = prefill_link = 0  # the prefill steps' share (energy apart)
     build_bytes, build_time = 0, 0.0
     n_steps = step_count(steps)
     step_times = np.zeros(n_steps, dtype=np.float64)
@@ -97,6 +98,10 @@ def run_steps(
         total_bytes += cost.bytes
         total_flops += cost.flops
         total_link += cost.link_bytes
+        if step.phase == "prefill":
+            prefill_bytes += cost.bytes
+            prefill_flops += cost.flops
+            prefill_link += cost.link_bytes
         layer_bytes += cost.layer_bytes
         layer_flops += cost.layer_flops
         layer_time += cost.layer_time
@@ -141,7 +146,9 @@ def run_steps(
         simulated_steps=coster.simulated_steps,
         step_times_s=step_times,
     )
-    return with_energy(result, hw, config.precision.gemm_compute.name, config.tp)
+    prefill_time = float(step_times[prefill].sum())
+    prefill_counts = (prefill_bytes, prefill_flops, prefill_time, prefill_link)
+    return with_energy(result, hw, config.precision.gemm_compute.name, config.tp, prefill_counts)
 
 
 def components(
