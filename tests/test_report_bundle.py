@@ -77,3 +77,19 @@ def test_two_models_with_one_display_name_are_refused(run_cli, tmp_path: Path) -
         r = run_cli("report", trace, "--hw", "l40s", "--models", models, "--out", str(out), "--quiet")
         assert r.code == 2 and "named twice" in r.err and len(r.err.strip().splitlines()) == 1
         assert not out.exists()
+
+
+def test_on_hardware_with_energy_the_folder_shows_energy_per_token(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    repo = Path(__file__).resolve().parents[1]
+    trace = str(repo / "traces" / "two-topic-70.pt")
+    out = tmp_path / "rep"
+    r = run_cli("report", trace, "--hw", "h100-sxm", "--models", "llama-3.1-8b", "--out", str(out), "--quiet")
+    assert r.code == 0, r.err
+    assert (out / "energy.png").read_bytes()[:4] == b"\x89PNG" and (out / "energy-vs-speedup.png").exists()
+    replay = run_cli("replay", trace, "--hw", "h100-sxm", "--model", "llama-3.1-8b", "--compare-dense",
+                     "--format", "json", "--quiet")  # fmt: skip
+    doc = json.loads(replay.out)
+    row = f"| llama-3.1-8b | {doc['dense']['energy_per_token_j']:.4f} | {doc['energy_per_token_j']:.4f} |"
+    assert row in (out / "summary.md").read_text()
+    rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
+    assert any(x["metric"] == "energy_j" and x["component"] == "mlp" for x in rows)

@@ -97,9 +97,43 @@ def summary_md(
                     _pct(s.share_time),
                 ]
             )
-    lines += [render.markdown_table(header, rows).rstrip("\n"), "", "## Files", ""]
+    lines += [render.markdown_table(header, rows).rstrip("\n"), ""]
+    if hw.energy is not None:
+        lines += [
+            "## Energy per generated token (all devices; docs/energy.md)",
+            "",
+            render.markdown_table(
+                ["model", "J/token dense", "J/token DART", "DART / dense", "speedup", "W per device DART"],
+                [_energy_row(r) for r in runs],
+            ).rstrip("\n"),
+            "",
+        ]
+    lines += ["## Files", ""]
     lines += [f"- `{name}`: {what}" for name, what in FILES]
+    if hw.energy is not None:
+        lines += [f"- `{name}`: {what}" for name, what in ENERGY_FILES]
     return "\n".join(lines) + "\n"
+
+
+def _energy_row(r: ModelRun) -> list[str]:
+    run, dense = _runs(r)
+    mine, theirs = run.power.get("energy_per_token_j"), dense.power.get("energy_per_token_j")
+    if mine is None or theirs is None:
+        return [printable(r.spec.name), "n/a", "n/a", "n/a", "n/a", "n/a"]
+    return [
+        printable(r.spec.name),
+        f"{theirs:.4f}",
+        f"{mine:.4f}",
+        f"{mine / theirs:.3f}x",
+        f"{dense.totals.time_s / run.totals.time_s:.3f}x",
+        f"{run.power['avg_power_w']:.0f}",
+    ]
+
+
+ENERGY_FILES = (
+    ("energy.png", "energy per generated token by component, dense beside DART, per model"),
+    ("energy-vs-speedup.png", "DART's energy per token over dense's against its speedup, per model"),
+)
 
 
 FILES = (
@@ -156,6 +190,8 @@ def bundle(
             [b.step for b in run.mask_builds],
             f"{model} on {hw.name}: DART step time",
         )
+    if hw.energy is not None:
+        files.update(_energy_plots(runs, hw))
     first = traces[0]
     width = first.width
     kept = first.epochs.kept
@@ -182,3 +218,25 @@ def write_bundle(folder: Path, files: dict[str, bytes]) -> None:
     from dartsim.fileio import write_file_set
 
     write_file_set(folder, files)
+
+
+def _energy_plots(runs: Sequence[ModelRun], hw: HardwareSpec) -> dict[str, bytes]:
+    """energy.png and energy-vs-speedup.png (where every run has its energy)."""
+    bars, points = [], []
+    for r in runs:
+        run, dense = _runs(r)
+        for label, x in (("dense", dense), ("DART", run)):
+            tokens = x.tokens or 1
+            parts = {
+                name: c.energy.j * r.tp / tokens for name, c in x.components.items() if c.energy is not None
+            }
+            bars.append((f"{r.spec.name}\n{label}", parts))
+        mine, theirs = run.power.get("energy_per_token_j"), dense.power.get("energy_per_token_j")
+        if mine and theirs:
+            points.append((r.spec.name, dense.totals.time_s / run.totals.time_s, mine / theirs))
+    return {
+        "energy.png": plots.energy_stacks(bars, f"Energy per token by component on {hw.name}"),
+        "energy-vs-speedup.png": plots.energy_vs_speedup(
+            points, f"DART's energy against its speedup on {hw.name}"
+        ),
+    }

@@ -229,3 +229,37 @@ def pareto(
         axes[q // cols][q % cols].set_visible(False)
     axes[0][0].legend(fontsize=7, loc="lower left")
     return _png(fig)
+
+
+def energy_stacks(bars: Sequence[tuple[str, dict[str, float]]], title: str) -> bytes:
+    """Stacked bars of joules per generated token by component: (label, {component: J})."""
+    fig, ax = _figure(width=max(6.0, 1.2 * len(bars) + 3))
+    x = range(len(bars))
+    base = [0.0] * len(bars)
+    for j, part in enumerate(("attention", "mlp", "other")):
+        values = [parts.get(part, 0.0) for _, parts in bars]
+        ax.bar(x, values, bottom=base, color=OKABE_ITO[j], label=part, hatch=("", "//", "..")[j])
+        base = [b + v for b, v in zip(base, values, strict=True)]
+    ax.set_xticks(list(x), [label for label, _ in bars], fontsize=7)
+    ax.set_ylabel("energy per generated token (J, all devices)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _png(fig)
+
+
+def energy_vs_speedup(points: Sequence[tuple[str, float, float]], title: str) -> bytes:
+    """One point per model: DART's speedup (x) against its energy per token over dense's (y)."""
+    fig, ax = _figure(width=6.5)
+    for i, (label, speedup, ratio) in enumerate(points):
+        ax.scatter(
+            [speedup], [ratio], color=OKABE_ITO[i % len(OKABE_ITO)], marker="os^Dv"[i % 5], label=label
+        )
+    ax.axhline(1.0, color=OKABE_ITO[7], lw=1.0, ls="--")
+    ax.axvline(1.0, color=OKABE_ITO[7], lw=1.0, ls="--")
+    ax.set_xlabel("speedup over dense (x)")
+    ax.set_ylabel("energy per token, DART / dense")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
