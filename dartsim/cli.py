@@ -24,6 +24,34 @@ OUTPUT_OPTIONS = ("out", "perfetto", "json", "fit", "plot")
 """Namespace attributes that name something a command writes, checked before it starts."""
 
 
+def _option_names(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """dest -> how the user writes it (`--hw`, or `TRACE` for a positional), over every
+    subcommand's parser."""
+    names: dict[str, str] = {}
+    stack = [parser]
+    while stack:
+        current = stack.pop()
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                stack.extend(action.choices.values())
+            elif action.option_strings:
+                names.setdefault(action.dest, max(action.option_strings, key=len))
+            else:
+                names.setdefault(action.dest, (action.metavar or action.dest).upper())
+    return names
+
+
+def check_empty_values(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """An option or argument given as an empty string (`--hw ''`, `--out ''`) is an error: it
+    was either ignored (the default used instead) or reported as a confusing path."""
+    names = _option_names(parser)
+    for dest, value in sorted(vars(args).items()):
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            name = names.get(dest, dest)
+            raise UserError(f"{name} is empty: give a value or leave it out")
+
+
 def check_destinations(args: argparse.Namespace) -> None:
     """Refuse, before any work, an output that cannot be written: an unwritable or missing
     folder, or a folder where a file is expected (and the reverse). A command marks an
@@ -110,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(_report_shorthand(list(sys.argv[1:] if argv is None else argv)))
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
+        check_empty_values(args, parser)
         check_destinations(args)
         return handler(args)
     except UserError as exc:

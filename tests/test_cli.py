@@ -315,3 +315,28 @@ def test_every_output_option_is_checked_before_the_work(run_cli, tmp_path: Path)
     missing = tmp_path / "no" / "such" / "p.png"
     result = run_cli("report", "policies", "--plot", str(missing), "--policies", "static", "--quiet")
     assert result.code == 2 and str(missing.parent) in result.err
+
+
+TRACE_70 = str(Path(__file__).resolve().parents[1] / "traces" / "two-topic-70.pt")
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["replay", TRACE_70, "--hw", ""], "--hw"),
+        (["replay", TRACE_70, "--hw", "l40s", "--model", ""], "--model"),
+        (["replay", TRACE_70, "--hw", "l40s", "--out", ""], "--out"),
+        (["replay", TRACE_70, "--hw", "l40s", "--stack", " "], "--stack"),
+        (["report", TRACE_70, "--hw", "l40s", "--models", "", "--out", "x"], "--models"),
+        (["simulate", "--model", "", "--hw", "l40s"], "--model"),
+    ],
+)
+def test_an_empty_option_value_is_one_clear_line(run_cli, argv: list[str], name: str) -> None:  # type: ignore[no-untyped-def]
+    """Empty values were ignored (the default used instead) or reported as the path '.'."""
+    r = run_cli(*argv)
+    assert r.code == 2 and f"{name} is empty" in r.err and len(r.err.strip().splitlines()) == 1
+
+
+def test_a_stray_comma_in_a_list_is_refused(run_cli) -> None:  # type: ignore[no-untyped-def]
+    r = run_cli("sweep", TRACE_70, "--hw", "l40s,", "--model", "llama-3.1-8b")
+    assert r.code == 2 and "an empty item" in r.err

@@ -171,9 +171,13 @@ def fraction(text: str) -> float:
 
 
 def split_list(text: str, what: str) -> list[str]:
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
+    """`a,b,c` as its items; an empty list or an empty item (`a,,b`, `a,`) is an error,
+    never silently dropped."""
+    items = [item.strip() for item in text.split(",")]
+    if not any(items):
         raise UserError(f"{what}: expected a comma-separated list, got {text!r}")
+    if not all(items):
+        raise UserError(f"{what}: an empty item in {text!r} (a stray comma?)")
     return items
 
 
