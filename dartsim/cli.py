@@ -37,7 +37,8 @@ def _option_names(parser: argparse.ArgumentParser) -> dict[str, str]:
             elif action.option_strings:
                 names.setdefault(action.dest, max(action.option_strings, key=len))
             else:
-                names.setdefault(action.dest, (action.metavar or action.dest).upper())
+                shown = action.metavar if isinstance(action.metavar, str) else action.dest
+                names.setdefault(action.dest, shown.upper())
     return names
 
 
