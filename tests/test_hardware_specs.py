@@ -324,3 +324,17 @@ def test_a_huge_integer_is_a_range_error_not_a_crash(tmp_path: Path) -> None:
     path.write_text(re.sub(r"capacity_gb: [0-9.]+", "capacity_gb: 1" + "0" * 5000, text, count=1))
     with pytest.raises(UserError, match=r"huge\.yaml: malformed YAML: an integer with thousands of digits"):
         load_hardware_spec(str(path))
+
+
+def test_hw_show_output_saved_elsewhere_loads_and_runs(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A hardware file naming its stack file relative to itself used to print that relative
+    name, so the printed file (saved anywhere else) was refused when used."""
+    repo = Path(__file__).resolve().parents[1]
+    shown = run_cli("hw", "show", str(repo / "traces" / "host-2026-11-23.yaml"))
+    assert shown.code == 0, shown.err
+    copy = tmp_path / "elsewhere" / "host.yaml"
+    copy.parent.mkdir()
+    copy.write_text(shown.out)
+    r = run_cli("replay", str(repo / "traces" / "two-topic-70.pt"), "--hw", str(copy), "--weight-dtype", "fp32",
+                "--act-dtype", "fp32", "--kv-dtype", "fp32", "--format", "json", "--quiet")  # fmt: skip
+    assert r.code == 0, r.err

@@ -60,8 +60,13 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from dartsim.specs.stack import resolve_stack_name
+
     hw = load_hardware_spec(args.hardware)
     data = hardware_to_yaml_dict(hw)
+    # a stack file named relative to the hardware file would not be found beside the copy
+    # this output becomes: name it by its full path
+    data["default_stack"] = resolve_stack_name(hw.default_stack, hw.source_file)
     if args.format == "json":
         text = render.json_text(data)
     else:
