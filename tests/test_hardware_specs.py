@@ -335,6 +335,7 @@ def test_hw_show_output_saved_elsewhere_loads_and_runs(run_cli, tmp_path: Path) 
     copy = tmp_path / "elsewhere" / "host.yaml"
     copy.parent.mkdir()
     copy.write_text(shown.out)
-    r = run_cli("replay", str(repo / "traces" / "two-topic-70.pt"), "--hw", str(copy), "--weight-dtype", "fp32",
-                "--act-dtype", "fp32", "--kv-dtype", "fp32", "--format", "json", "--quiet")  # fmt: skip
+    trace = str(repo / "traces" / "two-topic-70.pt")
+    r = run_cli("replay", trace, "--hw", str(copy), "--weight-dtype", "fp32", "--act-dtype", "fp32",
+                "--kv-dtype", "fp32", "--format", "json", "--quiet")  # fmt: skip
     assert r.code == 0, r.err
