@@ -320,3 +320,62 @@ def test_a_points_path_that_is_a_file_is_one_line(run_cli, tmp_path: Path) -> No
     (out / "points").write_text("not a folder")
     r = run_cli("study", str(_study(tmp_path)), "--out", str(out), "--quiet", "--jobs", "1")
     assert r.code == 2 and "points" in r.err and len(r.err.strip().splitlines()) == 1
+
+
+def test_a_symbolic_link_loop_among_study_inputs_is_one_line(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "a.pt").symlink_to(tmp_path / "b.pt")
+    (tmp_path / "b.pt").symlink_to(tmp_path / "a.pt")
+    path = _study(tmp_path, SMALL.format(trace=tmp_path / "a.pt"))
+    r = run_cli("study", str(path), "--out", str(tmp_path / "out"), "--quiet", "--jobs", "1")
+    assert r.code == 2 and "a.pt" in r.err and len(r.err.strip().splitlines()) == 1
+
+
+def _yaml_values():  # type: ignore[no-untyped-def]
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(
+        st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True),
+        st.sampled_from(["l40s", "h100-sxm", "llama-3.1-8b", "auto", "capacity", "fp8", "", "x" * 300]),
+    )  # fmt: skip
+    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["traces", "synthetic", "serving", "preset", "label", "set", "scale", "prompt_len",
+                         "requests", "slo", "ttft_s", "weight", "junk"]), inner, max_size=4), max_leaves=12)  # fmt: skip
+
+
+def test_random_study_files_load_or_fail_in_one_line(tmp_path: Path) -> None:
+    """Whatever a study file holds, loading it gives a study or one UserError line, quickly."""
+    import time
+
+    import yaml
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from dartsim.study.spec import TOP_KEYS
+
+    keys = st.sampled_from(sorted(TOP_KEYS) + ["colour"])
+
+    base = st.fixed_dictionaries(
+        {
+            "name": st.one_of(st.just("fuzz"), _yaml_values()),
+            "workload": st.one_of(st.just({"synthetic": {"gen_len": 32}}), _yaml_values()),
+            "models": st.one_of(st.just(["llama-3.1-8b"]), _yaml_values()),
+            "hardware": st.one_of(st.just(["l40s"]), _yaml_values()),
+        }
+    )
+    docs = st.tuples(base, st.dictionaries(keys, _yaml_values(), max_size=5)).map(lambda p: {**p[0], **p[1]})
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(docs)
+    def check(doc: dict) -> None:  # type: ignore[type-arg]
+        path = tmp_path / "fuzz.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        start = time.monotonic()
+        try:
+            study = load_study(path)
+        except UserError as exc:
+            assert "\n" not in str(exc)
+        else:
+            assert study["points"]
+        assert time.monotonic() - start < 10
+
+    check()

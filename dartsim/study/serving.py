@@ -114,7 +114,9 @@ def check_masks(raw: Any, where: str, folder: Path, digest: Any) -> list[dict[st
                 raise UserError(
                     f"{where}: masks {item['label']!r}: 'traces' must be a non-empty list of paths"
                 )
-            paths = [(folder / t).resolve() for t in traces]
+            from dartsim.study.spec import resolved
+
+            paths = [resolved(folder / t, where) for t in traces]
             out.append(
                 {
                     "label": item["label"],

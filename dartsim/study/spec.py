@@ -65,6 +65,15 @@ MAX_POINTS = 10_000
 """Largest grid a study may expand to (a typo in an axis should not launch a week of work)."""
 
 
+def resolved(path: Path, where: str) -> Path:
+    """`path` made absolute with its links followed; a link loop is the user's error in one
+    line (Path.resolve raises RuntimeError or OSError on one)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as exc:
+        raise UserError(f"{where}: {path}: cannot be resolved (a symbolic link loop?): {exc}") from None
+
+
 def _list(raw: dict[str, Any], key: str, where: str, default: list[Any]) -> list[Any]:
     value = raw.get(key, default)
     if not isinstance(value, list) or not value:
@@ -95,7 +104,7 @@ def _models(names: list[Any], where: str, folder: Path) -> list[Any]:
     out = []
     for name in names:
         if isinstance(name, str) and _is_model_file(name):
-            name = str((folder / name).resolve())
+            name = str(resolved(folder / name, where))
         out.append(name)
     return out
 
@@ -117,7 +126,7 @@ def _file_digest(preset: str, where: str) -> dict[str, str]:
 
 def _device(name: str, folder: Path) -> str:
     """A preset name as is; a hardware file's path relative to the study file."""
-    return str((folder / name).resolve()) if name.endswith((".yaml", ".yml")) else name
+    return str(resolved(folder / name, "a hardware entry")) if name.endswith((".yaml", ".yml")) else name
 
 
 def _hardware(item: Any, where: str, folder: Path) -> dict[str, Any]:
@@ -168,7 +177,7 @@ def _stack(item: Any, where: str, folder: Path) -> str | dict[str, str] | None:
     if item == DEFAULT_STACK:
         return None
     if item.endswith((".yaml", ".yml")):
-        path = str((folder / item).resolve())
+        path = str(resolved(folder / item, where))
         return {"file": path, "sha256": _digest(Path(path), where)}
     from dartsim.specs.stack import stack_preset_names
 
@@ -203,7 +212,7 @@ def load_study(path: Path) -> dict[str, Any]:
     workload = raw.get("workload")
     if not isinstance(workload, dict) or len(workload) != 1 or set(workload) - set(WORKLOADS):
         raise UserError(f"{where}: 'workload' must hold exactly one of {', '.join(map(repr, WORKLOADS))}")
-    folder = path.resolve().parent
+    folder = resolved(path, where).parent
     if "serving" not in workload:
         for axis in SERVING_AXES:
             if axis in raw:
@@ -214,7 +223,7 @@ def load_study(path: Path) -> dict[str, Any]:
         traces = workload["traces"]
         if not isinstance(traces, list) or not traces or not all(isinstance(t, str) for t in traces):
             raise UserError(f"{where}: workload 'traces' must be a non-empty list of paths")
-        paths = [(folder / t).resolve() for t in traces]
+        paths = [resolved(folder / t, where) for t in traces]
         work: dict[str, Any] = {
             "traces": [str(p) for p in paths],
             "traces_sha256": [_digest(p, where) for p in paths],
