@@ -337,9 +337,13 @@ def _yaml_values():  # type: ignore[no-untyped-def]
         st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True),
         st.sampled_from(["l40s", "h100-sxm", "llama-3.1-8b", "auto", "capacity", "fp8", "", "x" * 300]),
     )  # fmt: skip
-    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.sampled_from(["traces", "synthetic", "serving", "preset", "label", "set", "scale", "prompt_len",
-                         "requests", "slo", "ttft_s", "weight", "junk"]), inner, max_size=4), max_leaves=12)  # fmt: skip
+    names = st.sampled_from(["traces", "synthetic", "serving", "preset", "label", "set", "scale",
+                             "prompt_len", "requests", "slo", "ttft_s", "weight", "junk"])  # fmt: skip
+    return st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(names, inner, max_size=4),
+        max_leaves=12,
+    )
 
 
 def test_random_study_files_load_or_fail_in_one_line(tmp_path: Path) -> None:
@@ -352,7 +356,7 @@ def test_random_study_files_load_or_fail_in_one_line(tmp_path: Path) -> None:
 
     from dartsim.study.spec import TOP_KEYS
 
-    keys = st.sampled_from(sorted(TOP_KEYS) + ["colour"])
+    keys = st.sampled_from([*sorted(TOP_KEYS), "colour"])
 
     base = st.fixed_dictionaries(
         {
