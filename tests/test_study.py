@@ -383,3 +383,16 @@ def test_random_study_files_load_or_fail_in_one_line(tmp_path: Path) -> None:
         assert time.monotonic() - start < 10
 
     check()
+
+
+def test_a_label_with_a_pipe_keeps_the_study_table_whole(tmp_path: Path) -> None:
+    """A hardware label such as `h100|x2` used to split its row into an extra column."""
+    from dartsim.report.study_report import study_markdown
+
+    text = SMALL.format(trace=REPO / "traces" / "two-topic-70.pt").replace("label: l40s-bw-x2", "label: 'l40s|x2'")
+    study = load_study(_study(tmp_path, text))
+    results = runner.run_study(study, tmp_path / "out", jobs=1)
+    table = [line for line in study_markdown(study, results).splitlines() if line.startswith("| ")]
+    cells = {len(line.replace("\\|", "").split("|")) for line in table}
+    assert len(cells) == 1, table  # every row has the header's number of cells
+    assert any("l40s\\|x2" in line for line in table)
