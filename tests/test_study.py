@@ -389,7 +389,9 @@ def test_a_label_with_a_pipe_keeps_the_study_table_whole(tmp_path: Path) -> None
     """A hardware label such as `h100|x2` used to split its row into an extra column."""
     from dartsim.report.study_report import study_markdown
 
-    text = SMALL.format(trace=REPO / "traces" / "two-topic-70.pt").replace("label: l40s-bw-x2", "label: 'l40s|x2'")
+    text = SMALL.format(trace=REPO / "traces" / "two-topic-70.pt").replace(
+        "label: l40s-bw-x2", "label: 'l40s|x2'"
+    )
     study = load_study(_study(tmp_path, text))
     results = runner.run_study(study, tmp_path / "out", jobs=1)
     table = [line for line in study_markdown(study, results).splitlines() if line.startswith("| ")]
