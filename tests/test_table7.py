@@ -174,3 +174,33 @@ def test_golden_report_is_current(run_cli, name: str, fmt: str) -> None:  # type
     """reports/table7.* are regenerated with `dartsim table7 --format F --out reports/...`."""
     golden = (REPO / "reports" / name).read_text()
     assert run_cli("table7", "--format", fmt).out == golden
+
+
+def test_table7_energy_rows_are_the_dynamic_energy_of_each_component(run_cli) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from dartsim.report.table7 import Table7Workload, _component_totals
+    from dartsim.specs.hardware import load_hardware_spec
+    from dartsim.specs.model import load_model_spec
+    from dartsim.workload import Component
+
+    r = run_cli("table7", "--energy-hw", "h100-sxm", "--format", "json")
+    assert r.code == 0, r.err
+    rows = {
+        (x["model"], x["component"], x["config"]): x for x in json.loads(r.out) if x["metric"] == "energy"
+    }
+    assert len(rows) == 8 and all(x["unit"] == "J" for x in rows.values())
+    e = load_hardware_spec("h100-sxm").energy
+    spec = load_model_spec("llama-3.1-8b")
+    totals = _component_totals(spec, Table7Workload(), spec.intermediate_size)[Component.MLP]
+    by_hand = (
+        totals.bytes * 8 * (e.dram_j_per_bit + e.onchip_j_per_bit) + totals.flops * e.tensor_j_per_flop["fp8"]
+    )
+    assert rows[("llama-3.1-8b", "mlp", "dense")]["value"] == pytest.approx(by_hand, rel=1e-12)
+    assert rows[("llama-3.1-8b", "mlp", "sparse")]["value"] < rows[("llama-3.1-8b", "mlp", "dense")]["value"]
+    attention = rows[("llama-3.1-70b", "attention", "dense")]["value"]
+    assert rows[("llama-3.1-70b", "attention", "sparse")]["value"] == attention
+    plain = run_cli("table7", "--format", "json")
+    assert all(x["metric"] != "energy" for x in json.loads(plain.out))
+    none = run_cli("table7", "--energy-hw", "l40s")
+    assert none.code == 2 and "no energy section" in none.err

@@ -31,7 +31,18 @@ def run(args: argparse.Namespace) -> int:
     specs = [load_model_spec(name) for name in split_list(args.models, "--models")]
     workload = Table7Workload(tokens=args.step_tokens, context=args.context, precision=precision_from(args))
     units = UNIT_SYSTEMS[args.units]
-    records = table7_records(specs, workload, keep=args.keep, units=units)
+    energy = None
+    if args.energy_hw:
+        from dartsim.errors import UserError
+        from dartsim.specs.hardware import load_hardware_spec
+
+        hw = load_hardware_spec(args.energy_hw)
+        if hw.energy is None:
+            raise UserError(
+                f"--energy-hw {args.energy_hw}: {hw.source_file} has no energy section (docs/energy.md)"
+            )
+        energy = hw.energy
+    records = table7_records(specs, workload, keep=args.keep, units=units, energy=energy)
     emit(render_table7(records, workload, args.keep, units, args.format), args.out)
     return 0
 
@@ -54,7 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "  dartsim table7\n"
             "  dartsim table7 --keep 0.5 --units decimal\n"
             "  dartsim table7 --models llama-2-7b,qwen3-14b --step-tokens 1 --context 4096\n"
-            "  dartsim table7 --weight-dtype int4 --format latex --out table7.tex"
+            "  dartsim table7 --weight-dtype int4 --format latex --out table7.tex\n"
+            "  dartsim table7 --energy-hw h100-sxm"
         ),
     )
     parser.add_argument(
@@ -88,6 +100,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=sorted(UNIT_SYSTEMS),
         default="binary",
         help="binary: GiB and 2^40 FLOP (the paper's); decimal: GB and 1e12 FLOP",
+    )
+    parser.add_argument(
+        "--energy-hw",
+        metavar="NAME|FILE",
+        help="add each component's dynamic energy (J) under this hardware's energy constants: DRAM "
+        "bytes and their on-chip trip, every FLOP at the tensor rate; no static power (no time here)",
     )
     add_precision(parser)
     add_format_and_out(parser)

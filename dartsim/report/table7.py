@@ -14,7 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from dartsim.engine.energy import Counts as _Counts
+from dartsim.engine.energy import energy as _energy
 from dartsim.specs.dtypes import FP8, FP16
+from dartsim.specs.hardware import EnergySpec
 from dartsim.specs.model import ModelSpec
 from dartsim.units import BINARY, GiB, TiFLOP, UnitSystem
 from dartsim.workload import (
@@ -142,13 +145,21 @@ def _implied_keep(spec: ModelSpec, workload: Table7Workload, metric: str, target
     return (target - at_zero) / (at_full - at_zero)
 
 
+def _dynamic_energy_j(totals: CostTotals, energy: EnergySpec, fmt: str) -> float:
+    """The step's dynamic energy (engine/energy.py with no time: Table 7 has none, so no
+    static power): DRAM bytes and their on-chip trip, and every FLOP at the tensor rate."""
+    return _energy(energy, _Counts(totals.bytes, totals.flops, 0.0), fmt).j
+
+
 def table7_records(
     specs: Sequence[ModelSpec],
     workload: Table7Workload,
     keep: float = DEFAULT_KEEP,
     units: UnitSystem = BINARY,
+    energy: EnergySpec | None = None,
 ) -> list[Table7Record]:
-    """All cells, in the paper's order: per model, component, metric, dense then sparse."""
+    """All cells, in the paper's order: per model, component, metric, dense then sparse;
+    with `energy` (a hardware file's energy section) a dynamic-energy row per component."""
     records: list[Table7Record] = []
     for spec in specs:
         kept = kept_count(keep, spec.intermediate_size)
@@ -182,6 +193,24 @@ def table7_records(
                             unit=label,
                             paper=paper,
                             paper_keep=paper_keep,
+                        )
+                    )
+            if energy is not None:
+                fmt = workload.precision.gemm_compute.name
+                for config in CONFIGS:
+                    records.append(
+                        Table7Record(
+                            model=spec.name,
+                            component=component.value,
+                            metric="energy",
+                            config=config,
+                            keep=kept / spec.intermediate_size
+                            if config == "sparse" and component is Component.MLP
+                            else 1.0,
+                            value=_dynamic_energy_j(by_config[config][component], energy, fmt),
+                            unit="J",
+                            paper=None,
+                            paper_keep=None,
                         )
                     )
     return records
