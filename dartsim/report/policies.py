@@ -53,7 +53,9 @@ def render(payload: dict[str, Any]) -> str:
         "continuation, top-1 next-token agreement, mean KL(dense || policy).",
         "- Cost: each passage's trace replayed on the target (retargeted by depth; smallest "
         "tensor-parallel degree that fits; FP8 weights and KV cache), averaged over passages. "
-        "Speedup is the dense trace's time per output token over the policy's.\n",
+        "Speedup is the dense trace's time per output token over the policy's; J / token is the "
+        "energy per generated token on all devices (docs/energy.md), n/a where the hardware "
+        "file has no energy section or the saved results predate it.\n",
         "## Quality and what is kept\n",
         markdown_table(header, quality_rows),
         "",
@@ -62,12 +64,14 @@ def render(payload: dict[str, Any]) -> str:
         table = []
         for r in rows:
             c = r["costs"][key]
+            joules = c.get("energy_per_token_j")
             table.append(
                 [
                     r["label"],
                     f"{c['bytes_per_token'] / GB:.2f}",
                     f"{c['tpot_s'] * MS_PER_S:.2f}",
                     f"{c['speedup']:.2f}x",
+                    "n/a" if joules is None else f"{joules:.3f}",
                     str(c["tp"]),
                 ]
             )
@@ -79,7 +83,9 @@ def render(payload: dict[str, Any]) -> str:
         front = " -> ".join(points[p] for p in pareto_front(list(points)))
         parts += [
             f"## {key}\n",
-            markdown_table(["policy", "DRAM GB / token", "time per token (ms)", "speedup", "TP"], table),
+            markdown_table(
+                ["policy", "DRAM GB / token", "time per token (ms)", "speedup", "J / token", "TP"], table
+            ),
             "",
             f"Pareto frontier of the buildable policies (speedup vs top-1 agreement): {front}.",
             "",

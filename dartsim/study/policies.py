@@ -106,8 +106,9 @@ def kept_fractions(trace: Trace) -> dict[str, float]:
     }
 
 
-def replay_cost(traces: Sequence[Trace], model: str, hw_name: str) -> dict[str, float]:
-    """Mean over items of bytes per generated token and TPOT, and the tensor-parallel degree."""
+def replay_cost(traces: Sequence[Trace], model: str, hw_name: str) -> dict[str, Any]:
+    """Mean over items of bytes per generated token, TPOT and (where the hardware has an
+    energy section) joules per generated token, and the tensor-parallel degree."""
     from dartsim.replay.job import ReplayJob, run_job
     from dartsim.specs.hardware import load_hardware_spec
     from dartsim.specs.model import load_model_spec
@@ -116,14 +117,19 @@ def replay_cost(traces: Sequence[Trace], model: str, hw_name: str) -> dict[str, 
     per_token: list[float] = []
     tpot: list[float] = []
     tps: list[int] = []
+    joules: list[float] = []
     for trace in traces:
         result = run_job(ReplayJob((trace,), spec, hw, tp="auto"))
         run = result.run
         per_token.append(run.totals.bytes / run.tokens)
         tpot.append(run.tpot_s or 0.0)
         tps.append(result.setup.tp)
+        if run.power.get("energy_per_token_j") is not None:
+            joules.append(float(run.power["energy_per_token_j"]))
     n = len(traces)
-    return {"bytes_per_token": sum(per_token) / n, "tpot_s": sum(tpot) / n, "tp": max(tps)}
+    cost: dict[str, Any] = {"bytes_per_token": sum(per_token) / n, "tpot_s": sum(tpot) / n, "tp": max(tps)}
+    cost["energy_per_token_j"] = sum(joules) / n if len(joules) == n else None
+    return cost
 
 
 def run_policies_study(
