@@ -215,7 +215,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "\n  dartsim report mechanisms --model llama-3.1-8b --hw l40s --tp 1 --out mech-8b.md",
     )
     register_studies(report_sub)
-    from dartsim.commands.serve import register_report
+    from dartsim.commands.report_serve import register_report
 
     register_report(report_sub)
     mech.add_argument(
