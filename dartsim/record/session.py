@@ -41,12 +41,9 @@ UTF8_MAX_BYTES = 4
 
 
 def longest_token_chars(tokenizer: Any) -> int:
-    """The longest token of the vocabulary, in characters of its stored form."""
-    try:
-        vocab = tokenizer.get_vocab()
-    except (AttributeError, NotImplementedError):
-        return 0
-    return max((len(str(t)) for t in vocab), default=0)
+    """The longest token of the vocabulary, in characters of its stored form (every Hugging
+    Face tokenizer dartsim loads lists its vocabulary)."""
+    return max(len(str(t)) for t in tokenizer.get_vocab())
 
 
 def check_prompt_size(loaded: LoadedModel, prompt: str) -> None:
@@ -55,8 +52,6 @@ def check_prompt_size(loaded: LoadedModel, prompt: str) -> None:
     context times that (in UTF-8 bytes) cannot fit. Tokenising a 50 MB prompt whole took
     gigabytes and minutes before the context check said no."""
     longest = longest_token_chars(loaded.tokenizer)
-    if not longest:
-        return
     limit = loaded.spec.max_position_embeddings
     bound = limit * longest * UTF8_MAX_BYTES
     size = len(prompt.encode("utf-8", errors="surrogatepass"))

@@ -3,10 +3,10 @@ speedup at every point."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from dartsim.report import plots, render, study_serving
+from dartsim.report.study_common import axis_text, points_csv
 from dartsim.study.runner import METRICS
 from dartsim.units import MS_PER_S
 
@@ -24,40 +24,21 @@ AXES = (
 )
 
 
-def _axis(point: dict[str, Any], axis: str) -> str:
-    value: Any = point.get(axis)
-    if axis == "hardware":
-        return str(value["label"])
-    if axis == "stack":
-        return "default" if value is None else value if isinstance(value, str) else Path(value["file"]).stem
-    if axis == "precision":
-        return f"{value['weight']}/{value['activation']}/{value['kv_cache']}"
-    return "" if value is None else str(value)
-
-
 def results_csv(results: list[dict[str, Any]]) -> str:
     """One row per point: its axes, then METRICS (empty when skipped) and the reason."""
     if study_serving.is_serving(results):
         return study_serving.results_csv(results)
-    rows = []
-    for r in results:
-        row = r.get("row", {})
-        rows.append(
-            [_axis(r["point"], a) for a in AXES]
-            + [row.get(m, "") if row.get(m) is not None else "" for m in METRICS]
-            + [r.get("skipped", "")]
-        )
-    return render.csv_text([*AXES, *METRICS, "skipped"], rows)
+    return points_csv(results, AXES, METRICS)
 
 
 def _label(point: dict[str, Any], varying: list[str]) -> str:
-    return ", ".join(_axis(point, a) for a in varying) or "the point"
+    return ", ".join(axis_text(point, a) for a in varying) or "the point"
 
 
 def study_markdown(study: dict[str, Any], results: list[dict[str, Any]]) -> str:
     if study_serving.is_serving(results):
         return study_serving.study_markdown(study, results)
-    varying = [a for a in AXES if len({_axis(r["point"], a) for r in results}) > 1]
+    varying = [a for a in AXES if len({axis_text(r["point"], a) for r in results}) > 1]
     header = [
         *(varying or ["point"]),
         "stack used",
@@ -70,7 +51,7 @@ def study_markdown(study: dict[str, Any], results: list[dict[str, Any]]) -> str:
     ]
     rows = []
     for r in results:
-        cells = [_axis(r["point"], a) for a in varying] or ["all"]
+        cells = [axis_text(r["point"], a) for a in varying] or ["all"]
         if "row" in r:
             x = r["row"]
             cells += [
@@ -87,7 +68,7 @@ def study_markdown(study: dict[str, Any], results: list[dict[str, Any]]) -> str:
         else:
             cells += ["skipped: " + r["skipped"], "", "", "", "", "", ""]
         rows.append(cells)
-    fixed = [f"{a} {_axis(results[0]['point'], a)}" for a in AXES if a not in varying and results]
+    fixed = [f"{a} {axis_text(results[0]['point'], a)}" for a in AXES if a not in varying and results]
     return (
         f"# Study: {study['name']}\n\n{study['description'].strip()}\n\n"
         f"Fixed: {', '.join(f for f in fixed if not f.endswith(' '))}. Each point replays the workload as "
@@ -99,7 +80,7 @@ def study_markdown(study: dict[str, Any], results: list[dict[str, Any]]) -> str:
 def speedup_png(study: dict[str, Any], results: list[dict[str, Any]]) -> bytes:
     if study_serving.is_serving(results):
         return study_serving.gain_png(study, results)
-    varying = [a for a in AXES if len({_axis(r["point"], a) for r in results}) > 1]
+    varying = [a for a in AXES if len({axis_text(r["point"], a) for r in results}) > 1]
     done = [r for r in results if "row" in r]
     return plots.speedups(
         [_label(r["point"], varying) for r in done],

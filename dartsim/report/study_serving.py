@@ -3,10 +3,10 @@ of each point's gain over dense: capacity at the targets, or throughput at a rat
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from dartsim.report import plots, render
+from dartsim.report.study_common import axis_text, points_csv
 from dartsim.units import MS_PER_S
 
 AXES = ("model", "hardware", "stack", "tp", "precision", "masks", "load")
@@ -16,32 +16,11 @@ def is_serving(results: list[dict[str, Any]]) -> bool:
     return bool(results) and "serving" in results[0]["point"]
 
 
-def _axis(point: dict[str, Any], axis: str) -> str:
-    value: Any = point.get(axis)
-    if axis == "hardware":
-        return str(value["label"])
-    if axis == "stack":
-        return "default" if value is None else value if isinstance(value, str) else Path(value["file"]).stem
-    if axis == "precision":
-        return f"{value['weight']}/{value['activation']}/{value['kv_cache']}"
-    if axis == "masks":
-        return str(value["label"])
-    return str(value)
-
-
 def results_csv(results: list[dict[str, Any]]) -> str:
     """One row per point: its axes, then the serving metrics (empty when skipped) and the reason."""
     from dartsim.study.serving import SERVING_METRICS
 
-    rows = []
-    for r in results:
-        row = r.get("row", {})
-        rows.append(
-            [_axis(r["point"], a) for a in AXES]
-            + [row.get(m, "") if row.get(m) is not None else "" for m in SERVING_METRICS]
-            + [r.get("skipped", "")]
-        )
-    return render.csv_text([*AXES, *SERVING_METRICS, "skipped"], rows)
+    return points_csv(results, AXES, SERVING_METRICS)
 
 
 def _ms(value: float | None) -> str:
@@ -57,7 +36,7 @@ def _gain(row: dict[str, Any]) -> float | None:
 
 
 def _varying(results: list[dict[str, Any]]) -> list[str]:
-    return [a for a in AXES if len({_axis(r["point"], a) for r in results}) > 1]
+    return [a for a in AXES if len({axis_text(r["point"], a) for r in results}) > 1]
 
 
 def study_markdown(study: dict[str, Any], results: list[dict[str, Any]]) -> str:
@@ -77,7 +56,7 @@ def study_markdown(study: dict[str, Any], results: list[dict[str, Any]]) -> str:
     ]
     rows = []
     for r in results:
-        cells = [_axis(r["point"], a) for a in varying] or ["all"]
+        cells = [axis_text(r["point"], a) for a in varying] or ["all"]
         if "row" in r:
             x = r["row"]
             cap = (
@@ -101,7 +80,7 @@ def study_markdown(study: dict[str, Any], results: list[dict[str, Any]]) -> str:
             cells += ["skipped: " + r["skipped"], *[""] * (len(header) - len(cells) - 1)]
         rows.append(cells)
     work = results[0]["point"]["serving"] if results else {}
-    fixed = [f"{a} {_axis(results[0]['point'], a)}" for a in AXES if a not in varying and results]
+    fixed = [f"{a} {axis_text(results[0]['point'], a)}" for a in AXES if a not in varying and results]
     lengths = work.get("lengths")
     shown = (
         f"{lengths['prompt_len']} + {lengths['gen_len']} tokens"
@@ -126,7 +105,7 @@ def gain_png(study: dict[str, Any], results: list[dict[str, Any]]) -> bytes:
     varying = _varying(results)
     done = [r for r in results if "row" in r and _gain(r["row"]) is not None]
     return plots.speedups(
-        [", ".join(_axis(r["point"], a) for a in varying) or "the point" for r in done],
+        [", ".join(axis_text(r["point"], a) for a in varying) or "the point" for r in done],
         [float(_gain(r["row"]) or 0.0) for r in done],
         f"{study['name']}: masks over dense",
         "capacity (or throughput at the rate) over dense (x)",

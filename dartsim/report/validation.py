@@ -106,7 +106,10 @@ GROUP_MEANING = {
 WORST_ROWS = 30
 
 
-def _summary_line(label: str, rows: Sequence[dict[str, Any]]) -> str:
+def summary_line(label: str, rows: Sequence[dict[str, Any]]) -> str:
+    """`**label**: median |error| m, max |error| x over n rows` (the validation reports' line)."""
+    if not rows:
+        return f"**{label}**: no rows"
     s = error_summary([r["error"] for r in rows])
     median, worst = s["median_abs_error"], s["max_abs_error"]
     return f"**{label}**: median |error| {median:.1%}, max |error| {worst:.1%} over {len(rows)} rows"
@@ -159,17 +162,17 @@ def render_published(
         "",
         "## Summary",
         "",
-        _summary_line("every row not fitted (held out, never fitted, flagged)", unseen),
+        summary_line("every row not fitted (held out, never fitted, flagged)", unseen),
         "",
-        _summary_line("held out, without the flagged rows", known),
+        summary_line("held out, without the flagged rows", known),
         "",
-        _summary_line("held out without the flagged rows, batch 1", [r for r in known if r["batch"] == 1]),
+        summary_line("held out without the flagged rows, batch 1", [r for r in known if r["batch"] == 1]),
         "",
-        _summary_line("held out without the flagged rows, batch > 1", [r for r in known if r["batch"] > 1]),
+        summary_line("held out without the flagged rows, batch > 1", [r for r in known if r["batch"] > 1]),
         "",
     ]
     for g in GROUPS:
-        lines += [_summary_line(f"{g} ({GROUP_MEANING[g]})", groups[g]), ""]
+        lines += [summary_line(f"{g} ({GROUP_MEANING[g]})", groups[g]), ""]
     if pairs:
         s = error_summary([p["error"] for p in pairs])
         unseen_pairs = [p for p in pairs if p["split"] == "held-out"]

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from dartsim.report import render
-from dartsim.report.validation import error_summary
+from dartsim.report.validation import error_summary, summary_line
 
 HEAD = ["part", "model", "devices", "max_num_seqs", "output tokens", "metric", "measured", "predicted",
         "error", "predicted TPOT", "predicted mean batch"]  # fmt: skip
-
-
-def _line(label: str, rows: Sequence[dict[str, Any]]) -> str:
-    if not rows:
-        return f"**{label}**: no rows"
-    s = error_summary([r["error"] for r in rows])
-    return (
-        f"**{label}**: median |error| {s['median_abs_error']:.1%}, max |error| {s['max_abs_error']:.1%} "
-        f"over {len(rows)} rows"
-    )
 
 
 def _value(metric: str, v: float) -> str:
@@ -81,16 +70,16 @@ def render_energy(result: dict[str, Any], doc: dict[str, Any], fmt: str) -> str:
         "",
         "## Summary",
         "",
-        _line("held out", held),
+        summary_line("held out", held),
         "",
         *[
-            _line(f"held out, {m}", [r for r in held if r["metric"] == m]) + "\n"
+            summary_line(f"held out, {m}", [r for r in held if r["metric"] == m]) + "\n"
             for m in sorted({r["metric"] for r in held})
         ],
-        _line("calibration", cal),
+        summary_line("calibration", cal),
         "",
         *[
-            _line(f"calibration, {m}", [r for r in cal if r["metric"] == m]) + "\n"
+            summary_line(f"calibration, {m}", [r for r in cal if r["metric"] == m]) + "\n"
             for m in sorted({r["metric"] for r in cal})
         ],
         "## What the model misses",

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dartsim.report import render
-from dartsim.report.validation import error_summary
+from dartsim.report.validation import error_summary, summary_line
 
 WORST_ROWS = 15
 GROUP_KEYS = ("metric", "source", "preset", "stack", "load kind")
@@ -33,16 +33,6 @@ def _cells(r: dict[str, Any]) -> list[str]:
         _value(r["metric"], r["predicted"]),
         f"{r['error']:+.1%}",
     ]
-
-
-def _line(label: str, rows: Sequence[dict[str, Any]]) -> str:
-    if not rows:
-        return f"**{label}**: no rows"
-    s = error_summary([r["error"] for r in rows])
-    return (
-        f"**{label}**: median |error| {s['median_abs_error']:.1%}, max |error| {s['max_abs_error']:.1%} "
-        f"over {len(rows)} rows"
-    )
 
 
 def _by(rows: Sequence[dict[str, Any]], key: str) -> str:
@@ -106,18 +96,18 @@ def render_serving(
         "",
         "## Summary",
         "",
-        _line("held out", held),
+        summary_line("held out", held),
         "",
-        _line(
+        summary_line(
             "held out, open loop (Poisson at a rate)", [r for r in held if r["load kind"].startswith("open")]
         ),
         "",
-        _line(
+        summary_line(
             "held out, closed loop or all requests at once",
             [r for r in held if not r["load kind"].startswith("open")],
         ),
         "",
-        _line("calibration (looked at while building the model; nothing fitted)", cal),
+        summary_line("calibration (looked at while building the model; nothing fitted)", cal),
         "",
     ]
     for key in GROUP_KEYS:

@@ -15,8 +15,6 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import replace
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,18 +29,10 @@ SEQS = re.compile(r"max_num_seqs=(\d+)")
 
 def load(path: str | None = None) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """The mapping file (default: the shipped one) and the rows it names."""
-    import yaml
+    from dartsim.validate.mapping_file import read_mapping
 
-    where = Path(path) if path else Path(str(resources.files("dartsim.validate").joinpath(MAPPING_FILE)))
-    try:
-        doc = yaml.safe_load(read_text(where))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{where}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(doc, dict) or doc.get("format") != MAPPING_FORMAT:
-        raise UserError(f"{where}: not a dartsim energy-validation file (format: {MAPPING_FORMAT})")
-    for key in ("rows", "split", "devices", "models", "precision", "prompt_tokens", "metrics", "sources"):
-        if key not in doc:
-            raise UserError(f"{where}: missing {key}")
+    required = ("rows", "split", "devices", "models", "precision", "prompt_tokens", "metrics", "sources")
+    doc, where = read_mapping(path, MAPPING_FILE, MAPPING_FORMAT, "energy-validation", required)
     rows = list(csv.DictReader(io.StringIO(read_text(where.parent / str(doc["rows"])))))
     if not rows:
         raise UserError(f"{where.parent / doc['rows']}: no rows")

@@ -18,7 +18,6 @@ import io
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -113,10 +112,6 @@ class Mapping:
         return "calibration" if source in self.doc["split"]["calibration_sources"] else "held-out"
 
 
-def _package_file(name: str) -> Path:
-    return Path(str(resources.files("dartsim.validate").joinpath(name)))
-
-
 REQUIRED_KEYS = (
     "format",
     "rows",
@@ -133,18 +128,9 @@ REQUIRED_KEYS = (
 
 def load_mapping(path: str | None = None, rows: str | None = None) -> Mapping:
     """The mapping file (default: the shipped one) and the rows it names (or `rows`)."""
-    import yaml
+    from dartsim.validate.mapping_file import read_mapping
 
-    where = Path(path) if path else _package_file(MAPPING_FILE)
-    try:
-        doc = yaml.safe_load(read_text(where))
-    except yaml.YAMLError as exc:
-        raise UserError(f"{where}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(doc, dict) or doc.get("format") != MAPPING_FORMAT:
-        raise UserError(f"{where}: not a dartsim serving-validation file (format: {MAPPING_FORMAT})")
-    missing = [k for k in REQUIRED_KEYS if k not in doc]
-    if missing:
-        raise UserError(f"{where}: missing {', '.join(missing)}")
+    doc, where = read_mapping(path, MAPPING_FILE, MAPPING_FORMAT, "serving-validation", REQUIRED_KEYS)
     if not isinstance(doc["split"], dict) or "calibration_sources" not in doc["split"]:
         raise UserError(f"{where}: split needs calibration_sources")
     rows_path = Path(rows) if rows else where.parent / str(doc["rows"])
